@@ -1,0 +1,8 @@
+//! tcpdrill: a TCP conformance and fuzz test harness.
+//!
+//! This crate holds the harness around the reference stack (`tcpdrill-stack`): the command-line tool and the
+//! checks that the fuzz targets and their stable replay tests share ([`fuzzing`]).
+#![warn(missing_docs)]
+
+pub mod fuzzing;
+pub mod hex;
