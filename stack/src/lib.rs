@@ -8,10 +8,27 @@
 //! - [`wire`]: IPv4, IPv6 and TCP headers as zero-copy views and as `Repr`s (the meaning), with checksums and
 //!   packetdrill's one-line notation.
 //! - [`seq`]: sequence-number arithmetic modulo 2^32 (RFC 9293 section 3.4).
+//! - [`tcb`]: one connection, RFC 9293 section 3.10 (segment arrival per state, output, timers).
+//! - [`listen`]: LISTEN sockets, SYN and accept queues, SYN cookies.
+//! - [`host`]: addresses, demux, the fd table and the BSD-like socket API; the type a user drives.
+//! - [`config`]: every knob, under the name of the Linux sysctl it mirrors.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod errno;
+pub mod host;
+pub mod isn;
+pub mod listen;
 pub mod seq;
+pub mod tcb;
+pub mod time;
 pub mod wire;
 
+pub use config::Config;
+pub use errno::Errno;
+pub use host::{Domain, Fd, Host, HostEvent, Shutdown, SockOptName, SockOptValue};
+pub use isn::FourTuple;
 pub use seq::SeqNum;
+pub use tcb::TcpState;
+pub use time::Instant;

@@ -1,0 +1,1244 @@
+//! A host: addresses, the 4-tuple demux, listeners, the fd table and a BSD-socket-like API.
+//!
+//! The surface has quinn-proto's four families:
+//! - getters: [`Host::tcp_state`], [`Host::connections`], [`Host::poll`], ...
+//! - input, each taking `now`: [`Host::receive`], [`Host::on_timeout`];
+//! - application calls, each taking `now`: [`Host::socket`], [`Host::connect`], [`Host::write`], ...;
+//! - output: [`Host::poll_transmit`], [`Host::poll_timeout`], [`Host::poll_event`].
+//!
+//! After any input or call, drain `poll_transmit` and ask `poll_timeout` when to call `on_timeout` next.
+//! Calls never block: where a BSD call would, they return `EAGAIN` / `EINPROGRESS` / `EALREADY`, and the caller
+//! (the harness's executor) waits on `poll`.
+
+use crate::config::Config;
+use crate::errno::Errno;
+use crate::isn::{splitmix, FourTuple, IsnGenerator};
+use crate::listen::{Listener, SynCookies};
+use crate::seq::SeqNum;
+use crate::tcb::input::Arrival;
+use crate::tcb::output::reset_for;
+use crate::tcb::{ChallengeAckBudget, Ctx, SockOpts, Tcb, TcpState, Timer};
+use crate::time::Instant;
+use crate::wire::{Checksums, TcpDatagram, TcpRepr, WireError};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A file descriptor, as the application sees it. The first is 3, as in a process with stdin/out/err open.
+pub type Fd = i32;
+
+/// Address families of `socket()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// AF_INET.
+    Inet,
+    /// AF_INET6.
+    Inet6,
+}
+
+/// `shutdown()`'s `how`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// SHUT_RD.
+    Read,
+    /// SHUT_WR.
+    Write,
+    /// SHUT_RDWR.
+    Both,
+}
+
+/// Socket options tcpdrill scripts use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockOptName {
+    /// SOL_SOCKET SO_REUSEADDR.
+    ReuseAddr,
+    /// SOL_SOCKET SO_KEEPALIVE.
+    KeepAlive,
+    /// SOL_SOCKET SO_LINGER.
+    Linger,
+    /// SOL_SOCKET SO_ERROR (read-only; reading clears it).
+    Error,
+    /// SOL_SOCKET SO_RCVBUF.
+    RcvBuf,
+    /// SOL_SOCKET SO_SNDBUF.
+    SndBuf,
+    /// IPPROTO_TCP TCP_NODELAY.
+    NoDelay,
+    /// IPPROTO_TCP TCP_MAXSEG.
+    MaxSeg,
+    /// IPPROTO_TCP TCP_KEEPIDLE.
+    KeepIdle,
+    /// IPPROTO_TCP TCP_KEEPINTVL.
+    KeepIntvl,
+    /// IPPROTO_TCP TCP_KEEPCNT.
+    KeepCnt,
+    /// IPPROTO_TCP TCP_USER_TIMEOUT.
+    UserTimeout,
+    /// IPPROTO_TCP TCP_INFO (read-only).
+    Info,
+}
+
+/// A socket option's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockOptValue {
+    /// An int option.
+    Int(i64),
+    /// `struct linger`.
+    Linger {
+        /// l_onoff.
+        onoff: bool,
+        /// l_linger, seconds.
+        linger: u32,
+    },
+    /// `struct tcp_info` (the fields scripts check).
+    Info(TcpInfo),
+}
+
+/// The parts of Linux's `struct tcp_info` the reference stack fills in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpInfo {
+    /// tcpi_state, Linux numbering.
+    pub state: u8,
+    /// tcpi_retransmits.
+    pub retransmits: u32,
+    /// tcpi_probes.
+    pub probes: u32,
+    /// tcpi_snd_wscale.
+    pub snd_wscale: u8,
+    /// tcpi_rcv_wscale.
+    pub rcv_wscale: u8,
+    /// tcpi_rto, microseconds.
+    pub rto_us: u64,
+    /// tcpi_snd_mss.
+    pub snd_mss: u32,
+    /// tcpi_rtt, microseconds.
+    pub rtt_us: u64,
+    /// tcpi_rttvar, microseconds.
+    pub rttvar_us: u64,
+    /// tcpi_snd_cwnd, segments.
+    pub snd_cwnd: u32,
+    /// tcpi_unacked, bytes here (Linux counts segments).
+    pub unacked: u32,
+}
+
+/// `poll()` readiness bits, Linux values.
+pub mod pollbits {
+    /// POLLIN.
+    pub const IN: u16 = 0x001;
+    /// POLLOUT.
+    pub const OUT: u16 = 0x004;
+    /// POLLERR.
+    pub const ERR: u16 = 0x008;
+    /// POLLHUP.
+    pub const HUP: u16 = 0x010;
+    /// POLLRDHUP.
+    pub const RDHUP: u16 = 0x2000;
+}
+
+/// Something that happened inside the host, for traces and coverage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A connection changed state.
+    StateChange {
+        /// When.
+        at: Instant,
+        /// Which connection.
+        tuple: FourTuple,
+        /// Old state.
+        from: TcpState,
+        /// New state.
+        to: TcpState,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum SockState {
+    Fresh {
+        bound: Option<SocketAddr>,
+    },
+    Listening {
+        local: SocketAddr,
+    },
+    Conn {
+        tuple: FourTuple,
+        connect_reported: bool,
+    },
+    /// The connection ended while the application still holds the fd: unread data, then the error, then EOF.
+    Dead(Box<Tcb>),
+}
+
+#[derive(Debug, Clone)]
+struct Socket {
+    domain: Domain,
+    state: SockState,
+    opts: SockOpts,
+    nonblocking: bool,
+}
+
+/// The reference TCP host. See the module documentation for the calling convention.
+#[derive(Debug, Clone)]
+pub struct Host {
+    config: Config,
+    addrs: Vec<IpAddr>,
+    isn: IsnGenerator,
+    cookies: SynCookies,
+    rng: u64,
+    conns: BTreeMap<FourTuple, Tcb>,
+    /// Closed children still waiting in an accept queue.
+    limbo: BTreeMap<FourTuple, Tcb>,
+    listeners: BTreeMap<SocketAddr, Listener>,
+    sockets: BTreeMap<Fd, Socket>,
+    tx: VecDeque<Vec<u8>>,
+    events: VecDeque<HostEvent>,
+    challenge: ChallengeAckBudget,
+    now: Instant,
+    /// Datagrams dropped because they did not parse.
+    malformed: u64,
+}
+
+const LOOPBACK_LIMIT: usize = 10_000;
+
+impl Host {
+    /// A host with `addrs` as its own addresses; `seed` keys the ISN and cookie hashes and the port choice.
+    pub fn new(config: Config, addrs: &[IpAddr], seed: u64) -> Host {
+        Host {
+            config,
+            addrs: addrs.to_vec(),
+            isn: IsnGenerator::new(seed),
+            cookies: SynCookies::new(seed),
+            rng: splitmix(seed ^ 0x5eed),
+            conns: BTreeMap::new(),
+            limbo: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            sockets: BTreeMap::new(),
+            tx: VecDeque::new(),
+            events: VecDeque::new(),
+            challenge: ChallengeAckBudget::default(),
+            now: Instant::ZERO,
+            malformed: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Changes a knob by sysctl name (`net.ipv4.tcp_syn_retries`); see [`Config::set`].
+    pub fn set_knob(&mut self, name: &str, value: &str) -> Result<(), crate::config::ConfigError> {
+        self.config.set(name, value)
+    }
+
+    /// Mutable configuration.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// The host's addresses.
+    pub fn addrs(&self) -> &[IpAddr] {
+        &self.addrs
+    }
+
+    // ---- output ------------------------------------------------------------------------------------------
+
+    /// The next datagram to put on the wire.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.tx.pop_front()
+    }
+
+    /// When [`Host::on_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conns.values().filter_map(Tcb::poll_timeout).min()
+    }
+
+    /// The next internal event (state changes).
+    pub fn poll_event(&mut self) -> Option<HostEvent> {
+        self.events.pop_front()
+    }
+
+    // ---- getters -----------------------------------------------------------------------------------------
+
+    /// The TCP state of any connection, fd-less ones included (TIME-WAIT, orphans, SYN-RECEIVED children).
+    /// `None` when no such connection exists (CLOSED has no TCB).
+    pub fn tcp_state(&self, tuple: &FourTuple) -> Option<TcpState> {
+        self.conns.get(tuple).map(Tcb::state)
+    }
+
+    /// The state of a listening address, if it listens.
+    pub fn is_listening(&self, local: &SocketAddr) -> bool {
+        self.listeners.contains_key(local)
+    }
+
+    /// Every live connection.
+    pub fn connections(&self) -> impl Iterator<Item = &Tcb> {
+        self.conns.values()
+    }
+
+    /// One connection.
+    pub fn connection(&self, tuple: &FourTuple) -> Option<&Tcb> {
+        self.conns.get(tuple)
+    }
+
+    /// The connection behind an fd, live or ended.
+    pub fn fd_connection(&self, fd: Fd) -> Option<&Tcb> {
+        match &self.sockets.get(&fd)?.state {
+            SockState::Conn { tuple, .. } => self.conns.get(tuple),
+            SockState::Dead(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The 4-tuple behind an fd.
+    pub fn fd_tuple(&self, fd: Fd) -> Option<FourTuple> {
+        match &self.sockets.get(&fd)?.state {
+            SockState::Conn { tuple, .. } => Some(*tuple),
+            SockState::Dead(t) => Some(t.tuple),
+            _ => None,
+        }
+    }
+
+    /// The local address of an fd (bound, listening or connected).
+    pub fn fd_local(&self, fd: Fd) -> Option<SocketAddr> {
+        match &self.sockets.get(&fd)?.state {
+            SockState::Fresh { bound } => *bound,
+            SockState::Listening { local } => Some(*local),
+            SockState::Conn { tuple, .. } => Some(tuple.local),
+            SockState::Dead(t) => Some(t.tuple.local),
+        }
+    }
+
+    /// Open fds.
+    pub fn fds(&self) -> impl Iterator<Item = Fd> + '_ {
+        self.sockets.keys().copied()
+    }
+
+    /// The listener on `local`.
+    pub fn listener(&self, local: &SocketAddr) -> Option<&Listener> {
+        self.listeners.get(local)
+    }
+
+    /// Datagrams dropped as malformed so far.
+    pub fn malformed_count(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Whether an fd is in non-blocking mode.
+    pub fn is_nonblocking(&self, fd: Fd) -> Result<bool, Errno> {
+        Ok(self.sock(fd)?.nonblocking)
+    }
+
+    /// `poll()` readiness of an fd (bits in [`pollbits`]).
+    pub fn poll(&self, fd: Fd) -> Result<u16, Errno> {
+        use pollbits::*;
+        let s = self.sock(fd)?;
+        Ok(match &s.state {
+            SockState::Fresh { .. } => OUT | HUP,
+            SockState::Listening { local } => {
+                let ready = self.listeners.get(local).is_some_and(|l| !l.accept_queue.is_empty());
+                if ready {
+                    IN
+                } else {
+                    0
+                }
+            }
+            SockState::Conn { tuple, .. } => match self.conns.get(tuple) {
+                Some(t) => conn_readiness(t),
+                None => HUP,
+            },
+            SockState::Dead(t) => conn_readiness(t),
+        })
+    }
+
+    // ---- input -------------------------------------------------------------------------------------------
+
+    fn ctx_parts(&mut self, now: Instant) -> (Ctx<'_>, &mut BTreeMap<FourTuple, Tcb>) {
+        let ctx = Ctx { now, config: &self.config, tx: Vec::new(), challenge_acks: Some(&mut self.challenge) };
+        (ctx, &mut self.conns)
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// Feeds one IP datagram from the wire. A datagram that does not parse (or is not for one of our
+    /// addresses) is dropped; the error says why.
+    pub fn receive(&mut self, now: Instant, datagram: &[u8]) -> Result<(), WireError> {
+        self.advance(now);
+        let d = match TcpDatagram::parse(datagram, Checksums::Verify) {
+            Ok(d) => d,
+            Err(e) => {
+                self.malformed += 1;
+                return Err(e);
+            }
+        };
+        self.deliver(now, &d);
+        self.loop_back(now);
+        Ok(())
+    }
+
+    fn deliver(&mut self, now: Instant, d: &TcpDatagram<'_>) {
+        let dst = d.ip.dst_addr();
+        if !self.addrs.contains(&dst) {
+            return;
+        }
+        let seg = &d.tcp;
+        let tuple = FourTuple {
+            local: SocketAddr::new(dst, seg.dst_port),
+            remote: SocketAddr::new(d.ip.src_addr(), seg.src_port),
+        };
+        if self.conns.contains_key(&tuple) {
+            if let Some(reopen) = self.deliver_to_connection(now, tuple, seg) {
+                // TIME-WAIT accepted a new SYN: the old incarnation goes, the listener takes the SYN.
+                self.remove_conn(tuple);
+                if let Some(lkey) = self.listener_for(&tuple.local) {
+                    self.listen_segment(now, lkey, tuple, seg, Some(reopen));
+                } else {
+                    let tx = reset_for(&tuple, seg);
+                    self.tx.push_back(tx);
+                }
+            }
+            return;
+        }
+        if let Some(lkey) = self.listener_for(&tuple.local) {
+            self.listen_segment(now, lkey, tuple, seg, None);
+            return;
+        }
+        // RFC 9293 3.10.7.1, CLOSED: "An incoming segment containing a RST is discarded. An incoming segment not
+        // containing a RST causes a RST to be sent in response."
+        if !seg.flags.rst() {
+            self.tx.push_back(reset_for(&tuple, seg));
+        }
+    }
+
+    /// Hands a segment to its connection; returns the ISS for a TIME-WAIT reopen.
+    fn deliver_to_connection(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) -> Option<SeqNum> {
+        // A third ACK that finds the accept queue full (Linux's tcp_check_req -> listen_overflow).
+        let lkey = self.listener_for(&tuple.local);
+        let tcb = self.conns.get(&tuple)?;
+        if tcb.state == TcpState::SynReceived && tcb.passive && seg.flags.ack() && !seg.flags.rst() && !seg.flags.syn()
+        {
+            let completes = tcb.snd_una < seg.ack && seg.ack <= tcb.snd_max;
+            let full = lkey.and_then(|k| self.listeners.get(&k)).is_some_and(Listener::accept_queue_full);
+            if completes && full {
+                if self.config.tcp_abort_on_overflow != 0 {
+                    let rst = reset_for(&tuple, seg);
+                    self.tx.push_back(rst);
+                    if let Some(t) = self.conns.get_mut(&tuple) {
+                        t.timers = [None; Timer::COUNT];
+                        t.set_state(TcpState::Closed);
+                    }
+                    self.settle(now, tuple);
+                } else if let Some(t) = self.conns.get_mut(&tuple) {
+                    t.acked_overflow = true;
+                }
+                return None;
+            }
+        }
+        let (mut ctx, conns) = self.ctx_parts(now);
+        let tcb = conns.get_mut(&tuple)?;
+        let arrival = tcb.segment_arrives(&mut ctx, seg);
+        let tx = ctx.tx;
+        self.tx.extend(tx);
+        self.settle(now, tuple);
+        match arrival {
+            Arrival::Done => None,
+            Arrival::Reopen { iss } => Some(iss),
+        }
+    }
+
+    fn listener_for(&self, local: &SocketAddr) -> Option<SocketAddr> {
+        if self.listeners.contains_key(local) {
+            return Some(*local);
+        }
+        let any = SocketAddr::new(
+            if local.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) },
+            local.port(),
+        );
+        self.listeners.contains_key(&any).then_some(any)
+    }
+
+    /// RFC 9293 3.10.7.2, LISTEN.
+    fn listen_segment(
+        &mut self,
+        now: Instant,
+        lkey: SocketAddr,
+        tuple: FourTuple,
+        seg: &TcpRepr<'_>,
+        reopen_iss: Option<SeqNum>,
+    ) {
+        let f = seg.flags;
+        // "First, check for a RST: An incoming RST segment could not be valid ... it should be ignored."
+        if f.rst() {
+            return;
+        }
+        // "Second, check for an ACK: Any acknowledgment is bad if it arrives on a connection still in the LISTEN
+        // state. An acceptable reset segment should be formed for any arriving ACK-bearing segment." A valid
+        // SYN cookie is the exception: it opens the connection the SYN asked for.
+        if f.ack() {
+            if !f.syn() && self.config.tcp_syncookies != 0 {
+                if let Some(mss) = self.cookies.check(now, &tuple, seg.seq, seg.ack) {
+                    self.open_from_cookie(now, lkey, tuple, seg, mss);
+                    return;
+                }
+            }
+            self.tx.push_back(reset_for(&tuple, seg));
+            return;
+        }
+        // "Third, check for a SYN". "Fourth, other data or control: ... drop the segment, and return."
+        if !f.syn() {
+            return;
+        }
+        let cfg = &self.config;
+        let Some(l) = self.listeners.get(&lkey) else { return };
+        let mut want_cookie = false;
+        if reopen_iss.is_none() && (cfg.tcp_syncookies == 2 || l.syn_queue_full()) {
+            if cfg.tcp_syncookies == 0 {
+                return; // SYN queue full, no cookies: drop
+            }
+            want_cookie = true;
+        }
+        if l.accept_queue_full() {
+            return;
+        }
+        if !want_cookie && reopen_iss.is_none() && cfg.tcp_syncookies == 0 {
+            let max = cfg.tcp_max_syn_backlog as usize;
+            if max.saturating_sub(l.syn_queue.len()) < max >> 2 {
+                return;
+            }
+        }
+        let sockopts = l.sockopts;
+        if want_cookie {
+            self.send_cookie_syn_ack(now, tuple, seg);
+            return;
+        }
+        let iss = reopen_iss.unwrap_or_else(|| SeqNum(self.isn.isn(now, &tuple)));
+        let (mut ctx, conns) = self.ctx_parts(now);
+        let mut t = Tcb::new(tuple, iss, now, ctx.config, sockopts);
+        t.passive = true;
+        t.init_receive_side(&ctx);
+        // "Set RCV.NXT to SEG.SEQ+1, IRS is set to SEG.SEQ ... ISS should be selected and a SYN segment sent of
+        // the form: <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>". Data on a SYN is not queued (as Linux without TFO).
+        t.irs = seg.seq;
+        t.rcv_nxt = seg.seq + 1u32;
+        t.negotiate(&ctx, seg);
+        t.snd_wnd = u32::from(seg.window);
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = seg.seq;
+        t.snd_wl2 = seg.ack;
+        t.set_state(TcpState::SynReceived);
+        t.send_syn(&mut ctx);
+        let tx = ctx.tx;
+        conns.insert(tuple, t);
+        self.tx.extend(tx);
+        if let Some(l) = self.listeners.get_mut(&lkey) {
+            l.syn_queue.insert(tuple);
+        }
+        self.settle(now, tuple);
+    }
+
+    /// A SYN-ACK whose ISS is a cookie; no state is kept. It offers only the MSS: the other options would need
+    /// state (Linux encodes them in the timestamp; the reference stack does not).
+    fn send_cookie_syn_ack(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) {
+        let peer_mss = seg.options.mss().unwrap_or(crate::tcb::DEFAULT_MSS);
+        let iss = self.cookies.make(now, &tuple, seg.seq, peer_mss);
+        let (mut ctx, _) = self.ctx_parts(now);
+        let mut t = Tcb::new(tuple, iss, now, ctx.config, SockOpts::default());
+        t.init_receive_side(&ctx);
+        t.rcv_nxt = seg.seq + 1u32;
+        t.opts.rcv_wscale = 0;
+        t.state = TcpState::SynReceived;
+        t.send_segment(&mut ctx, crate::wire::TcpFlags::SYN | crate::wire::TcpFlags::ACK, iss, &[]);
+        let tx = ctx.tx;
+        self.tx.extend(tx);
+    }
+
+    fn open_from_cookie(&mut self, now: Instant, lkey: SocketAddr, tuple: FourTuple, seg: &TcpRepr<'_>, mss: u16) {
+        let Some(l) = self.listeners.get(&lkey) else { return };
+        if l.accept_queue_full() {
+            return; // as Linux: the ACK is dropped; the peer's retransmission may find room
+        }
+        let sockopts = l.sockopts;
+        let (mut ctx, conns) = self.ctx_parts(now);
+        let mut t = Tcb::new(tuple, seg.ack - 1u32, now, ctx.config, sockopts);
+        t.passive = true;
+        t.from_cookie = true;
+        t.init_receive_side(&ctx);
+        t.opts.rcv_wscale = 0;
+        t.adv_mss = t.adv_mss.min(1460);
+        t.irs = seg.seq - 1u32;
+        t.rcv_nxt = seg.seq;
+        t.opts.peer_mss = mss;
+        t.update_snd_mss(&ctx);
+        t.snd_nxt = t.iss + 1u32;
+        t.snd_max = t.snd_nxt;
+        t.rcv_adv = t.rcv_nxt + (t.rcv_space(&ctx).min(65_535));
+        t.set_state(TcpState::SynReceived);
+        t.segment_arrives(&mut ctx, seg);
+        let tx = ctx.tx;
+        conns.insert(tuple, t);
+        self.tx.extend(tx);
+        if let Some(l) = self.listeners.get_mut(&lkey) {
+            l.syn_queue.insert(tuple);
+        }
+        self.settle(now, tuple);
+    }
+
+    /// Fires the timers due at `now`.
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let due: Vec<FourTuple> =
+            self.conns.iter().filter(|(_, t)| t.poll_timeout().is_some_and(|at| at <= now)).map(|(k, _)| *k).collect();
+        for tuple in due {
+            let (mut ctx, conns) = self.ctx_parts(now);
+            if let Some(t) = conns.get_mut(&tuple) {
+                t.on_timeout(&mut ctx);
+            }
+            let tx = ctx.tx;
+            self.tx.extend(tx);
+            self.settle(now, tuple);
+        }
+        self.loop_back(now);
+    }
+
+    /// Delivers datagrams addressed to ourselves (self-connect, two sockets of one host) without putting them
+    /// on the wire; bounded so that a bug cannot spin forever.
+    fn loop_back(&mut self, now: Instant) {
+        for _ in 0..LOOPBACK_LIMIT {
+            let Some(i) = self.tx.iter().position(|d| {
+                TcpDatagram::parse(d, Checksums::Ignore).is_ok_and(|p| self.addrs.contains(&p.ip.dst_addr()))
+            }) else {
+                return;
+            };
+            let Some(d) = self.tx.remove(i) else { return };
+            if let Ok(p) = TcpDatagram::parse(&d, Checksums::Verify) {
+                self.deliver(now, &p);
+            }
+        }
+    }
+
+    /// After a connection changed: record transitions, move children between queues, bury closed TCBs.
+    fn settle(&mut self, now: Instant, tuple: FourTuple) {
+        let Some(t) = self.conns.get_mut(&tuple) else { return };
+        for (from, to) in t.transitions.drain(..) {
+            self.events.push_back(HostEvent::StateChange { at: now, tuple, from, to });
+        }
+        let (state, passive) = (t.state, t.passive);
+        if passive {
+            if let Some(lkey) = self.listener_for(&tuple.local) {
+                let l = self.listeners.get_mut(&lkey).expect("listener_for found it");
+                if state != TcpState::SynReceived && l.syn_queue.remove(&tuple) && state != TcpState::Closed {
+                    l.accept_queue.push_back(tuple);
+                }
+            }
+        }
+        if state == TcpState::Closed {
+            self.remove_conn(tuple);
+        }
+    }
+
+    fn remove_conn(&mut self, tuple: FourTuple) {
+        let Some(t) = self.conns.remove(&tuple) else { return };
+        for l in self.listeners.values_mut() {
+            l.syn_queue.remove(&tuple);
+        }
+        let queued = self.listeners.values().any(|l| l.accept_queue.contains(&tuple));
+        if let Some((_, s)) =
+            self.sockets.iter_mut().find(|(_, s)| matches!(s.state, SockState::Conn { tuple: tu, .. } if tu == tuple))
+        {
+            s.state = SockState::Dead(Box::new(t));
+        } else if queued {
+            self.limbo.insert(tuple, t);
+        }
+    }
+
+    // ---- application calls -------------------------------------------------------------------------------
+
+    fn sock(&self, fd: Fd) -> Result<&Socket, Errno> {
+        self.sockets.get(&fd).ok_or(Errno::EBADF)
+    }
+
+    fn sock_mut(&mut self, fd: Fd) -> Result<&mut Socket, Errno> {
+        self.sockets.get_mut(&fd).ok_or(Errno::EBADF)
+    }
+
+    fn alloc_fd(&self) -> Fd {
+        (3..).find(|fd| !self.sockets.contains_key(fd)).unwrap_or(3)
+    }
+
+    /// `socket(domain, SOCK_STREAM, IPPROTO_TCP)`.
+    pub fn socket(&mut self, domain: Domain) -> Result<Fd, Errno> {
+        let fd = self.alloc_fd();
+        self.sockets.insert(
+            fd,
+            Socket { domain, state: SockState::Fresh { bound: None }, opts: SockOpts::default(), nonblocking: false },
+        );
+        Ok(fd)
+    }
+
+    /// `fcntl(fd, F_SETFL, O_NONBLOCK)` and its opposite.
+    pub fn set_nonblocking(&mut self, fd: Fd, on: bool) -> Result<(), Errno> {
+        self.sock_mut(fd)?.nonblocking = on;
+        Ok(())
+    }
+
+    fn port_in_use(&self, addr: SocketAddr, reuse: bool, except: Fd) -> bool {
+        let overlaps = |a: SocketAddr| {
+            a.port() == addr.port() && (a.ip() == addr.ip() || a.ip().is_unspecified() || addr.ip().is_unspecified())
+        };
+        for (fd, s) in &self.sockets {
+            if *fd == except {
+                continue;
+            }
+            let (local, listening) = match &s.state {
+                SockState::Fresh { bound: Some(b) } => (*b, false),
+                SockState::Listening { local } => (*local, true),
+                SockState::Conn { tuple, .. } => (tuple.local, false),
+                _ => continue,
+            };
+            if overlaps(local) && (listening || !(reuse && s.opts.reuseaddr)) {
+                return true;
+            }
+        }
+        // Connections without fds (TIME-WAIT, orphans, children) hold their port unless SO_REUSEADDR.
+        !reuse && self.conns.keys().any(|t| overlaps(t.local))
+    }
+
+    fn ephemeral_port(&mut self, ip: IpAddr, remote: Option<SocketAddr>) -> Result<u16, Errno> {
+        let [lo, hi] = self.config.ip_local_port_range;
+        let span = u32::from(hi - lo) + 1;
+        self.rng = splitmix(self.rng);
+        let start = (self.rng % u64::from(span)) as u32;
+        for i in 0..span {
+            let port = lo + ((start + i) % span) as u16;
+            let local = SocketAddr::new(ip, port);
+            let taken = match remote {
+                Some(r) => {
+                    self.conns.contains_key(&FourTuple { local, remote: r }) || self.port_in_use(local, true, -1)
+                }
+                None => self.port_in_use(local, false, -1),
+            };
+            if !taken {
+                return Ok(port);
+            }
+        }
+        Err(Errno::EADDRNOTAVAIL)
+    }
+
+    fn default_ip(&self, domain: Domain) -> Result<IpAddr, Errno> {
+        self.addrs.iter().copied().find(|a| a.is_ipv4() == (domain == Domain::Inet)).ok_or(Errno::EADDRNOTAVAIL)
+    }
+
+    /// `bind(fd, addr)`; port 0 picks an ephemeral port.
+    pub fn bind(&mut self, fd: Fd, addr: SocketAddr) -> Result<(), Errno> {
+        let s = self.sock(fd)?;
+        let (domain, reuse) = (s.domain, s.opts.reuseaddr);
+        if !matches!(s.state, SockState::Fresh { bound: None }) {
+            return Err(Errno::EINVAL);
+        }
+        if addr.is_ipv4() != (domain == Domain::Inet) {
+            return Err(Errno::EAFNOSUPPORT);
+        }
+        if !addr.ip().is_unspecified() && !self.addrs.contains(&addr.ip()) {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        let port = if addr.port() == 0 { self.ephemeral_port(addr.ip(), None)? } else { addr.port() };
+        let addr = SocketAddr::new(addr.ip(), port);
+        if self.port_in_use(addr, reuse, fd) {
+            return Err(Errno::EADDRINUSE);
+        }
+        self.sock_mut(fd)?.state = SockState::Fresh { bound: Some(addr) };
+        Ok(())
+    }
+
+    /// `listen(fd, backlog)`; the backlog is capped at `somaxconn`.
+    pub fn listen(&mut self, fd: Fd, backlog: i32) -> Result<(), Errno> {
+        let s = self.sock(fd)?;
+        let backlog = (backlog.max(0) as u32).min(self.config.somaxconn);
+        let (domain, opts) = (s.domain, s.opts);
+        let current = match &s.state {
+            SockState::Listening { local } => Some(Ok(*local)),
+            SockState::Fresh { bound } => bound.map(Err),
+            _ => return Err(Errno::EINVAL),
+        };
+        let local = match current {
+            Some(Ok(local)) => {
+                if let Some(l) = self.listeners.get_mut(&local) {
+                    l.backlog = backlog;
+                }
+                return Ok(());
+            }
+            Some(Err(b)) => b,
+            None => {
+                let ip = if domain == Domain::Inet {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                };
+                SocketAddr::new(ip, self.ephemeral_port(ip, None)?)
+            }
+        };
+        let clash = self.listeners.keys().any(|l| {
+            l.port() == local.port() && (l.ip() == local.ip() || l.ip().is_unspecified() || local.ip().is_unspecified())
+        });
+        if clash {
+            return Err(Errno::EADDRINUSE);
+        }
+        self.listeners.insert(local, Listener::new(local, backlog, opts));
+        self.sock_mut(fd)?.state = SockState::Listening { local };
+        Ok(())
+    }
+
+    /// `accept(fd)`: the oldest established child, or `EAGAIN`.
+    pub fn accept(&mut self, fd: Fd) -> Result<(Fd, SocketAddr), Errno> {
+        let s = self.sock(fd)?;
+        let (domain, opts_nb) = (s.domain, s.nonblocking);
+        let SockState::Listening { local } = s.state else { return Err(Errno::EINVAL) };
+        let l = self.listeners.get_mut(&local).ok_or(Errno::EINVAL)?;
+        let tuple = l.accept_queue.pop_front().ok_or(Errno::EAGAIN)?;
+        let opts = l.sockopts;
+        let new = self.alloc_fd();
+        let state = match self.limbo.remove(&tuple) {
+            Some(t) => SockState::Dead(Box::new(t)),
+            None => SockState::Conn { tuple, connect_reported: true },
+        };
+        let _ = opts_nb;
+        self.sockets.insert(new, Socket { domain, state, opts, nonblocking: false });
+        Ok((new, tuple.remote))
+    }
+
+    /// `connect(fd, addr)`: starts the handshake and returns `EINPROGRESS`; later calls return `EALREADY`
+    /// while it runs, then `Ok` once (or the error), then `EISCONN`, as Linux's inet_stream_connect does.
+    pub fn connect(&mut self, now: Instant, fd: Fd, remote: SocketAddr) -> Result<(), Errno> {
+        self.advance(now);
+        let s = self.sock(fd)?;
+        let (domain, opts) = (s.domain, s.opts);
+        let bound = match &s.state {
+            SockState::Fresh { bound } => *bound,
+            SockState::Listening { .. } => return Err(Errno::EISCONN),
+            SockState::Conn { tuple, connect_reported } => {
+                let state = self.conns.get(tuple).map_or(TcpState::Closed, Tcb::state);
+                return match state {
+                    TcpState::SynSent | TcpState::SynReceived => Err(Errno::EALREADY),
+                    _ if !connect_reported => {
+                        let tuple = *tuple;
+                        self.sock_mut(fd)?.state = SockState::Conn { tuple, connect_reported: true };
+                        Ok(())
+                    }
+                    _ => Err(Errno::EISCONN),
+                };
+            }
+            SockState::Dead(t) => {
+                let (err, local) = (t.error, t.tuple.local);
+                return match err {
+                    Some(e) if !t.aborted || t.state == TcpState::Closed => {
+                        // The failed attempt is reported once; the socket may then connect again (Linux).
+                        let fresh_bound = if self.port_in_use(local, true, fd) { None } else { Some(local) };
+                        self.sock_mut(fd)?.state = SockState::Fresh { bound: fresh_bound };
+                        Err(e)
+                    }
+                    _ => Err(Errno::EISCONN),
+                };
+            }
+        };
+        if remote.is_ipv4() != (domain == Domain::Inet) {
+            return Err(Errno::EAFNOSUPPORT);
+        }
+        let local = match bound {
+            Some(b) if !b.ip().is_unspecified() => b,
+            Some(b) => SocketAddr::new(self.default_ip(domain)?, b.port()),
+            None => {
+                let ip = self.default_ip(domain)?;
+                SocketAddr::new(ip, self.ephemeral_port(ip, Some(remote))?)
+            }
+        };
+        let tuple = FourTuple { local, remote };
+        if self.conns.contains_key(&tuple) {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        let iss = SeqNum(self.isn.isn(now, &tuple));
+        let (mut ctx, conns) = self.ctx_parts(now);
+        let mut t = Tcb::new(tuple, iss, now, ctx.config, opts);
+        t.init_receive_side(&ctx);
+        t.set_state(TcpState::SynSent);
+        t.send_syn(&mut ctx);
+        let tx = ctx.tx;
+        conns.insert(tuple, t);
+        self.tx.extend(tx);
+        self.sock_mut(fd)?.state = SockState::Conn { tuple, connect_reported: false };
+        self.settle(now, tuple);
+        self.loop_back(now);
+        Err(Errno::EINPROGRESS)
+    }
+
+    /// `write(fd, data)` / `send()`: queues what fits in the send buffer and returns how much, or `EAGAIN`.
+    pub fn write(&mut self, now: Instant, fd: Fd, data: &[u8]) -> Result<usize, Errno> {
+        self.advance(now);
+        let tuple = match &mut self.sock_mut(fd)?.state {
+            SockState::Conn { tuple, .. } => *tuple,
+            SockState::Dead(t) => return Err(t.error.take().unwrap_or(Errno::EPIPE)),
+            _ => return Err(Errno::ENOTCONN),
+        };
+        let (mut ctx, conns) = self.ctx_parts(now);
+        let t = conns.get_mut(&tuple).ok_or(Errno::EPIPE)?;
+        if let Some(e) = t.error.take() {
+            return Err(e);
+        }
+        if t.shut_wr || t.fin_queued {
+            return Err(Errno::EPIPE);
+        }
+        match t.state {
+            TcpState::SynSent | TcpState::SynReceived => return Err(Errno::EAGAIN),
+            TcpState::Established | TcpState::CloseWait => {}
+            _ => return Err(Errno::EPIPE),
+        }
+        let room = t.sndbuf_cap.saturating_sub(t.send_buf.len());
+        if room == 0 {
+            return Err(Errno::EAGAIN);
+        }
+        let n = room.min(data.len());
+        t.send_buf.extend(&data[..n]);
+        t.output(&mut ctx);
+        let tx = ctx.tx;
+        self.tx.extend(tx);
+        self.settle(now, tuple);
+        self.loop_back(now);
+        Ok(n)
+    }
+
+    /// `read(fd, len)` / `recv()` (with `peek`, MSG_PEEK): data, or an empty vector at end of stream, or `EAGAIN`.
+    pub fn read(&mut self, now: Instant, fd: Fd, len: usize, peek: bool) -> Result<Vec<u8>, Errno> {
+        self.advance(now);
+        let tuple = match &mut self.sock_mut(fd)?.state {
+            SockState::Conn { tuple, .. } => *tuple,
+            SockState::Dead(t) => return read_from(t, len, peek, true),
+            SockState::Listening { .. } | SockState::Fresh { .. } => return Err(Errno::ENOTCONN),
+        };
+        let (mut ctx, conns) = self.ctx_parts(now);
+        let t = conns.get_mut(&tuple).ok_or(Errno::ENOTCONN)?;
+        let before = t.rcv_wnd();
+        let out = read_from(t, len, peek, false);
+        if matches!(&out, Ok(d) if !d.is_empty()) && t.state.is_synchronized() && !peek {
+            // Window update (RFC 9293 3.8.6.2.2): announce when the window grew by two segments or half the buffer.
+            let now_wnd = t.rcv_window(&ctx);
+            let step = (2 * u32::from(t.adv_mss)).min(t.rcv_space(&ctx) / 2);
+            if now_wnd >= before + step {
+                t.send_ack(&mut ctx);
+            }
+        }
+        let tx = ctx.tx;
+        self.tx.extend(tx);
+        self.loop_back(now);
+        out
+    }
+
+    /// `shutdown(fd, how)`.
+    pub fn shutdown(&mut self, now: Instant, fd: Fd, how: Shutdown) -> Result<(), Errno> {
+        self.advance(now);
+        let tuple = match &self.sock(fd)?.state {
+            SockState::Conn { tuple, .. } => *tuple,
+            _ => return Err(Errno::ENOTCONN),
+        };
+        let (mut ctx, conns) = self.ctx_parts(now);
+        let t = conns.get_mut(&tuple).ok_or(Errno::ENOTCONN)?;
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            t.shut_rd = true;
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) && !t.shut_wr {
+            t.shut_wr = true;
+            close_sending(t, &mut ctx);
+        }
+        let tx = ctx.tx;
+        self.tx.extend(tx);
+        self.settle(now, tuple);
+        self.loop_back(now);
+        Ok(())
+    }
+
+    /// `close(fd)`.
+    pub fn close(&mut self, now: Instant, fd: Fd) -> Result<(), Errno> {
+        self.advance(now);
+        let s = self.sockets.remove(&fd).ok_or(Errno::EBADF)?;
+        match s.state {
+            SockState::Fresh { .. } | SockState::Dead(_) => {}
+            SockState::Listening { local } => self.close_listener(now, local),
+            SockState::Conn { tuple, .. } => {
+                let (mut ctx, conns) = self.ctx_parts(now);
+                if let Some(t) = conns.get_mut(&tuple) {
+                    t.orphan = true;
+                    let unread = !t.recv_buf.is_empty();
+                    let linger0 = t.sockopts.linger == Some(0);
+                    let resets = matches!(
+                        t.state,
+                        TcpState::Established
+                            | TcpState::CloseWait
+                            | TcpState::FinWait1
+                            | TcpState::FinWait2
+                            | TcpState::SynReceived
+                    );
+                    if (unread || linger0) && t.state != TcpState::TimeWait {
+                        // RFC 9293 3.10.4 / RFC 2525 2.17: closing with unread data (or SO_LINGER {1, 0}) aborts
+                        // with a RST instead of a FIN, as Linux does.
+                        if resets {
+                            t.send_active_reset(&mut ctx);
+                        }
+                        t.timers = [None; Timer::COUNT];
+                        t.set_state(TcpState::Closed);
+                    } else if t.state == TcpState::SynSent {
+                        t.timers = [None; Timer::COUNT];
+                        t.set_state(TcpState::Closed);
+                    } else {
+                        t.shut_wr = true;
+                        close_sending(t, &mut ctx);
+                        if t.state == TcpState::FinWait2 {
+                            let at = now + core::time::Duration::from_secs(u64::from(ctx.config.tcp_fin_timeout));
+                            t.set_timer(Timer::FinWait2, at);
+                        }
+                    }
+                }
+                let tx = ctx.tx;
+                self.tx.extend(tx);
+                self.settle(now, tuple);
+            }
+        }
+        self.loop_back(now);
+        Ok(())
+    }
+
+    fn close_listener(&mut self, now: Instant, local: SocketAddr) {
+        let Some(l) = self.listeners.remove(&local) else { return };
+        // Children never accepted: the established ones are reset (Linux's inet_csk_listen_stop), the
+        // embryonic ones dropped.
+        for tuple in l.accept_queue {
+            self.limbo.remove(&tuple);
+            let (mut ctx, conns) = self.ctx_parts(now);
+            if let Some(t) = conns.get_mut(&tuple) {
+                t.send_active_reset(&mut ctx);
+                t.timers = [None; Timer::COUNT];
+                t.set_state(TcpState::Closed);
+            }
+            let tx = ctx.tx;
+            self.tx.extend(tx);
+            self.settle(now, tuple);
+        }
+        for tuple in l.syn_queue {
+            if let Some(t) = self.conns.get_mut(&tuple) {
+                t.timers = [None; Timer::COUNT];
+                t.set_state(TcpState::Closed);
+            }
+            self.settle(now, tuple);
+        }
+    }
+
+    /// `setsockopt(fd, level, name, value)`.
+    pub fn setsockopt(&mut self, fd: Fd, name: SockOptName, value: SockOptValue) -> Result<(), Errno> {
+        let int = |v: SockOptValue| match v {
+            SockOptValue::Int(i) => Ok(i),
+            _ => Err(Errno::EINVAL),
+        };
+        let tuple = self.fd_tuple(fd);
+        let s = self.sock_mut(fd)?;
+        let o = &mut s.opts;
+        match name {
+            SockOptName::ReuseAddr => o.reuseaddr = int(value)? != 0,
+            SockOptName::KeepAlive => o.keepalive = int(value)? != 0,
+            SockOptName::Linger => match value {
+                SockOptValue::Linger { onoff, linger } => o.linger = onoff.then_some(linger),
+                _ => return Err(Errno::EINVAL),
+            },
+            // Linux doubles the value to leave room for bookkeeping, and getsockopt shows the doubled value.
+            SockOptName::RcvBuf => o.rcvbuf = Some((int(value)?.clamp(1152, i32::MAX as i64) as u32).saturating_mul(2)),
+            SockOptName::SndBuf => o.sndbuf = Some((int(value)?.clamp(2304, i32::MAX as i64) as u32).saturating_mul(2)),
+            SockOptName::NoDelay => o.nodelay = int(value)? != 0,
+            SockOptName::MaxSeg => {
+                let v = int(value)?;
+                if !(0..=65_535).contains(&v) || (v > 0 && v < 88) {
+                    return Err(Errno::EINVAL);
+                }
+                o.user_mss = v as u16;
+            }
+            SockOptName::KeepIdle => o.keepidle = Some(positive(int(value)?)?),
+            SockOptName::KeepIntvl => o.keepintvl = Some(positive(int(value)?)?),
+            SockOptName::KeepCnt => o.keepcnt = Some(positive(int(value)?)?),
+            SockOptName::UserTimeout => o.user_timeout_ms = u32::try_from(int(value)?).map_err(|_| Errno::EINVAL)?,
+            SockOptName::Error | SockOptName::Info => return Err(Errno::ENOPROTOOPT),
+        }
+        let opts = *o;
+        let listening = match s.state {
+            SockState::Listening { local } => Some(local),
+            _ => None,
+        };
+        if let Some(local) = listening {
+            if let Some(l) = self.listeners.get_mut(&local) {
+                l.sockopts = opts;
+            }
+        }
+        if let Some(t) = tuple.and_then(|tu| self.conns.get_mut(&tu)) {
+            let was_keepalive = t.sockopts.keepalive;
+            t.sockopts = opts;
+            if let Some(b) = opts.rcvbuf {
+                t.rcvbuf_cap = b as usize;
+            }
+            if let Some(b) = opts.sndbuf {
+                t.sndbuf_cap = b as usize;
+            }
+            let _ = was_keepalive;
+            if matches!(name, SockOptName::KeepAlive | SockOptName::KeepIdle) {
+                if opts.keepalive && matches!(t.state, TcpState::Established | TcpState::CloseWait) {
+                    // As Linux's tcp_sock_set_keepidle: the idle time counts from the last segment received.
+                    let idle = core::time::Duration::from_secs(u64::from(
+                        opts.keepidle.unwrap_or(self.config.tcp_keepalive_time),
+                    ));
+                    t.set_timer(Timer::Keepalive, (t.last_rcv + idle).max(self.now));
+                } else {
+                    t.clear_timer(Timer::Keepalive);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `getsockopt(fd, level, name)`. Reading `SO_ERROR` clears the pending error, as on Linux.
+    pub fn getsockopt(&mut self, fd: Fd, name: SockOptName) -> Result<SockOptValue, Errno> {
+        let config_rmem = self.config.tcp_rmem[1];
+        let config_wmem = self.config.tcp_wmem[1];
+        let tuple = self.fd_tuple(fd);
+        let s = self.sockets.get_mut(&fd).ok_or(Errno::EBADF)?;
+        let o = s.opts;
+        let listening = matches!(s.state, SockState::Listening { .. });
+        let tcb: Option<&mut Tcb> = match &mut s.state {
+            SockState::Dead(t) => Some(t),
+            _ => tuple.and_then(|tu| self.conns.get_mut(&tu)),
+        };
+        let int = |v: i64| Ok(SockOptValue::Int(v));
+        match name {
+            SockOptName::ReuseAddr => int(i64::from(o.reuseaddr)),
+            SockOptName::KeepAlive => int(i64::from(o.keepalive)),
+            SockOptName::Linger => {
+                Ok(SockOptValue::Linger { onoff: o.linger.is_some(), linger: o.linger.unwrap_or(0) })
+            }
+            SockOptName::Error => int(tcb.and_then(|t| t.error.take()).map_or(0, |e| i64::from(e.number()))),
+            SockOptName::RcvBuf => int(i64::from(o.rcvbuf.unwrap_or(config_rmem))),
+            SockOptName::SndBuf => int(i64::from(o.sndbuf.unwrap_or(config_wmem))),
+            SockOptName::NoDelay => int(i64::from(o.nodelay)),
+            SockOptName::MaxSeg => int(match tcb {
+                Some(t) if t.state.is_synchronized() => i64::from(t.snd_mss),
+                _ if o.user_mss > 0 => i64::from(o.user_mss),
+                _ => i64::from(crate::tcb::DEFAULT_MSS),
+            }),
+            SockOptName::KeepIdle => int(i64::from(o.keepidle.unwrap_or(self.config.tcp_keepalive_time))),
+            SockOptName::KeepIntvl => int(i64::from(o.keepintvl.unwrap_or(self.config.tcp_keepalive_intvl))),
+            SockOptName::KeepCnt => int(i64::from(o.keepcnt.unwrap_or(self.config.tcp_keepalive_probes))),
+            SockOptName::UserTimeout => int(i64::from(o.user_timeout_ms)),
+            SockOptName::Info => {
+                let mut info = TcpInfo {
+                    state: if listening { TcpState::Listen.linux_number() } else { TcpState::Closed.linux_number() },
+                    ..TcpInfo::default()
+                };
+                if let Some(t) = tcb {
+                    info = TcpInfo {
+                        state: t.state.linux_number(),
+                        retransmits: t.retransmits,
+                        probes: t.keepalive_probes_out.max(t.persist_backoff),
+                        snd_wscale: t.opts.snd_wscale,
+                        rcv_wscale: t.opts.rcv_wscale,
+                        rto_us: t.rto.as_micros() as u64,
+                        snd_mss: u32::from(t.snd_mss),
+                        rtt_us: t.srtt_us.unwrap_or(0),
+                        rttvar_us: t.rttvar_us,
+                        snd_cwnd: t.cwnd / u32::from(t.snd_mss).max(1),
+                        unacked: t.in_flight(),
+                    };
+                }
+                Ok(SockOptValue::Info(info))
+            }
+        }
+    }
+
+    /// Checks every connection's invariants and the queues' consistency.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for t in self.conns.values() {
+            t.check_invariants().map_err(|e| format!("{}: {e}", t.tuple))?;
+        }
+        for l in self.listeners.values() {
+            for tu in &l.syn_queue {
+                match self.conns.get(tu).map(Tcb::state) {
+                    Some(TcpState::SynReceived) => {}
+                    other => return Err(format!("{tu} in the SYN queue of {} but {other:?}", l.local)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positive(v: i64) -> Result<u32, Errno> {
+    if (1..=32_767).contains(&v) {
+        Ok(v as u32)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+/// Stops the sending direction: the FIN is queued and the state moves (RFC 9293 3.10.4 CLOSE).
+fn close_sending(t: &mut Tcb, ctx: &mut Ctx<'_>) {
+    match t.state {
+        TcpState::SynSent => {
+            t.timers = [None; Timer::COUNT];
+            t.set_state(TcpState::Closed);
+            return;
+        }
+        // "SYN-RECEIVED: If no SENDs have been issued and there is no pending data to send, then form a FIN
+        // segment and send it, and enter FIN-WAIT-1 state".
+        TcpState::SynReceived | TcpState::Established => t.set_state(TcpState::FinWait1),
+        TcpState::CloseWait => t.set_state(TcpState::LastAck),
+        _ => return,
+    }
+    t.fin_queued = true;
+    t.output(ctx);
+}
+
+fn conn_readiness(t: &Tcb) -> u16 {
+    use pollbits::*;
+    let mut r = 0;
+    if !t.recv_buf.is_empty() || t.fin_received || t.error.is_some() || t.state == TcpState::Closed {
+        r |= IN;
+    }
+    if t.fin_received {
+        r |= RDHUP;
+    }
+    if t.error.is_some() {
+        r |= ERR;
+    }
+    if matches!(t.state, TcpState::Established | TcpState::CloseWait) && t.send_buf.len() < t.sndbuf_cap && !t.shut_wr {
+        r |= OUT;
+    }
+    if t.state == TcpState::Closed || (t.shut_wr && t.fin_received) {
+        r |= HUP;
+    }
+    if t.state == TcpState::Closed && t.aborted {
+        r |= OUT;
+    }
+    r
+}
+
+fn read_from(t: &mut Tcb, len: usize, peek: bool, dead: bool) -> Result<Vec<u8>, Errno> {
+    if !t.recv_buf.is_empty() && len > 0 {
+        let n = len.min(t.recv_buf.len());
+        let data: Vec<u8> = t.recv_buf.range(..n).copied().collect();
+        if !peek {
+            t.recv_buf.drain(..n);
+        }
+        return Ok(data);
+    }
+    if let Some(e) = t.error.take() {
+        return Err(e);
+    }
+    if t.fin_received || t.shut_rd || dead || t.state == TcpState::Closed {
+        return Ok(Vec::new());
+    }
+    match t.state {
+        TcpState::SynSent | TcpState::SynReceived => Err(Errno::EAGAIN),
+        _ => Err(Errno::EAGAIN),
+    }
+}

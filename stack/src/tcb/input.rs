@@ -1,0 +1,666 @@
+//! Segment arrival, RFC 9293 section 3.10.7. CLOSED and LISTEN have no TCB and live in the host and the
+//! listener; here are SYN-SENT (3.10.7.3), the synchronized states' eight steps (3.10.7.4), and TIME-WAIT,
+//! which follows Linux's tcp_timewait_state_process (RFC 9293 plus RFC 6191 reopening and the RFC 1337 knob).
+
+use super::output::{reset_for, wscale_for, TS_OPTION_LEN};
+use super::{Ctx, Tcb, TcpState, Timer, DEFAULT_MSS, INIT_CWND_SEGS, MAX_QUICKACKS, RTO_FALLBACK};
+use crate::errno::Errno;
+use crate::seq::SeqNum;
+use crate::time::Instant;
+use crate::wire::TcpRepr;
+use core::time::Duration;
+
+/// What the host must do after a TCB processed a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// Nothing beyond what the TCB did.
+    Done,
+    /// TIME-WAIT accepted a new SYN (RFC 6191 / RFC 9293 MAY-2): drop the TIME-WAIT TCB and hand the SYN to the
+    /// listener with this ISS, beyond the old connection's sequence space.
+    Reopen { iss: SeqNum },
+}
+
+/// RFC 7323 5.5: TS.Recent older than 24 days no longer rejects.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+/// Linux's TCP_PAWS_WINDOW: a TSval one tick older than TS.Recent still passes.
+const PAWS_WINDOW: i32 = 1;
+
+impl Tcb {
+    /// Feeds one segment addressed to this connection.
+    pub(crate) fn segment_arrives(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> Arrival {
+        self.last_rcv = ctx.now;
+        match self.state {
+            TcpState::SynSent => self.segment_arrives_syn_sent(ctx, seg),
+            TcpState::TimeWait => return self.segment_arrives_time_wait(ctx, seg),
+            TcpState::Closed | TcpState::Listen => {}
+            _ => self.segment_arrives_synchronized(ctx, seg),
+        }
+        Arrival::Done
+    }
+
+    /// Records what the peer's SYN offers and settles the options (RFC 9293 3.7.1, RFC 7323, RFC 2018).
+    pub(crate) fn negotiate(&mut self, ctx: &Ctx<'_>, syn: &TcpRepr<'_>) {
+        let c = ctx.config;
+        let o = &syn.options;
+        let we_offer_ws = c.tcp_window_scaling != 0;
+        let peer_ws = o.window_scale();
+        self.opts.window_scaling = we_offer_ws && peer_ws.is_some();
+        // RFC 7323 2.3: a shift above 14 is used as 14.
+        self.opts.snd_wscale = if self.opts.window_scaling { peer_ws.unwrap_or(0).min(14) } else { 0 };
+        if !self.opts.window_scaling {
+            self.opts.rcv_wscale = 0;
+        }
+        self.opts.sack = c.tcp_sack != 0 && o.sack_permitted();
+        let ts = o.timestamps();
+        self.opts.timestamps = c.tcp_timestamps != 0 && ts.is_some();
+        if let (true, Some((tsval, _))) = (self.opts.timestamps, ts) {
+            self.ts_recent = tsval;
+            self.ts_recent_stamp = ctx.now;
+        }
+        // RFC 9293 MUST-15: 536 when the SYN has no MSS option. Linux ignores values below tcp_min_snd_mss.
+        let peer_mss = o.mss().unwrap_or(DEFAULT_MSS).max(c.tcp_min_snd_mss.min(u32::from(u16::MAX)) as u16);
+        self.opts.peer_mss = peer_mss;
+        self.update_snd_mss(ctx);
+    }
+
+    /// Effective send MSS: the peer's MSS, bounded by our MTU and TCP_MAXSEG, less option bytes carried by every
+    /// segment (RFC 9293 3.7.1 / RFC 6691).
+    pub(crate) fn update_snd_mss(&mut self, ctx: &Ctx<'_>) {
+        let ip_tcp = if self.tuple.local.is_ipv4() { 40 } else { 60 };
+        let mut mss = self.opts.peer_mss.min(ctx.config.mtu.saturating_sub(ip_tcp).min(65_535) as u16);
+        if self.sockopts.user_mss > 0 {
+            mss = mss.min(self.sockopts.user_mss);
+        }
+        if self.opts.timestamps {
+            mss = mss.saturating_sub(TS_OPTION_LEN);
+        }
+        self.snd_mss = mss.max(8);
+    }
+
+    /// Our receive-side settings before the first SYN leaves: advertised MSS and window-scale shift.
+    pub(crate) fn init_receive_side(&mut self, ctx: &Ctx<'_>) {
+        let ip_tcp = if self.tuple.local.is_ipv4() { 40 } else { 60 };
+        let mut mss = ctx.config.mtu.saturating_sub(ip_tcp).min(65_535) as u16;
+        if self.sockopts.user_mss > 0 {
+            mss = mss.min(self.sockopts.user_mss);
+        }
+        self.adv_mss = mss;
+        let space = match self.sockopts.rcvbuf {
+            Some(b) => b,
+            None => ctx.config.tcp_rmem[2].max(4_194_304),
+        };
+        self.opts.rcv_wscale = if ctx.config.tcp_window_scaling != 0 { wscale_for(space) } else { 0 };
+    }
+
+    /// Takes an RTT sample (RFC 6298 2.2-2.3; Linux's form: RTO = SRTT + max(4 RTTVAR, rto_min)).
+    fn rtt_sample(&mut self, ctx: &Ctx<'_>, r: Duration) {
+        let r = r.as_micros() as u64;
+        let (srtt, rttvar) = match self.srtt_us {
+            None => (r, r / 2),
+            Some(s) => {
+                let var = (3 * self.rttvar_us + s.abs_diff(r)) / 4;
+                ((7 * s + r) / 8, var)
+            }
+        };
+        self.srtt_us = Some(srtt);
+        self.rttvar_us = rttvar;
+        let rto_min = u64::from(ctx.config.tcp_rto_min_us);
+        let rto_max = u64::from(ctx.config.tcp_rto_max_ms) * 1000;
+        self.rto = Duration::from_micros((srtt + (4 * rttvar).max(rto_min)).min(rto_max));
+    }
+
+    /// Common to SYN-SENT -> ESTABLISHED and SYN-RECEIVED -> ESTABLISHED.
+    fn become_established(&mut self, ctx: &mut Ctx<'_>) {
+        self.set_state(TcpState::Established);
+        self.retransmits = 0;
+        self.retrans_stamp = None;
+        self.clear_timer(Timer::Retransmit);
+        if let Some((_, sent)) = self.rtt_probe.take().filter(|_| !self.syn_retransmitted) {
+            self.rtt_sample(ctx, ctx.now.saturating_since(sent));
+        } else if self.syn_retransmitted && self.srtt_us.is_none() {
+            // RFC 6298 5.7: the SYN was retransmitted, so no sample: data starts with a 3 s RTO.
+            self.rto = RTO_FALLBACK;
+        }
+        self.cwnd = INIT_CWND_SEGS * u32::from(self.snd_mss);
+        self.quickacks = MAX_QUICKACKS;
+        self.snd_buf_seq = self.iss + 1u32;
+        if self.sockopts.keepalive {
+            let at = ctx.now + self.keepalive_idle(ctx);
+            self.set_timer(Timer::Keepalive, at);
+        }
+    }
+
+    /// RFC 9293 3.10.7.3, SYN-SENT.
+    fn segment_arrives_syn_sent(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) {
+        let f = seg.flags;
+        // "First, check the ACK bit: If the ACK bit is set, If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset
+        // (unless the RST bit is set, if so drop the segment and return) <SEQ=SEG.ACK><CTL=RST>".
+        let mut ack_ok = false;
+        if f.ack() {
+            if seg.ack <= self.iss || seg.ack > self.snd_max {
+                if !f.rst() {
+                    ctx.tx.push(reset_for(&self.tuple, seg));
+                }
+                return;
+            }
+            ack_ok = true;
+        }
+        // "Second, check the RST bit: If the ACK was acceptable, then signal to the user 'error: connection
+        // reset', drop the segment, enter CLOSED state ... Otherwise (no ACK), drop the segment and return."
+        // RFC 5961 3.2 for SYN-SENT is the same test: the RST must acknowledge our SYN.
+        if f.rst() {
+            if ack_ok {
+                self.abort(ctx, Errno::ECONNREFUSED);
+            }
+            return;
+        }
+        // "Fourth, check the SYN bit" (the third, security, does not apply). "If neither of the SYN or RST bits
+        // is set, then drop the segment and return."
+        if !f.syn() {
+            return;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1u32;
+        self.negotiate(ctx, seg);
+        // The SYN's window is never scaled (RFC 7323 2.2). Choice: SND.WND, WL1 and WL2 are set from this SYN
+        // in both branches, as the RFC's SYN-RECEIVED branch says; later segments update them as usual.
+        self.snd_wnd = u32::from(seg.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        if ack_ok {
+            self.snd_una = seg.ack;
+        }
+        if self.snd_una > self.iss {
+            // "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to ESTABLISHED, form an ACK
+            // segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and send it."
+            self.become_established(ctx);
+            // Data or FIN on the SYN-ACK: "continue processing at the sixth step below".
+            self.process_text_and_fin(ctx, seg, seg.seq + 1u32);
+            self.ack_now = true;
+            self.output(ctx);
+        } else {
+            // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>
+            // and send it." Data on the SYN is not queued (Linux drops it; the peer retransmits it).
+            self.set_state(TcpState::SynReceived);
+            self.send_syn(ctx);
+        }
+    }
+
+    fn paws_reject(&self, now: Instant, tsval: u32) -> bool {
+        self.opts.timestamps
+            && (self.ts_recent.wrapping_sub(tsval) as i32) > PAWS_WINDOW
+            && now.saturating_since(self.ts_recent_stamp) < PAWS_IDLE
+    }
+
+    /// RFC 9293 3.10.7.4 "First, check sequence number": the four cases of segment acceptability.
+    fn acceptable(&self, seg: &TcpRepr<'_>) -> bool {
+        let len = seg.segment_len() as u32;
+        let wnd = self.rcv_wnd();
+        match (len, wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => seg.seq.in_window(self.rcv_nxt, wnd),
+            (_, 0) => false,
+            (_, _) => seg.seq.in_window(self.rcv_nxt, wnd) || (seg.seq + (len - 1)).in_window(self.rcv_nxt, wnd),
+        }
+    }
+
+    /// RFC 9293 3.10.7.4: SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1/2, CLOSE-WAIT, CLOSING, LAST-ACK.
+    fn segment_arrives_synchronized(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) {
+        // Simultaneous open: our SYN-RECEIVED gets the peer's SYN-ACK, whose SYN (SEQ = IRS) we already counted.
+        // RFC 793 p.69 trims such a SYN off as lying before the window; Linux has the same explicit exception.
+        // Without it the literal acceptability test would reject the segment that completes the handshake.
+        let trimmed;
+        let seg = if self.state == TcpState::SynReceived
+            && !self.passive
+            && seg.flags.syn()
+            && seg.flags.ack()
+            && seg.seq + 1u32 == self.rcv_nxt
+            && seg.ack == self.snd_nxt
+        {
+            trimmed = TcpRepr { seq: self.rcv_nxt, flags: crate::wire::TcpFlags(seg.flags.0 & !0x002), ..*seg };
+            &trimmed
+        } else {
+            seg
+        };
+        let f = seg.flags;
+        // A retransmitted SYN for a passive SYN-RECEIVED: the SYN-ACK was lost, send it again (Linux's
+        // tcp_check_req; the RFC reaches the same through the retransmission timer).
+        if self.state == TcpState::SynReceived && f.syn() && !f.ack() && !f.rst() && seg.seq == self.irs {
+            self.send_syn(ctx);
+            return;
+        }
+        // RFC 7323 5.3 PAWS, before the sequence check. A RST is exempt (R1 footnote; Linux agrees).
+        let ts = if self.opts.timestamps { seg.options.timestamps() } else { None };
+        if let Some((tsval, _)) = ts {
+            if !f.rst() && self.paws_reject(ctx.now, tsval) {
+                if f.syn() {
+                    self.send_challenge_ack(ctx);
+                } else {
+                    self.send_oow_ack(ctx, seg);
+                }
+                return;
+            }
+        }
+        // First: sequence number.
+        if !self.acceptable(seg) {
+            // "If an incoming segment is not acceptable, an acknowledgment should be sent in reply (unless the RST
+            // bit is set, if so drop the segment and return)". RFC 5961 3.2: an out-of-window RST is dropped.
+            if f.rst() {
+                if self.rst_matches_after_fin(seg) {
+                    self.reset_by_peer(ctx);
+                }
+                return;
+            }
+            if f.syn() {
+                self.syn_in_synchronized_state(ctx, seg);
+                return;
+            }
+            self.send_oow_ack(ctx, seg);
+            return;
+        }
+        // RFC 7323 4.3: TS.Recent follows the segment that covers Last.ACK.sent.
+        if let Some((tsval, _)) = ts {
+            if seg.seq <= self.last_ack_sent && (self.ts_recent.wrapping_sub(tsval) as i32) <= 0 {
+                self.ts_recent = tsval;
+                self.ts_recent_stamp = ctx.now;
+            }
+        }
+        // Second: the RST bit (RFC 5961 3.2): reset only on an exact match, else a challenge ACK.
+        if f.rst() {
+            if seg.seq == self.rcv_nxt || self.rst_matches_after_fin(seg) {
+                self.reset_by_peer(ctx);
+            } else {
+                self.send_challenge_ack(ctx);
+            }
+            return;
+        }
+        // Fourth: the SYN bit (RFC 5961 4.2: challenge ACK whatever the sequence number).
+        if f.syn() {
+            self.syn_in_synchronized_state(ctx, seg);
+            return;
+        }
+        // Fifth: the ACK field. "if the ACK bit is off, drop the segment and return".
+        if !f.ack() {
+            return;
+        }
+        if self.state == TcpState::SynReceived {
+            // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state ... If the segment acknowledgment is
+            // not acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST> and send it."
+            if !(self.snd_una < seg.ack && seg.ack <= self.snd_max) {
+                ctx.tx.push(reset_for(&self.tuple, seg));
+                return;
+            }
+            self.snd_una = seg.ack;
+            self.snd_wnd = u32::from(seg.window) << self.opts.snd_wscale;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.become_established(ctx);
+        } else if !self.process_ack(ctx, seg) {
+            return;
+        }
+        match self.state {
+            TcpState::FinWait1 if self.fin_acked() => {
+                self.set_state(TcpState::FinWait2);
+                if self.orphan {
+                    let at = ctx.now + Duration::from_secs(u64::from(ctx.config.tcp_fin_timeout));
+                    self.set_timer(Timer::FinWait2, at);
+                }
+            }
+            TcpState::Closing if self.fin_acked() => {
+                self.enter_time_wait(ctx);
+                return;
+            }
+            TcpState::LastAck if self.fin_acked() => {
+                self.timers = [None; Timer::COUNT];
+                self.set_state(TcpState::Closed);
+                return;
+            }
+            _ => {}
+        }
+        // Data after the application closed: Linux answers with a RST and drops the connection (tcp_rcv_state_process,
+        // FIN-WAIT-1/2 with RCV_SHUTDOWN); the RFC would keep receiving, but there is no reader any more.
+        let data_end = seg.seq + seg.payload.len();
+        if self.orphan
+            && matches!(self.state, TcpState::FinWait1 | TcpState::FinWait2)
+            && !seg.payload.is_empty()
+            && data_end > self.rcv_nxt
+        {
+            ctx.tx.push(reset_for(&self.tuple, seg));
+            self.abort(ctx, Errno::ECONNRESET);
+            return;
+        }
+        // Sixth (URG) is not implemented: urgent data is delivered inline as ordinary data.
+        // Seventh and eighth: text and FIN.
+        self.process_text_and_fin(ctx, seg, seg.seq);
+        self.output(ctx);
+    }
+
+    /// Linux's tcp_reset_check: after the peer's FIN (CLOSE-WAIT, CLOSING, LAST-ACK) a RST carrying the FIN's
+    /// sequence number, RCV.NXT - 1, is also accepted.
+    fn rst_matches_after_fin(&self, seg: &TcpRepr<'_>) -> bool {
+        matches!(self.state, TcpState::CloseWait | TcpState::Closing | TcpState::LastAck)
+            && seg.seq == self.rcv_nxt - 1u32
+    }
+
+    /// An acceptable RST, per state (RFC 9293 3.10.7.4 second step; error codes as Linux's tcp_reset).
+    fn reset_by_peer(&mut self, ctx: &mut Ctx<'_>) {
+        match self.state {
+            // "If this connection was initiated with a passive OPEN ... return this connection to LISTEN": the
+            // child is dropped and the listener stays; nobody is told.
+            TcpState::SynReceived if self.passive => {
+                self.timers = [None; Timer::COUNT];
+                self.set_state(TcpState::Closed);
+            }
+            // "If this connection was initiated with an active OPEN ... the connection was refused".
+            TcpState::SynReceived => self.abort(ctx, Errno::ECONNREFUSED),
+            // Linux reports EPIPE in CLOSE-WAIT (the peer had already closed), ECONNRESET elsewhere.
+            TcpState::CloseWait => self.abort(ctx, Errno::EPIPE),
+            _ => self.abort(ctx, Errno::ECONNRESET),
+        }
+    }
+
+    fn syn_in_synchronized_state(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) {
+        if self.state == TcpState::SynReceived && self.passive {
+            // Linux's tcp_check_req answers a SYN other than the retransmitted one with a RST and drops the
+            // embryonic connection (RFC 9293: "return this connection to LISTEN").
+            ctx.tx.push(reset_for(&self.tuple, seg));
+            self.timers = [None; Timer::COUNT];
+            self.set_state(TcpState::Closed);
+            return;
+        }
+        // RFC 5961 4.2 / RFC 9293 3.10.7.4: "TCP endpoints MUST send a 'challenge ACK'" and drop the segment.
+        self.send_challenge_ack(ctx);
+    }
+
+    /// Fifth step for the synchronized states after SYN-RECEIVED. Returns false when the segment must be dropped.
+    fn process_ack(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> bool {
+        // RFC 5961 5.2: acceptable ACKs lie in (SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT; others get a
+        // challenge ACK and the segment is dropped.
+        let lower = self.snd_una - self.max_snd_wnd;
+        if seg.ack > self.snd_max || seg.ack < lower {
+            self.send_challenge_ack(ctx);
+            return false;
+        }
+        let window = u32::from(seg.window) << self.opts.snd_wscale;
+        if seg.ack > self.snd_una {
+            self.ack_new_data(ctx, seg.ack);
+        } else if seg.ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.fin()
+            && window == self.snd_wnd
+            && self.snd_max > self.snd_una
+        {
+            self.duplicate_ack(ctx);
+        }
+        // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ or
+        // (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set
+        // SND.WL2 <- SEG.ACK."
+        if self.snd_una <= seg.ack && (self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= seg.ack)) {
+            let opened = self.snd_wnd == 0 && window > 0;
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            if opened {
+                self.clear_timer(Timer::Persist);
+                self.persist_backoff = 0;
+            }
+        }
+        if self.persist_backoff > 0 {
+            // MUST-37: a probe was answered, the connection is alive; keep probing while the window is zero.
+            self.persist_backoff = 1;
+        }
+        self.keepalive_probes_out = 0;
+        if self.sockopts.keepalive {
+            let at = ctx.now + self.keepalive_idle(ctx);
+            self.set_timer(Timer::Keepalive, at);
+        }
+        true
+    }
+
+    fn ack_new_data(&mut self, ctx: &mut Ctx<'_>, ack: SeqNum) {
+        let acked = (ack - self.snd_una) as u32;
+        // Karn: only a segment sent once is timed (the probe is cleared on retransmission).
+        if let Some((covers, sent)) = self.rtt_probe {
+            if ack >= covers {
+                self.rtt_probe = None;
+                self.rtt_sample(ctx, ctx.now.saturating_since(sent));
+            }
+        }
+        // Drop acknowledged bytes; the FIN, if acknowledged, occupies no buffer.
+        let data_acked = ((ack - self.snd_buf_seq).max(0) as usize).min(self.send_buf.len());
+        self.send_buf.drain(..data_acked);
+        self.snd_buf_seq += data_acked;
+        self.snd_una = ack;
+        if self.snd_nxt < self.snd_una {
+            self.snd_nxt = self.snd_una;
+        }
+        self.retransmits = 0;
+        self.retrans_stamp = (self.snd_una < self.snd_max).then_some(ctx.now);
+        // RFC 5681: slow start, congestion avoidance, and leaving fast recovery.
+        let mss = u32::from(self.snd_mss);
+        if let Some(recover) = self.recover {
+            if ack >= recover {
+                self.recover = None;
+                self.cwnd = self.ssthresh;
+            } else {
+                // NewReno partial ACK (RFC 6582): retransmit the next hole at once.
+                self.snd_nxt = self.snd_una;
+                self.output_one(ctx);
+            }
+        } else if self.cwnd < self.ssthresh {
+            self.cwnd += acked.min(mss);
+        } else {
+            self.cwnd += (mss * mss / self.cwnd.max(1)).max(1);
+        }
+        self.dup_acks = 0;
+        // RFC 6298 5.2-5.3: everything acknowledged stops the timer, else it restarts.
+        if self.snd_una == self.snd_max {
+            self.clear_timer(Timer::Retransmit);
+        } else {
+            self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+        }
+    }
+
+    fn output_one(&mut self, ctx: &mut Ctx<'_>) {
+        let cwnd = self.cwnd;
+        self.cwnd = u32::from(self.snd_mss);
+        let in_flight_before = self.snd_max;
+        self.output(ctx);
+        self.snd_nxt = self.snd_nxt.max_seq(in_flight_before).min_seq(self.snd_max);
+        self.cwnd = cwnd;
+    }
+
+    /// RFC 5681 3.2: the third duplicate ACK triggers fast retransmit and fast recovery.
+    fn duplicate_ack(&mut self, ctx: &mut Ctx<'_>) {
+        self.dup_acks += 1;
+        let mss = u32::from(self.snd_mss);
+        if self.recover.is_some() {
+            self.cwnd += mss;
+        } else if self.dup_acks == 3 {
+            self.ssthresh = (self.in_flight() / 2).max(2 * mss);
+            self.recover = Some(self.snd_max);
+            let resume = self.snd_nxt;
+            self.snd_nxt = self.snd_una;
+            self.output_one(ctx);
+            self.snd_nxt = resume.max_seq(self.snd_nxt);
+            self.cwnd = self.ssthresh + 3 * mss;
+        }
+    }
+
+    /// Seventh and eighth steps: deliver in-window text (with reassembly) and process the FIN.
+    /// `data_seq` is the sequence number of the first payload byte.
+    fn process_text_and_fin(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>, data_seq: SeqNum) {
+        let receiving = matches!(self.state, TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2);
+        let mut immediate = false;
+        let mut got_data = false;
+        if receiving && !seg.payload.is_empty() {
+            // Trim to the window: bytes before RCV.NXT were delivered already; bytes past the window are dropped.
+            let skip = ((self.rcv_nxt - data_seq).max(0) as usize).min(seg.payload.len());
+            let room = self.rcv_wnd() as usize;
+            let start = data_seq + skip;
+            let offset = (start - self.rcv_nxt).max(0) as usize;
+            let end = seg.payload.len().min(skip + room.saturating_sub(offset));
+            if skip < end {
+                got_data = true;
+                let data = &seg.payload[skip..end];
+                if start == self.rcv_nxt {
+                    immediate |= !self.ooo.is_empty();
+                    self.recv_buf.extend(data);
+                    self.rcv_nxt += data.len();
+                    self.pull_reassembled();
+                } else {
+                    immediate = true; // RFC 5681 4.2: out-of-order data is acknowledged at once
+                    self.insert_ooo(start, data);
+                }
+            } else if skip > 0 || seg.payload.len() > end {
+                immediate = true; // duplicate or beyond the window: tell the peer where we are
+                got_data = true;
+            }
+        }
+        // Eighth: the FIN, when every byte before it has arrived.
+        let fin_seq = data_seq + seg.payload.len();
+        if seg.flags.fin() && self.state.is_synchronized() {
+            if fin_seq == self.rcv_nxt {
+                self.process_fin(ctx);
+                return;
+            } else if fin_seq > self.rcv_nxt && receiving {
+                self.ooo_fin = Some(fin_seq);
+            }
+        }
+        if self.ooo_fin == Some(self.rcv_nxt) && receiving {
+            self.ooo_fin = None;
+            self.process_fin(ctx);
+            return;
+        }
+        if got_data {
+            self.ack_policy(ctx, immediate);
+        }
+    }
+
+    fn process_fin(&mut self, ctx: &mut Ctx<'_>) {
+        // "advance RCV.NXT over the FIN, and send an acknowledgment for the FIN".
+        self.rcv_nxt += 1u32;
+        self.fin_received = true;
+        self.ooo_fin = None;
+        self.ack_now = true;
+        match self.state {
+            TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),
+            // "If our FIN has been ACKed (perhaps in this segment), then enter TIME-WAIT ... otherwise enter the
+            // CLOSING state."
+            TcpState::FinWait1 if self.fin_acked() => self.enter_time_wait(ctx),
+            TcpState::FinWait1 => self.set_state(TcpState::Closing),
+            TcpState::FinWait2 => self.enter_time_wait(ctx),
+            _ => {}
+        }
+        self.output(ctx);
+    }
+
+    /// Adds an out-of-order block, keeping the set non-overlapping (bytes already held win).
+    fn insert_ooo(&mut self, start: SeqNum, data: &[u8]) {
+        let base = self.rcv_nxt;
+        let s = (start - base) as u32;
+        let e = s + data.len() as u32;
+        let mut pieces = vec![(s, e)];
+        for (bs, bd) in &self.ooo {
+            let b0 = (*bs - base) as u32;
+            let b1 = b0 + bd.len() as u32;
+            pieces = pieces
+                .into_iter()
+                .flat_map(|(p0, p1)| {
+                    let mut v = Vec::new();
+                    if p0 < b0.min(p1) {
+                        v.push((p0, b0.min(p1)));
+                    }
+                    if p1 > b1.max(p0) {
+                        v.push((b1.max(p0), p1));
+                    }
+                    v
+                })
+                .collect();
+        }
+        for (p0, p1) in pieces {
+            let bytes = data[(p0 - s) as usize..(p1 - s) as usize].to_vec();
+            self.ooo.push((base + p0, bytes));
+        }
+        self.ooo.sort_by_key(|(st, _)| (*st - base) as u32);
+        // Merge touching blocks.
+        let mut merged: Vec<(SeqNum, Vec<u8>)> = Vec::with_capacity(self.ooo.len());
+        for (st, d) in self.ooo.drain(..) {
+            match merged.last_mut() {
+                Some((ls, ld)) if *ls + ld.len() == st => ld.extend_from_slice(&d),
+                _ => merged.push((st, d)),
+            }
+        }
+        self.ooo = merged;
+        self.last_ooo = self.ooo.iter().find(|(st, d)| *st <= start && start < *st + d.len()).map(|(st, _)| *st);
+    }
+
+    /// Moves blocks that now start at RCV.NXT into the receive buffer.
+    fn pull_reassembled(&mut self) {
+        while let Some(i) = self.ooo.iter().position(|(st, d)| *st <= self.rcv_nxt && self.rcv_nxt <= *st + d.len()) {
+            let (st, d) = self.ooo.swap_remove(i);
+            let skip = (self.rcv_nxt - st) as usize;
+            self.recv_buf.extend(&d[skip..]);
+            self.rcv_nxt += d.len() - skip;
+        }
+        self.ooo.retain(|(st, d)| *st + d.len() > self.rcv_nxt);
+        let rcv_nxt = self.rcv_nxt;
+        for (st, d) in &mut self.ooo {
+            if *st < rcv_nxt {
+                let cut = (rcv_nxt - *st) as usize;
+                d.drain(..cut);
+                *st = rcv_nxt;
+            }
+        }
+        if self.ooo.is_empty() {
+            self.last_ooo = None;
+        }
+    }
+
+    /// TIME-WAIT, as Linux's tcp_timewait_state_process: an in-order RST kills it unless tcp_rfc1337; a new SYN
+    /// beyond the old sequence space (or with a newer timestamp) reopens (RFC 6191); anything else is ACKed and
+    /// restarts the 2 MSL timer when it carries an ACK (a retransmitted FIN does).
+    fn segment_arrives_time_wait(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) -> Arrival {
+        let f = seg.flags;
+        let ts = if self.opts.timestamps { seg.options.timestamps() } else { None };
+        let paws_reject = ts.is_some_and(|(v, _)| self.paws_reject(ctx.now, v));
+        let end_seq = seg.seq + seg.segment_len();
+        if !paws_reject && seg.seq == self.rcv_nxt && (seg.seq == end_seq || f.rst()) {
+            if f.rst() {
+                if ctx.config.tcp_rfc1337 == 0 {
+                    // RFC 9293: "If the RST bit is set then, enter the CLOSED state". RFC 1337 calls this TIME-WAIT
+                    // assassination; tcp_rfc1337=1 ignores it.
+                    self.timers = [None; Timer::COUNT];
+                    self.set_state(TcpState::Closed);
+                    return Arrival::Done;
+                }
+            } else {
+                self.set_timer(Timer::TimeWait, ctx.now + super::TIME_WAIT_LEN);
+            }
+            if let Some((v, _)) = ts {
+                self.ts_recent = v;
+                self.ts_recent_stamp = ctx.now;
+            }
+            return Arrival::Done;
+        }
+        let newer_ts = ts.is_some_and(|(v, _)| (self.ts_recent.wrapping_sub(v) as i32) < 0);
+        if f.syn() && !f.rst() && !f.ack() && !paws_reject && (seg.seq > self.rcv_nxt || newer_ts) {
+            // Linux: the new ISS is SND.NXT + 65535 + 2, beyond anything the old connection sent.
+            let mut iss = self.snd_nxt + 65_537u32;
+            if iss.0 == 0 {
+                iss = SeqNum(1);
+            }
+            return Arrival::Reopen { iss };
+        }
+        if !f.rst() {
+            if paws_reject || f.ack() {
+                self.set_timer(Timer::TimeWait, ctx.now + super::TIME_WAIT_LEN);
+            }
+            self.send_oow_ack(ctx, seg);
+        }
+        Arrival::Done
+    }
+}

@@ -1,0 +1,245 @@
+//! The timer table (quinn-proto's shape: one `Option<Instant>` per timer, the earliest is the next wake-up) and
+//! what each expiry does.
+
+use super::{Ctx, Tcb, TcpState, RTO_INITIAL, TIME_WAIT_LEN};
+use crate::errno::Errno;
+use crate::time::Instant;
+use crate::wire::TcpFlags;
+use core::time::Duration;
+
+/// A connection's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// RFC 6298 retransmission timer; in SYN-SENT and SYN-RECEIVED it retransmits the SYN or SYN-ACK.
+    Retransmit = 0,
+    /// Delayed ACK (RFC 9293 3.8.6.3, < 0.5 s).
+    DelayedAck = 1,
+    /// Zero-window probes (RFC 9293 3.8.6.1).
+    Persist = 2,
+    /// Keepalive probes (RFC 9293 3.8.4, RFC 1122 4.2.3.6).
+    Keepalive = 3,
+    /// TIME-WAIT's 2 MSL.
+    TimeWait = 4,
+    /// `tcp_fin_timeout` for an orphaned FIN-WAIT-2.
+    FinWait2 = 5,
+}
+
+impl Timer {
+    /// Number of timers.
+    pub const COUNT: usize = 6;
+    /// All timers, in table order.
+    pub const ALL: [Timer; Timer::COUNT] =
+        [Timer::Retransmit, Timer::DelayedAck, Timer::Persist, Timer::Keepalive, Timer::TimeWait, Timer::FinWait2];
+}
+
+/// Linux's tcp_model_timeout: the time `boundary` exponential retransmissions take from `rto_base`, with the
+/// RTO capped at `rto_max`. tcp_retries2 = 15 with a 200 ms base gives 924.6 s.
+pub(crate) fn model_timeout(boundary: u32, rto_base: Duration, rto_max: Duration) -> Duration {
+    let thresh = (rto_max.as_micros() / rto_base.as_micros().max(1)).max(1).ilog2();
+    if boundary <= thresh {
+        rto_base * ((2u32 << boundary) - 1)
+    } else {
+        rto_base * ((2u32 << thresh) - 1) + rto_max * (boundary - thresh)
+    }
+}
+
+impl Tcb {
+    pub(crate) fn set_timer(&mut self, t: Timer, at: Instant) {
+        self.timers[t as usize] = Some(at);
+    }
+
+    pub(crate) fn clear_timer(&mut self, t: Timer) {
+        self.timers[t as usize] = None;
+    }
+
+    /// The earliest armed timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// When `t` fires, if armed.
+    pub fn timer(&self, t: Timer) -> Option<Instant> {
+        self.timers[t as usize]
+    }
+
+    fn rto_max(ctx: &Ctx<'_>) -> Duration {
+        Duration::from_millis(u64::from(ctx.config.tcp_rto_max_ms))
+    }
+
+    /// Fires every timer due at `ctx.now`.
+    pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        for t in Timer::ALL {
+            if self.state == TcpState::Closed {
+                return;
+            }
+            if self.timers[t as usize].is_some_and(|at| at <= ctx.now) {
+                self.timers[t as usize] = None;
+                match t {
+                    Timer::Retransmit => self.retransmit_timeout(ctx),
+                    Timer::DelayedAck => self.send_ack(ctx),
+                    Timer::Persist => self.persist_timeout(ctx),
+                    Timer::Keepalive => self.keepalive_timeout(ctx),
+                    Timer::TimeWait | Timer::FinWait2 => self.set_state(TcpState::Closed),
+                }
+            }
+        }
+    }
+
+    fn retransmit_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let rto_max = Self::rto_max(ctx);
+        match self.state {
+            TcpState::SynSent => {
+                // Linux 6.x (measured on 6.18): tcp_syn_retries + tcp_syn_linear_timeouts retransmissions; the
+                // first `linear` waits stay at the initial RTO, then they double. Defaults: SYNs at 0, 1, 2, 3,
+                // 4, 5, 7, 11, 19, 35, 67 s and ETIMEDOUT at 131 s. With linear = 0: 0, 1, 3, ... 63, fail at 127 s.
+                let linear = ctx.config.tcp_syn_linear_timeouts;
+                if self.retransmits >= ctx.config.tcp_syn_retries + linear {
+                    return self.abort(ctx, Errno::ETIMEDOUT);
+                }
+                self.retransmits += 1;
+                self.syn_retransmitted = true;
+                self.rtt_probe = None;
+                self.send_syn(ctx);
+                let wait = if self.retransmits <= linear {
+                    RTO_INITIAL
+                } else {
+                    RTO_INITIAL * (1u32 << (self.retransmits - linear).min(20))
+                };
+                self.rto = wait.min(rto_max);
+                self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+            }
+            TcpState::SynReceived => {
+                let limit = if self.passive { ctx.config.tcp_synack_retries } else { ctx.config.tcp_syn_retries };
+                if self.retransmits >= limit {
+                    // A passive child just disappears (Linux drops the request sock without a RST).
+                    return if self.passive {
+                        self.set_state(TcpState::Closed)
+                    } else {
+                        self.abort(ctx, Errno::ETIMEDOUT)
+                    };
+                }
+                self.retransmits += 1;
+                self.syn_retransmitted = true;
+                self.rtt_probe = None;
+                self.send_syn(ctx);
+                self.rto = (self.rto * 2).min(rto_max);
+                self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+            }
+            TcpState::Established
+            | TcpState::CloseWait
+            | TcpState::FinWait1
+            | TcpState::Closing
+            | TcpState::LastAck => {
+                if self.snd_una == self.snd_max {
+                    return; // nothing outstanding
+                }
+                if self.retransmissions_exhausted(ctx) {
+                    return self.abort(ctx, Errno::ETIMEDOUT);
+                }
+                // RFC 6298 5.5-5.6 and RFC 5681 3.1: back off, collapse the window, go back to SND.UNA.
+                let mss = u32::from(self.snd_mss);
+                self.ssthresh = (self.in_flight() / 2).max(2 * mss);
+                self.cwnd = mss;
+                self.dup_acks = 0;
+                self.recover = None;
+                self.retransmits += 1;
+                self.rtt_probe = None; // Karn's algorithm
+                self.rto = (self.rto * 2).min(rto_max);
+                self.snd_nxt = self.snd_una;
+                self.output(ctx);
+                self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the data retransmission budget is spent: TCP_USER_TIMEOUT if set, else tcp_retries2 (or
+    /// tcp_orphan_retries for an orphan) turned into time as Linux does.
+    fn retransmissions_exhausted(&self, ctx: &Ctx<'_>) -> bool {
+        let since = self.retrans_stamp.map_or(Duration::ZERO, |s| ctx.now.saturating_since(s));
+        if self.sockopts.user_timeout_ms > 0 {
+            return since >= Duration::from_millis(u64::from(self.sockopts.user_timeout_ms));
+        }
+        let retries = if self.orphan {
+            match ctx.config.tcp_orphan_retries {
+                0 => 8,
+                n => n,
+            }
+        } else {
+            ctx.config.tcp_retries2
+        };
+        let base = Duration::from_micros(u64::from(ctx.config.tcp_rto_min_us));
+        self.retransmits >= retries && since >= model_timeout(retries, base, Self::rto_max(ctx))
+    }
+
+    fn persist_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if self.snd_wnd > 0 || self.send_buf.is_empty() {
+            self.persist_backoff = 0;
+            return self.output(ctx);
+        }
+        if self.persist_backoff > ctx.config.tcp_retries2 {
+            return self.abort(ctx, Errno::ETIMEDOUT);
+        }
+        // Linux's zero-window probe: an ACK carrying the already acknowledged byte SND.UNA - 1, which forces
+        // the peer to answer with its current window.
+        self.send_segment(ctx, TcpFlags::ACK, self.snd_una - 1u32, &[]);
+        self.persist_backoff += 1;
+        let wait = (self.rto * (1u32 << self.persist_backoff.min(16))).min(Self::rto_max(ctx));
+        self.set_timer(Timer::Persist, ctx.now + wait);
+    }
+
+    pub(crate) fn keepalive_idle(&self, ctx: &Ctx<'_>) -> Duration {
+        Duration::from_secs(u64::from(self.sockopts.keepidle.unwrap_or(ctx.config.tcp_keepalive_time)))
+    }
+
+    fn keepalive_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.sockopts.keepalive || !matches!(self.state, TcpState::Established | TcpState::CloseWait) {
+            return;
+        }
+        let idle = self.keepalive_idle(ctx);
+        let intvl = Duration::from_secs(u64::from(self.sockopts.keepintvl.unwrap_or(ctx.config.tcp_keepalive_intvl)));
+        let probes = self.sockopts.keepcnt.unwrap_or(ctx.config.tcp_keepalive_probes);
+        let idle_for = ctx.now.saturating_since(self.last_rcv);
+        if idle_for < idle && self.keepalive_probes_out == 0 {
+            return self.set_timer(Timer::Keepalive, self.last_rcv + idle);
+        }
+        if self.keepalive_probes_out >= probes {
+            self.send_active_reset(ctx);
+            return self.abort(ctx, Errno::ETIMEDOUT);
+        }
+        // RFC 1122 4.2.3.6: a probe carries SEG.SEQ = SND.NXT - 1 so that the peer must acknowledge it.
+        self.send_segment(ctx, TcpFlags::ACK, self.snd_nxt - 1u32, &[]);
+        self.keepalive_probes_out += 1;
+        self.set_timer(Timer::Keepalive, ctx.now + intvl);
+    }
+
+    /// Ends the connection with an error for the application; sends nothing (callers send a RST first when the
+    /// RFC asks for one).
+    pub(crate) fn abort(&mut self, _ctx: &mut Ctx<'_>, err: Errno) {
+        self.error = Some(err);
+        self.aborted = true;
+        self.timers = [None; Timer::COUNT];
+        self.set_state(TcpState::Closed);
+    }
+
+    /// Enters TIME-WAIT: every other timer stops, 2 MSL starts.
+    pub(crate) fn enter_time_wait(&mut self, ctx: &mut Ctx<'_>) {
+        self.set_state(TcpState::TimeWait);
+        self.timers = [None; Timer::COUNT];
+        self.set_timer(Timer::TimeWait, ctx.now + TIME_WAIT_LEN);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_retries2_give_up_time() {
+        // Linux documents tcp_retries2 = 15 as "a hypothetical timeout of 924.6 seconds" with a 200 ms RTO.
+        let t = model_timeout(15, Duration::from_millis(200), Duration::from_secs(120));
+        assert_eq!(t, Duration::from_millis(924_600));
+        // tcp_syn_retries = 6 with a 1 s base: the classic 127 s.
+        assert_eq!(model_timeout(6, Duration::from_secs(1), Duration::from_secs(120)), Duration::from_secs(127));
+    }
+}
