@@ -4,10 +4,25 @@
 //! learns of a finding, and how the replay test (`tests/fuzz_replay.rs`) fails on stable. The parser itself
 //! never panics; only these oracles do.
 
+use arbitrary::{Arbitrary, Unstructured};
 use core::net::{IpAddr, Ipv4Addr};
 use etherparse::TcpOptionElement as Ep;
 use pnet_packet::Packet as _;
 use tcpdrill_stack::wire::{Checksums, IpRepr, Ipv4Packet, Ipv6Packet, TcpDatagram, TcpOption, TcpRepr, TcpSegment};
+
+/// `stack_events`: the input is read (with `arbitrary`) as a sequence of segments, socket calls, sysctls and
+/// time steps applied to a reference `Host`, after a handshake when the first byte is odd (passive) or even
+/// (active). `tcpdrill_stack::sim::run_ops` checks after every step: no panic, the host's invariants, state changes
+/// only along RFC 9293's diagram, RCV.NXT never going back, every byte read being the peer's byte for its position.
+pub fn stack_events(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let mut u = Unstructured::new(rest);
+    let ops = Vec::<tcpdrill_stack::sim::Op>::arbitrary(&mut u).unwrap_or_default();
+    let ops = if mode % 3 == 2 { ops } else { tcpdrill_stack::sim::with_handshake(ops, mode % 3 == 1) };
+    if let Err(e) = tcpdrill_stack::sim::run_ops(&ops) {
+        panic!("stack_events: {e}");
+    }
+}
 
 /// `segment_parse`: arbitrary bytes into the IPv4/IPv6/TCP parsers.
 ///

@@ -40,3 +40,10 @@ fn segment_parse_corpus() {
     assert!(n >= 10, "expected the committed segment_parse corpus, found {n} files");
     println!("replayed {n} segment_parse inputs");
 }
+
+#[test]
+fn stack_events_corpus() {
+    let n = replay("stack_events", tcpdrill::fuzzing::stack_events);
+    assert!(n >= 10, "expected the committed stack_events corpus, found {n} files");
+    println!("replayed {n} stack_events inputs");
+}

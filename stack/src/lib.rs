@@ -12,6 +12,8 @@
 //! - [`listen`]: LISTEN sockets, SYN and accept queues, SYN cookies.
 //! - [`host`]: addresses, demux, the fd table and the BSD-like socket API; the type a user drives.
 //! - [`config`]: every knob, under the name of the Linux sysctl it mirrors.
+//! - [`sim`]: deterministic simulation: a lossy link, two hosts on one clock, and the event-sequence checker the
+//!   fuzzer and the property tests share.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ pub mod host;
 pub mod isn;
 pub mod listen;
 pub mod seq;
+pub mod sim;
 pub mod tcb;
 pub mod time;
 pub mod wire;

@@ -1054,3 +1054,24 @@ fn test_ipv6_handshake() {
     let p = tcpdrill_stack::wire::TcpDatagram::parse(&syn, tcpdrill_stack::wire::Checksums::Verify).unwrap();
     assert_eq!(p.tcp.options.mss(), Some(1440), "IPv6 MSS: 1500 - 40 - 20");
 }
+
+#[test]
+fn test_fin_wait_1_from_syn_received_retransmits_syn_ack() {
+    // Found by the random-events property: simultaneous open, then close() in SYN-RECEIVED (RFC 9293 3.10.4:
+    // FIN, FIN-WAIT-1), then the retransmission timer while our SYN-ACK is unacknowledged.
+    let mut t = T::new();
+    let fd = t.host.socket(Domain::Inet).unwrap();
+    t.host.bind(fd, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)).unwrap();
+    let _ = t.host.connect(t.now, fd, remote());
+    let syn = t.recv().unwrap();
+    t.send(S, PEER_ISN, 0, 65535, &[], b"");
+    recv!(t, S | A, syn.seq, PEER_ISN + 1);
+    t.host.close(t.now, fd).unwrap();
+    recv!(t, F | A, syn.seq + 1, PEER_ISN + 1);
+    assert_eq!(t.state(), Some(TcpState::FinWait1));
+    t.next_timer();
+    recv!(t, S | A, syn.seq, PEER_ISN + 1);
+    // The peer's ACK of SYN and FIN completes both.
+    t.send(A, PEER_ISN + 1, syn.seq + 2, 65535, &[], b"");
+    assert_eq!(t.state(), Some(TcpState::FinWait2));
+}

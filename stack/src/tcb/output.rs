@@ -189,9 +189,12 @@ impl Tcb {
         }
     }
 
-    /// An empty ACK `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
+    /// An empty ACK `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`. The RFC's SND.NXT is our `snd_max`: after a timeout
+    /// `snd_nxt` goes back to resend, but an ACK stamped with that older number would lie before the peer's
+    /// RCV.NXT, fail its acceptability test and be dropped with the acknowledgment it carries (two stacks that
+    /// both went back would then never learn of each other's progress: found by the lossy-link property test).
     pub(crate) fn send_ack(&mut self, ctx: &mut Ctx<'_>) {
-        self.send_segment(ctx, TcpFlags::ACK, self.snd_nxt, &[]);
+        self.send_segment(ctx, TcpFlags::ACK, self.snd_max, &[]);
     }
 
     /// An ACK for an out-of-window or otherwise invalid segment, limited to one per `tcp_invalid_ratelimit`
@@ -236,7 +239,7 @@ impl Tcb {
     /// Our reset of an open connection: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>` (Linux's
     /// tcp_send_active_reset).
     pub(crate) fn send_active_reset(&mut self, ctx: &mut Ctx<'_>) {
-        self.send_segment(ctx, TcpFlags::RST | TcpFlags::ACK, self.snd_nxt, &[]);
+        self.send_segment(ctx, TcpFlags::RST | TcpFlags::ACK, self.snd_max, &[]);
     }
 
     fn may_send_data(&self) -> bool {
@@ -251,6 +254,9 @@ impl Tcb {
     pub(crate) fn output(&mut self, ctx: &mut Ctx<'_>) {
         let mut sent_any = false;
         while self.may_send_data() {
+            if self.snd_nxt < self.snd_buf_seq && self.snd_una == self.iss {
+                break; // our SYN is not acknowledged yet: nothing after it can go
+            }
             let data_end = self.snd_buf_seq + self.send_buf.len();
             let unsent = (data_end - self.snd_nxt).max(0) as u32;
             let fin_pending = self.fin_queued && self.snd_nxt <= data_end;

@@ -136,6 +136,17 @@ impl Tcb {
                 if self.retransmissions_exhausted(ctx) {
                     return self.abort(ctx, Errno::ETIMEDOUT);
                 }
+                if self.snd_una == self.iss {
+                    // Closed in SYN-RECEIVED before our SYN-ACK was acknowledged: that SYN-ACK is what is
+                    // outstanding (found by the random-events property test).
+                    self.retransmits += 1;
+                    self.syn_retransmitted = true;
+                    self.rtt_probe = None;
+                    self.rto = (self.rto * 2).min(rto_max);
+                    self.send_segment(ctx, TcpFlags::SYN | TcpFlags::ACK, self.iss, &[]);
+                    self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+                    return;
+                }
                 // RFC 6298 5.5-5.6 and RFC 5681 3.1: back off, collapse the window, go back to SND.UNA.
                 let mss = u32::from(self.snd_mss);
                 self.ssthresh = (self.in_flight() / 2).max(2 * mss);
@@ -208,7 +219,7 @@ impl Tcb {
             return self.abort(ctx, Errno::ETIMEDOUT);
         }
         // RFC 1122 4.2.3.6: a probe carries SEG.SEQ = SND.NXT - 1 so that the peer must acknowledge it.
-        self.send_segment(ctx, TcpFlags::ACK, self.snd_nxt - 1u32, &[]);
+        self.send_segment(ctx, TcpFlags::ACK, self.snd_max - 1u32, &[]);
         self.keepalive_probes_out += 1;
         self.set_timer(Timer::Keepalive, ctx.now + intvl);
     }
