@@ -10,6 +10,111 @@ use etherparse::TcpOptionElement as Ep;
 use pnet_packet::Packet as _;
 use tcpdrill_stack::wire::{Checksums, IpRepr, Ipv4Packet, Ipv6Packet, TcpDatagram, TcpOption, TcpRepr, TcpSegment};
 
+/// Tokens for `script_parse`'s token-soup mode: fragments of real scripts, so that the fuzzer reaches deep into
+/// the grammar instead of failing at the first character.
+const SCRIPT_TOKENS: &[&str] = &[
+    "0",
+    "+0",
+    "+.1",
+    "0.100",
+    "*",
+    "~",
+    "...",
+    "<",
+    ">",
+    "S",
+    "S.",
+    ".",
+    "P.",
+    "F.",
+    "R",
+    "-",
+    "0:0(0)",
+    "1:1(0)",
+    "1:1001(1000)",
+    "...(0)",
+    "ack",
+    "win",
+    "urg",
+    "1",
+    "65535",
+    "<mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>",
+    "<...>",
+    "<",
+    ",",
+    "nop",
+    "eol",
+    "mss",
+    "sack",
+    "1:2",
+    "TS",
+    "val",
+    "ecr",
+    "FO",
+    "abcd",
+    "opt",
+    "253",
+    "0x0102",
+    "[ect0]",
+    "[ce]",
+    "socket",
+    "(",
+    ")",
+    "..., SOCK_STREAM, IPPROTO_TCP",
+    "=",
+    "3",
+    "-1",
+    "ECONNREFUSED",
+    "(Connection refused)",
+    "connect",
+    "setsockopt",
+    "{onoff=1, linger=0}",
+    "[1]",
+    "|",
+    "O_RDWR",
+    "htons(8080)",
+    "\"str\"",
+    "`sysctl -q net.ipv4.tcp_rfc1337=1`",
+    "%{ assert tcpi_state == 1 }%",
+    "--tolerance_usecs=7000",
+    "#ifdef Linux",
+    "#else",
+    "#endif",
+    "// c",
+    "/* c */",
+    "\n",
+    " ",
+    "udp (10)",
+    "icmp unreachable",
+    "50000>8080",
+];
+
+/// `script_parse`: the parser on arbitrary text (first byte even) or on a soup of script tokens (odd). It must
+/// never panic; whatever parses must print and parse back to the same AST.
+pub fn script_parse(data: &[u8]) {
+    use crate::script::{parse, print, ParseOptions};
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let text = if mode % 2 == 0 {
+        String::from_utf8_lossy(rest).into_owned()
+    } else {
+        let mut t = String::new();
+        for &b in rest {
+            t.push_str(SCRIPT_TOKENS[usize::from(b) % SCRIPT_TOKENS.len()]);
+            t.push(if b & 0x80 != 0 { '\n' } else { ' ' });
+        }
+        t
+    };
+    for opts in [ParseOptions::default(), ParseOptions::with_symbols(["Linux"])] {
+        if let Ok(script) = parse("fuzz.pkt", &text, &opts) {
+            let printed = print(&script);
+            match parse("printed.pkt", &printed, &opts) {
+                Ok(again) => assert_eq!(again, script, "print/parse round trip changed the script:\n{printed}"),
+                Err(e) => panic!("the printer wrote a script that does not parse:\n{}\n{printed}", e.render_plain()),
+            }
+        }
+    }
+}
+
 /// `stack_events`: the input is read (with `arbitrary`) as a sequence of segments, socket calls, sysctls and
 /// time steps applied to a reference `Host`, after a handshake when the first byte is odd (passive) or even
 /// (active). `tcpdrill_stack::sim::run_ops` checks after every step: no panic, the host's invariants, state changes

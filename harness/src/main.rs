@@ -1,7 +1,10 @@
 //! The `tcpdrill` command.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use tcpdrill::script::{self, ParseOptions};
 use tcpdrill_stack::wire::{Checksums, TcpDatagram};
 
 #[derive(Parser)]
@@ -13,6 +16,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Parse scripts and report problems with file:line:column and a caret; exit 1 if any has an error.
+    Check {
+        /// Script files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print each script back in canonical notation.
+        #[arg(long)]
+        print: bool,
+        /// Define a symbol for #ifdef and substitution: -D NAME or -D NAME=VALUE.
+        #[arg(short = 'D', value_name = "NAME[=VALUE]")]
+        define: Vec<String>,
+        /// Backend whose predefined symbols apply (reference: tcpdrill_ref, linux: Linux).
+        #[arg(long, default_value = "reference")]
+        backend: String,
+    },
     /// Print IP/TCP datagrams given as hex in packetdrill notation (one datagram per argument, or one per
     /// line on standard input when no argument is given).
     Decode {
@@ -28,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
+        Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
     }
 }
 
@@ -59,6 +78,61 @@ fn decode(args: Vec<String>, ignore_checksums: bool) -> ExitCode {
             Err(e) => {
                 eprintln!("datagram {n}: {e}");
                 failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn parse_options(defines: &[String], backend: &str) -> ParseOptions {
+    let mut opts = ParseOptions::with_symbols(script::predefined(backend));
+    for d in defines {
+        let (k, v) = d.split_once('=').unwrap_or((d, ""));
+        opts.defines.insert(k.to_string(), v.to_string());
+    }
+    opts
+}
+
+fn render(e: &script::ScriptError) -> String {
+    if std::io::stderr().is_terminal() {
+        let mut out = String::new();
+        let _ = miette::GraphicalReportHandler::new().render_report(&mut out, e);
+        format!("{}\n{out}", e.headline())
+    } else {
+        e.render_plain()
+    }
+}
+
+fn check(files: &[PathBuf], print: bool, defines: &[String], backend: &str) -> ExitCode {
+    let opts = parse_options(defines, backend);
+    let mut failed = false;
+    for f in files {
+        let name = f.display().to_string();
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{name}: cannot read: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        match script::check(&name, &text, &opts) {
+            Ok(s) => {
+                if print {
+                    print!("{}", script::print(&s));
+                } else {
+                    println!("{name}: ok ({} events)", s.events.len());
+                }
+            }
+            Err(errs) => {
+                failed = true;
+                for e in errs {
+                    eprintln!("{}", render(&e));
+                }
             }
         }
     }

@@ -47,3 +47,10 @@ fn stack_events_corpus() {
     assert!(n >= 10, "expected the committed stack_events corpus, found {n} files");
     println!("replayed {n} stack_events inputs");
 }
+
+#[test]
+fn script_parse_corpus() {
+    let n = replay("script_parse", tcpdrill::fuzzing::script_parse);
+    assert!(n >= 10, "expected the committed script_parse corpus, found {n} files");
+    println!("replayed {n} script_parse inputs");
+}

@@ -1,0 +1,344 @@
+//! The typed AST of a script. Every node carries its byte span in the source. Spans never take part in
+//! equality: two ASTs are equal when they mean the same script, wherever its pieces were written.
+
+use core::fmt;
+
+/// A byte range in the (preprocessed, same-length) source. Equality ignores it; see the module docs.
+#[derive(Clone, Copy, Default)]
+pub struct Span {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+impl Span {
+    /// The range `start..end`.
+    pub const fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+    /// Smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.end.saturating_sub(self.start)
+    }
+    /// Whether the span is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PartialEq for Span {
+    fn eq(&self, _: &Span) -> bool {
+        true
+    }
+}
+
+impl Eq for Span {}
+
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
+impl From<Span> for miette::SourceSpan {
+    fn from(s: Span) -> miette::SourceSpan {
+        (s.start, s.len()).into()
+    }
+}
+
+/// A whole script.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Script {
+    /// `--name=value` header lines.
+    pub options: Vec<HeaderOption>,
+    /// Untimed backquote commands before the first event (packetdrill's init commands).
+    pub init: Vec<Command>,
+    /// The timed events.
+    pub events: Vec<Event>,
+    /// Untimed backquote commands after the last event.
+    pub cleanup: Vec<Command>,
+}
+
+/// A `--name=value` header line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderOption {
+    /// The name without dashes.
+    pub name: String,
+    /// The value as written (quotes removed), if any.
+    pub value: Option<String>,
+    /// Where.
+    pub span: Span,
+}
+
+/// A backquote shell command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The text between the backquotes.
+    pub text: String,
+    /// Where.
+    pub span: Span,
+}
+
+/// One point of script time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimePoint {
+    /// Microseconds.
+    pub micros: i64,
+    /// Written with `+`: relative to the previous event.
+    pub relative: bool,
+}
+
+/// When an event happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSpec {
+    /// `0.1` or `+0.1`.
+    At(TimePoint),
+    /// `*`: any time (outbound packets only).
+    Any,
+    /// `a~b`: any time in the range (outbound packets only).
+    Range(TimePoint, TimePoint),
+    /// `a...b`: a blocking syscall started at `a` that returns at `b`.
+    Blocking(TimePoint, TimePoint),
+}
+
+/// A timed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// When.
+    pub time: TimeSpec,
+    /// Span of the time.
+    pub time_span: Span,
+    /// What.
+    pub action: Action,
+    /// The whole event.
+    pub span: Span,
+}
+
+/// What an event does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `<` or `>` packet.
+    Packet(Packet),
+    /// A socket call and its expected result.
+    Syscall(Syscall),
+    /// A backquote command.
+    Shell(Command),
+    /// A `%{ python }%` block, kept verbatim.
+    Code(Code),
+}
+
+/// A `%{ ... }%` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Code {
+    /// The text between the delimiters.
+    pub text: String,
+    /// Where.
+    pub span: Span,
+}
+
+/// Packet direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `<`: the script injects it.
+    Inbound,
+    /// `>`: the stack must send it.
+    Outbound,
+}
+
+/// ECN codepoint marks: `[noecn]`, `[ect0]`, `[ect1]`, `[ce]`, and `[ect01]` (either ECT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ecn {
+    /// Not-ECT.
+    NoEcn,
+    /// ECT(0).
+    Ect0,
+    /// ECT(1).
+    Ect1,
+    /// Either ECT codepoint (outbound only).
+    Ect01,
+    /// Congestion experienced.
+    Ce,
+}
+
+impl Ecn {
+    /// The notation.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Ecn::NoEcn => "noecn",
+            Ecn::Ect0 => "ect0",
+            Ecn::Ect1 => "ect1",
+            Ecn::Ect01 => "ect01",
+            Ecn::Ce => "ce",
+        }
+    }
+}
+
+/// A packet line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// `<` or `>`.
+    pub direction: Direction,
+    /// ECN mark, if written.
+    pub ecn: Option<Ecn>,
+    /// The transport part.
+    pub body: PacketBody,
+    /// Where.
+    pub span: Span,
+}
+
+/// The transport part of a packet line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacketBody {
+    /// TCP.
+    Tcp(TcpSpec),
+    /// `udp (len)`.
+    Udp {
+        /// Payload length.
+        len: u32,
+    },
+    /// `icmp type [code] [...]`: the words as written (tcpdrill backends do not run ICMP yet).
+    Icmp {
+        /// The words after `icmp`.
+        words: Vec<String>,
+    },
+}
+
+/// A TCP packet line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSpec {
+    /// Explicit `src>dst` ports.
+    pub ports: Option<(u16, u16)>,
+    /// Flag letters, normalised to packetdrill's order (`-` for none).
+    pub flags: String,
+    /// Span of the flags.
+    pub flags_span: Span,
+    /// Start sequence number; `None` for nplab's `...(N)` (unchecked).
+    pub seq: Option<u32>,
+    /// Payload length.
+    pub len: u32,
+    /// Span of `seq:end(len)`.
+    pub seq_span: Span,
+    /// `ack N`.
+    pub ack: Option<u32>,
+    /// `win N`; omitted on `>` means unchecked.
+    pub win: Option<u32>,
+    /// `urg N`.
+    pub urg: Option<u32>,
+    /// The option list; `None` when absent (no options), `Some(Options::Any)` for `<...>`.
+    pub options: Option<Options>,
+}
+
+/// A TCP option list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Options {
+    /// `<...>`: options unchecked.
+    Any,
+    /// The listed options in order, with the span of the list.
+    List(Vec<TcpOpt>, Span),
+}
+
+/// One TCP option as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpOpt {
+    /// `nop`.
+    Nop,
+    /// `eol`.
+    Eol,
+    /// `mss N`.
+    Mss(u16),
+    /// `wscale N`.
+    WScale(u8),
+    /// `sackOK`.
+    SackOk,
+    /// `sack a:b c:d`.
+    Sack(Vec<(u32, u32)>),
+    /// `TS val N ecr N`; `...` (None) is unchecked.
+    Ts {
+        /// TSval.
+        val: Option<u32>,
+        /// TSecr.
+        ecr: Option<u32>,
+    },
+    /// `FO [hex]`.
+    FastOpen(Vec<u8>),
+    /// `FOEXP [hex]`.
+    FastOpenExp(Vec<u8>),
+    /// `md5 [hex]`.
+    Md5(Vec<u8>),
+    /// tcpdrill's `opt KIND [0xHEX]` for any other kind.
+    Raw {
+        /// Kind.
+        kind: u8,
+        /// Data after the length byte.
+        data: Vec<u8>,
+    },
+}
+
+/// A socket call with its expected outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Syscall {
+    /// The call's name.
+    pub name: String,
+    /// Span of the name.
+    pub name_span: Span,
+    /// Arguments.
+    pub args: Vec<Expr>,
+    /// Expected return value.
+    pub result: Expr,
+    /// Expected errno, e.g. `ECONNREFUSED`.
+    pub errno: Option<(String, Span)>,
+    /// The parenthesised text after the result (`(Connection refused)`), ignored when checking.
+    pub note: Option<String>,
+}
+
+/// An expression in a syscall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expr {
+    /// What it is.
+    pub kind: ExprKind,
+    /// Where.
+    pub span: Span,
+}
+
+/// The kinds of expressions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExprKind {
+    /// `...`: anything / the harness fills it in.
+    Ellipsis,
+    /// An integer (decimal, hex or negative).
+    Int(i64),
+    /// A symbol such as `SOCK_STREAM`.
+    Symbol(String),
+    /// A string literal.
+    Str(String),
+    /// `[a, b]`.
+    List(Vec<Expr>),
+    /// `{name=value, ...}`; a field name is itself an expression (`msg_iov(1)=...`).
+    Struct(Vec<(Option<Expr>, Expr)>),
+    /// `a | b | c`.
+    Or(Vec<Expr>),
+    /// `htons(8080)`, `inet_addr("1.2.3.4")`.
+    Call(String, Vec<Expr>),
+}
+
+impl Expr {
+    /// The integer, if this is one.
+    pub fn as_int(&self) -> Option<i64> {
+        match self.kind {
+            ExprKind::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+    /// The symbol, if this is one.
+    pub fn as_symbol(&self) -> Option<&str> {
+        match &self.kind {
+            ExprKind::Symbol(s) => Some(s),
+            _ => None,
+        }
+    }
+}

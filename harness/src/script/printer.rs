@@ -1,0 +1,193 @@
+//! Prints an AST back in canonical packetdrill notation: one event per line, absolute times as written, flags
+//! in packetdrill's order, comments dropped. `parse(print(ast)) == ast` (spans aside) is a tested property.
+
+use super::ast::*;
+use super::parser::fmt_secs;
+use std::fmt::Write;
+
+/// The canonical text of a script.
+pub fn print(s: &Script) -> String {
+    let mut out = String::new();
+    for o in &s.options {
+        match &o.value {
+            Some(v) => writeln!(out, "--{}={}", o.name, quote_if_needed(v)),
+            None => writeln!(out, "--{}", o.name),
+        }
+        .expect("writing to a String");
+    }
+    for c in &s.init {
+        writeln!(out, "`{}`", c.text).expect("writing to a String");
+    }
+    for e in &s.events {
+        writeln!(out, "{} {}", time(&e.time), action(&e.action)).expect("writing to a String");
+    }
+    for c in &s.cleanup {
+        writeln!(out, "`{}`", c.text).expect("writing to a String");
+    }
+    out
+}
+
+fn quote_if_needed(v: &str) -> String {
+    if v.contains(char::is_whitespace) || v.contains("//") {
+        format!("\"{v}\"")
+    } else {
+        v.to_string()
+    }
+}
+
+fn point(p: TimePoint) -> String {
+    format!("{}{}", if p.relative { "+" } else { "" }, fmt_secs(p.micros))
+}
+
+/// A time as packetdrill writes it.
+pub fn time(t: &TimeSpec) -> String {
+    match t {
+        TimeSpec::At(p) => point(*p),
+        TimeSpec::Any => "*".into(),
+        TimeSpec::Range(a, b) => format!("{}~{}", point(*a), point(*b)),
+        TimeSpec::Blocking(a, b) => format!("{}...{}", point(*a), point(*b)),
+    }
+}
+
+/// An action as packetdrill writes it.
+pub fn action(a: &Action) -> String {
+    match a {
+        Action::Packet(p) => packet(p),
+        Action::Syscall(s) => syscall(s),
+        Action::Shell(c) => format!("`{}`", c.text),
+        Action::Code(c) => format!("%{{{}}}%", c.text),
+    }
+}
+
+/// A packet line without its time.
+pub fn packet(p: &Packet) -> String {
+    let mut out = String::from(if p.direction == Direction::Inbound { "<" } else { ">" });
+    if let Some(e) = p.ecn {
+        write!(out, " [{}]", e.name()).expect("writing to a String");
+    }
+    match &p.body {
+        PacketBody::Tcp(t) => {
+            out.push(' ');
+            out.push_str(&tcp(t));
+        }
+        PacketBody::Udp { len } => write!(out, " udp ({len})").expect("writing to a String"),
+        PacketBody::Icmp { words } => {
+            out.push_str(" icmp");
+            for w in words {
+                out.push(' ');
+                out.push_str(w);
+            }
+        }
+    }
+    out
+}
+
+/// The TCP part of a packet line.
+pub fn tcp(t: &TcpSpec) -> String {
+    let mut out = String::new();
+    if let Some((a, b)) = t.ports {
+        write!(out, "{a}>{b} ").expect("writing to a String");
+    }
+    out.push_str(&t.flags);
+    match t.seq {
+        Some(s) => write!(out, " {s}:{}({})", s.wrapping_add(t.len), t.len),
+        None => write!(out, " ...({})", t.len),
+    }
+    .expect("writing to a String");
+    if let Some(a) = t.ack {
+        write!(out, " ack {a}").expect("writing to a String");
+    }
+    if let Some(w) = t.win {
+        write!(out, " win {w}").expect("writing to a String");
+    }
+    if let Some(u) = t.urg {
+        write!(out, " urg {u}").expect("writing to a String");
+    }
+    match &t.options {
+        None => {}
+        Some(Options::Any) => out.push_str(" <...>"),
+        Some(Options::List(opts, _)) => {
+            let list: Vec<String> = opts.iter().map(option).collect();
+            write!(out, " <{}>", list.join(",")).expect("writing to a String");
+        }
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One option as packetdrill writes it.
+pub fn option(o: &TcpOpt) -> String {
+    let opt_num = |v: Option<u32>| v.map_or("...".to_string(), |v| v.to_string());
+    match o {
+        TcpOpt::Nop => "nop".into(),
+        TcpOpt::Eol => "eol".into(),
+        TcpOpt::Mss(v) => format!("mss {v}"),
+        TcpOpt::WScale(v) => format!("wscale {v}"),
+        TcpOpt::SackOk => "sackOK".into(),
+        TcpOpt::Sack(b) => {
+            let blocks: String = b.iter().map(|(l, r)| format!(" {l}:{r}")).collect();
+            format!("sack{blocks}")
+        }
+        TcpOpt::Ts { val, ecr } => format!("TS val {} ecr {}", opt_num(*val), opt_num(*ecr)),
+        TcpOpt::FastOpen(c) if c.is_empty() => "FO".into(),
+        TcpOpt::FastOpen(c) => format!("FO {}", hex(c)),
+        TcpOpt::FastOpenExp(c) if c.is_empty() => "FOEXP".into(),
+        TcpOpt::FastOpenExp(c) => format!("FOEXP {}", hex(c)),
+        TcpOpt::Md5(c) if c.is_empty() => "md5".into(),
+        TcpOpt::Md5(c) => format!("md5 {}", hex(c)),
+        TcpOpt::Raw { kind, data } if data.is_empty() => format!("opt {kind}"),
+        TcpOpt::Raw { kind, data } => format!("opt {kind} 0x{}", hex(data)),
+    }
+}
+
+/// A syscall line without its time.
+pub fn syscall(s: &Syscall) -> String {
+    let args: Vec<String> = s.args.iter().map(expr).collect();
+    let mut out = format!("{}({}) = {}", s.name, args.join(", "), expr(&s.result));
+    if let Some((e, _)) = &s.errno {
+        write!(out, " {e}").expect("writing to a String");
+    }
+    if let Some(n) = &s.note {
+        write!(out, " ({n})").expect("writing to a String");
+    }
+    out
+}
+
+/// An expression as written.
+pub fn expr(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Ellipsis => "...".into(),
+        ExprKind::Int(i) => i.to_string(),
+        ExprKind::Symbol(s) => s.clone(),
+        ExprKind::Str(s) => {
+            let escaped: String = s
+                .chars()
+                .flat_map(|c| match c {
+                    '"' => vec!['\\', '"'],
+                    '\\' => vec!['\\', '\\'],
+                    '\n' => vec!['\\', 'n'],
+                    '\t' => vec!['\\', 't'],
+                    '\0' => vec!['\\', '0'],
+                    c => vec![c],
+                })
+                .collect();
+            format!("\"{escaped}\"")
+        }
+        ExprKind::List(items) => format!("[{}]", items.iter().map(expr).collect::<Vec<_>>().join(", ")),
+        ExprKind::Struct(fields) => {
+            let f: Vec<String> = fields
+                .iter()
+                .map(|(n, v)| match n {
+                    Some(n) => format!("{}={}", expr(n), expr(v)),
+                    None => expr(v),
+                })
+                .collect();
+            format!("{{{}}}", f.join(", "))
+        }
+        ExprKind::Or(parts) => parts.iter().map(expr).collect::<Vec<_>>().join("|"),
+        ExprKind::Call(n, args) => format!("{n}({})", args.iter().map(expr).collect::<Vec<_>>().join(", ")),
+    }
+}
