@@ -4,6 +4,9 @@
 //! checks that the fuzz targets and their stable replay tests share ([`fuzzing`]).
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod fuzzing;
 pub mod hex;
+pub mod report;
+pub mod run;
 pub mod script;

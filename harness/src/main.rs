@@ -16,6 +16,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run scripts (files, or folders searched recursively for .pkt) and report each one and a summary.
+    Run {
+        /// Scripts or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The TCP to test: reference (tcpdrill's own stack, virtual clock).
+        #[arg(long, default_value = "reference")]
+        backend: String,
+        /// Print every injected and sniffed packet, call and state change with its time.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Define a symbol for #ifdef and substitution: -D NAME or -D NAME=VALUE.
+        #[arg(short = 'D', value_name = "NAME[=VALUE]")]
+        define: Vec<String>,
+    },
     /// Parse scripts and report problems with file:line:column and a caret; exit 1 if any has an error.
     Check {
         /// Script files.
@@ -47,6 +62,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
+        Command::Run { paths, backend, verbose, define } => run(&paths, &backend, verbose, &define),
     }
 }
 
@@ -137,6 +153,77 @@ fn check(files: &[PathBuf], print: bool, defines: &[String], backend: &str) -> E
         }
     }
     if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run(paths: &[PathBuf], backend: &str, verbose: bool, defines: &[String]) -> ExitCode {
+    use tcpdrill::report::{self, BackendKind};
+    let kind = match backend {
+        "reference" => BackendKind::Reference,
+        other => {
+            eprintln!("unknown backend {other:?}: use --backend reference");
+            return ExitCode::from(2);
+        }
+    };
+    let files = match report::collect_scripts(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut opts = ParseOptions::default();
+    for d in defines {
+        let (k, v) = d.split_once('=').unwrap_or((d, ""));
+        opts.defines.insert(k.to_string(), v.to_string());
+    }
+    let run_opts = tcpdrill::run::RunOptions::default();
+    let bar = (files.len() > 1 && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(files.len() as u64);
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
+        b
+    });
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for f in &files {
+        let name = f.display().to_string();
+        if let Some(b) = &bar {
+            b.set_message(name.clone());
+        }
+        let r = report::run_file(f, &name, kind, &opts, &run_opts);
+        let line = format!("{name}: {}", r.status());
+        match &bar {
+            Some(b) => b.println(line),
+            None => println!("{line}"),
+        }
+        if verbose {
+            if let Ok(o) = &r.outcome {
+                print!("{}", o.trace);
+            }
+        }
+        if r.failed() {
+            failed += 1;
+            failures.push(report::failure_text(&r).unwrap_or_default());
+        } else if r.skipped() {
+            skipped += 1;
+        } else {
+            passed += 1;
+        }
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for f in &failures {
+        println!("\n{f}");
+    }
+    println!("\n{passed} passed, {failed} failed, {skipped} skipped");
+    if failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

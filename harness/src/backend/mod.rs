@@ -1,0 +1,110 @@
+//! Backends: what a script runs against. The executor speaks to them only through [`Backend`], in script
+//! terms already resolved to live values (addresses, fds, numbers).
+
+pub mod reference;
+
+use std::net::SocketAddr;
+use tcpdrill_stack::host::{Domain, Shutdown, SockOptName, SockOptValue};
+use tcpdrill_stack::{Errno, FourTuple, TcpState};
+
+/// Microseconds since the script's start.
+pub type Micros = i64;
+
+/// A socket call with live arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `socket(domain, SOCK_STREAM, IPPROTO_TCP)`.
+    Socket(Domain),
+    /// `bind(fd, addr)`.
+    Bind(i32, SocketAddr),
+    /// `listen(fd, backlog)`.
+    Listen(i32, i32),
+    /// `accept(fd)`.
+    Accept(i32),
+    /// `connect(fd, addr)`.
+    Connect(i32, SocketAddr),
+    /// `read(fd, len)` / `recv(fd, len, flags)`; `peek` is MSG_PEEK.
+    Read {
+        /// fd.
+        fd: i32,
+        /// Buffer length.
+        len: usize,
+        /// MSG_PEEK.
+        peek: bool,
+    },
+    /// `write(fd, len)` / `send()`: `len` bytes of zeros.
+    Write(i32, usize),
+    /// `shutdown(fd, how)`.
+    Shutdown(i32, Shutdown),
+    /// `close(fd)`.
+    Close(i32),
+    /// `setsockopt(fd, level, name, value)`.
+    SetSockOpt(i32, SockOptName, SockOptValue),
+    /// `getsockopt(fd, level, name)`.
+    GetSockOpt(i32, SockOptName),
+    /// `fcntl(fd, F_GETFL)`.
+    GetFl(i32),
+    /// `fcntl(fd, F_SETFL, flags)`: the O_NONBLOCK bit.
+    SetNonBlocking(i32, bool),
+    /// `ioctl(fd, SIOCINQ)`: bytes readable.
+    BytesReadable(i32),
+    /// tcpdrill's `tcp_state(...)`: the state of a connection, fd-less ones included.
+    TcpState(FourTuple),
+}
+
+/// What a call returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallResult {
+    /// A non-negative return value (a new fd, a byte count, 0).
+    Ok(i64),
+    /// A value read out (getsockopt, tcp_state) with return value 0.
+    Value(SockOptValue),
+    /// `-1` with errno.
+    Err(Errno),
+}
+
+/// What a backend can do, so that a script needing more is skipped with a reason instead of failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Runs arbitrary shell commands (`` `...` ``) in the test's environment.
+    pub shell: bool,
+    /// Runs `%{ python }%` blocks.
+    pub python: bool,
+}
+
+/// A TCP implementation under test.
+pub trait Backend {
+    /// Its name, as `--backend` spells it.
+    fn name(&self) -> &'static str;
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+    /// Our address (the stack's) and the peer address the harness impersonates.
+    fn addresses(&self) -> (std::net::IpAddr, std::net::IpAddr);
+    /// The backend's clock, microseconds since the script's start.
+    fn now(&self) -> Micros;
+    /// Lets time pass until `t` (a virtual clock jumps; a real one sleeps), processing whatever happens on the way.
+    fn advance_to(&mut self, t: Micros);
+    /// When the stack next does something by itself (a timer), if the backend can tell; lets the executor stop
+    /// there while a blocking call is waiting, so that its return time is exact. Real-time backends return `None`.
+    fn next_event_time(&self) -> Option<Micros> {
+        None
+    }
+    /// Puts a datagram on the wire towards the stack.
+    fn inject(&mut self, datagram: &[u8]) -> Result<(), String>;
+    /// The next datagram the stack sends, waiting until `deadline` at most; with the time it was sent.
+    fn next_outbound(&mut self, deadline: Micros) -> Option<(Micros, Vec<u8>)>;
+    /// Makes a call. `Err(EAGAIN)`-like results are returned as they are: the executor decides about blocking.
+    fn call(&mut self, call: &Call) -> CallResult;
+    /// Whether a blocking call on `fd` could make progress now (readable / writable / connected / error).
+    fn ready(&mut self, call: &Call) -> bool;
+    /// Changes a sysctl (`net.ipv4.tcp_rfc1337`) for this run only.
+    fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String>;
+    /// Runs a shell command, if the backend can.
+    fn shell(&mut self, cmd: &str) -> Result<(), String>;
+    /// The state of any connection, fd-less ones included; `None` for CLOSED (no connection).
+    fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState>;
+    /// State changes since the last call, for traces: (time, tuple, from, to).
+    fn state_changes(&mut self) -> Vec<(Micros, FourTuple, TcpState, TcpState)> {
+        Vec::new()
+    }
+}

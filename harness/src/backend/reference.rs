@@ -1,0 +1,190 @@
+//! The reference backend: tcpdrill's own stack in-process, on a virtual clock that jumps straight to the next
+//! script event or stack timer. Deterministic, instant (a 60 s TIME-WAIT costs microseconds), no privileges.
+
+use super::{Backend, Call, CallResult, Capabilities, Micros};
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+use tcpdrill_stack::host::{pollbits, Host, HostEvent, SockOptValue};
+use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
+
+/// The stack's address, as packetdrill's default local address.
+pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+/// The address the harness plays, as packetdrill's default remote address.
+pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// Script time 0 on the stack's clock: a little after its epoch, so that timers and ISNs look ordinary.
+const EPOCH: u64 = 1_000_000;
+
+/// The reference stack on a virtual clock.
+pub struct Reference {
+    host: Host,
+    now: Micros,
+    /// Datagrams the stack sent and nobody has taken yet, with their times.
+    out: VecDeque<(Micros, Vec<u8>)>,
+}
+
+impl Reference {
+    /// A fresh host with `config` and a fixed seed (runs are reproducible).
+    pub fn new(config: Config) -> Reference {
+        Reference { host: Host::new(config, &[IpAddr::V4(LOCAL_IP)], 0x7cd0_1122), now: 0, out: VecDeque::new() }
+    }
+
+    /// The host, for inspection.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    fn instant(&self) -> Instant {
+        Instant::from_micros(EPOCH + self.now as u64)
+    }
+
+    fn collect(&mut self) {
+        while let Some(d) = self.host.poll_transmit() {
+            self.out.push_back((self.now, d));
+        }
+    }
+
+    /// Fires timers up to `t`, collecting what they send.
+    fn run_until(&mut self, t: Micros) {
+        let limit = Instant::from_micros(EPOCH + t.max(0) as u64);
+        // Bounded: each round fires at least one timer; a stack bug that re-arms at the same instant stops here.
+        for _ in 0..1_000_000 {
+            match self.host.poll_timeout() {
+                Some(at) if at <= limit => {
+                    self.now = self.now.max(at.micros() as i64 - EPOCH as i64);
+                    self.host.on_timeout(self.instant());
+                    self.collect();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(t);
+    }
+}
+
+impl Backend for Reference {
+    fn name(&self) -> &'static str {
+        "reference"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { shell: false, python: false }
+    }
+
+    fn addresses(&self) -> (IpAddr, IpAddr) {
+        (IpAddr::V4(LOCAL_IP), IpAddr::V4(REMOTE_IP))
+    }
+
+    fn now(&self) -> Micros {
+        self.now
+    }
+
+    fn advance_to(&mut self, t: Micros) {
+        self.run_until(t);
+    }
+
+    fn next_event_time(&self) -> Option<Micros> {
+        self.host.poll_timeout().map(|at| at.micros() as i64 - EPOCH as i64)
+    }
+
+    fn inject(&mut self, datagram: &[u8]) -> Result<(), String> {
+        let now = self.instant();
+        let r = self.host.receive(now, datagram).map_err(|e| e.to_string());
+        self.collect();
+        r
+    }
+
+    fn next_outbound(&mut self, deadline: Micros) -> Option<(Micros, Vec<u8>)> {
+        loop {
+            if let Some(p) = self.out.pop_front() {
+                return Some(p);
+            }
+            match self.host.poll_timeout() {
+                Some(at) if (at.micros() as i64 - EPOCH as i64) <= deadline => {
+                    self.run_until(at.micros() as i64 - EPOCH as i64);
+                }
+                _ => {
+                    self.now = self.now.max(deadline);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn call(&mut self, call: &Call) -> CallResult {
+        let now = self.instant();
+        let h = &mut self.host;
+        let res = match call {
+            Call::Socket(d) => h.socket(*d).map(i64::from),
+            Call::Bind(fd, a) => h.bind(*fd, *a).map(|()| 0),
+            Call::Listen(fd, b) => h.listen(*fd, *b).map(|()| 0),
+            Call::Accept(fd) => h.accept(*fd).map(|(f, _)| i64::from(f)),
+            Call::Connect(fd, a) => h.connect(now, *fd, *a).map(|()| 0),
+            Call::Read { fd, len, peek } => h.read(now, *fd, *len, *peek).map(|d| d.len() as i64),
+            Call::Write(fd, len) => h.write(now, *fd, &vec![0u8; *len]).map(|n| n as i64),
+            Call::Shutdown(fd, how) => h.shutdown(now, *fd, *how).map(|()| 0),
+            Call::Close(fd) => h.close(now, *fd).map(|()| 0),
+            Call::SetSockOpt(fd, n, v) => h.setsockopt(*fd, *n, *v).map(|()| 0),
+            Call::GetSockOpt(fd, n) => {
+                let r = h.getsockopt(*fd, *n).map(CallResult::Value);
+                self.collect();
+                return r.unwrap_or_else(CallResult::Err);
+            }
+            Call::GetFl(fd) => h.is_nonblocking(*fd).map(|nb| 0o2 | if nb { 0o4000 } else { 0 }),
+            Call::SetNonBlocking(fd, on) => h.set_nonblocking(*fd, *on).map(|()| 0),
+            Call::BytesReadable(fd) => h.read(now, *fd, usize::MAX, true).map(|d| d.len() as i64).or_else(|e| {
+                if e == Errno::EAGAIN {
+                    Ok(0)
+                } else {
+                    Err(e)
+                }
+            }),
+            Call::TcpState(t) => {
+                let s = h.tcp_state(t).unwrap_or(TcpState::Closed);
+                return CallResult::Value(SockOptValue::Int(i64::from(s.linux_number())));
+            }
+        };
+        self.collect();
+        match res {
+            Ok(v) => CallResult::Ok(v),
+            Err(e) => CallResult::Err(e),
+        }
+    }
+
+    fn ready(&mut self, call: &Call) -> bool {
+        let fd = match call {
+            Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write(fd, _) => *fd,
+            _ => return true,
+        };
+        let Ok(bits) = self.host.poll(fd) else { return true };
+        match call {
+            Call::Accept(_) | Call::Read { .. } => bits & (pollbits::IN | pollbits::ERR | pollbits::HUP) != 0,
+            Call::Write(..) => bits & (pollbits::OUT | pollbits::ERR | pollbits::HUP) != 0,
+            Call::Connect(..) => {
+                let state = self.host.fd_connection(fd).map(|t| t.state());
+                !matches!(state, Some(TcpState::SynSent | TcpState::SynReceived))
+            }
+            _ => true,
+        }
+    }
+
+    fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.host.set_knob(name, value).map_err(|e| e.to_string())
+    }
+
+    fn shell(&mut self, cmd: &str) -> Result<(), String> {
+        Err(format!("the reference backend runs no shell commands ({cmd:?})"))
+    }
+
+    fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState> {
+        self.host.tcp_state(tuple)
+    }
+
+    fn state_changes(&mut self) -> Vec<(Micros, FourTuple, TcpState, TcpState)> {
+        let mut v = Vec::new();
+        while let Some(HostEvent::StateChange { at, tuple, from, to }) = self.host.poll_event() {
+            v.push((at.micros() as i64 - EPOCH as i64, tuple, from, to));
+        }
+        v
+    }
+}

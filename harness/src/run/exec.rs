@@ -1,0 +1,1115 @@
+//! The event loop. See the parent module for the semantics.
+
+use super::trace::{secs, Trace, TraceEntry};
+use super::{Failure, Outcome, Verdict};
+use crate::backend::{Backend, Call, CallResult, Micros};
+use crate::script::ast::*;
+use crate::script::printer;
+use crate::script::symbols::symbol_value;
+use crate::script::ScriptError;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tcpdrill_stack::host::{Domain, Shutdown, SockOptName, SockOptValue};
+use tcpdrill_stack::wire::{Checksums, IpRepr, SackBlocks, TcpDatagram, TcpFlags, TcpOption, TcpOptions, TcpRepr};
+use tcpdrill_stack::{Errno, FourTuple, SeqNum, TcpState};
+
+/// Knobs of a run, from the CLI and the script's header options.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `--tolerance_usecs`: the least timing tolerance.
+    pub tolerance_usecs: i64,
+    /// `--tolerance_percent`: tolerance as a share of the gap since the previous event.
+    pub tolerance_percent: f64,
+    /// Multiplies every tolerance (for slow machines running a real-time backend).
+    pub tolerance_scale: f64,
+    /// How long past its expected time an outbound packet is waited for before "timed out".
+    pub packet_timeout_usecs: i64,
+    /// The port the stack listens on and `connect(..., ...)` goes to (packetdrill's --bind_port / --connect_port).
+    pub port: u16,
+    /// The harness's own port for passive scripts.
+    pub remote_port: u16,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            tolerance_usecs: 4_000,
+            tolerance_percent: 12.5,
+            tolerance_scale: 1.0,
+            packet_timeout_usecs: 2_000_000,
+            port: 8080,
+            remote_port: 40_123,
+        }
+    }
+}
+
+struct Exec<'a> {
+    file: Arc<str>,
+    source: Arc<str>,
+    backend: &'a mut dyn Backend,
+    opts: RunOptions,
+    trace: Trace,
+    local_ip: IpAddr,
+    remote_ip: IpAddr,
+    /// The stack's port for the script's connection (learned from its SYN for active opens).
+    local_port: Option<u16>,
+    remote_port: u16,
+    local_isn: Option<u32>,
+    /// The 4-tuple (stack port, harness port) the ISN was learned on: a later SYN on the same tuple (a
+    /// simultaneous open's SYN-ACK) is checked against it, not learned from.
+    isn_tuple: Option<(u16, u16)>,
+    ts_offset: Option<u32>,
+    ts_tick_usecs: Option<i64>,
+    fds: BTreeMap<i64, i32>,
+    nonblocking: BTreeMap<i32, bool>,
+    pending: Option<Pending>,
+    /// Script time of the previous event (for relative times and tolerance gaps).
+    prev: Micros,
+    last_time: Micros,
+}
+
+struct Pending {
+    call: Call,
+    event: Event,
+    expected_end: Option<Micros>,
+    start: Micros,
+}
+
+type Res<T> = Result<T, Box<Failure>>;
+
+/// Runs `script` (parsed from `text`, named `file`) on `backend`.
+pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, opts: RunOptions) -> Outcome {
+    let (local_ip, remote_ip) = backend.addresses();
+    let mut x = Exec {
+        file: Arc::from(file),
+        source: Arc::from(text),
+        backend,
+        opts,
+        trace: Trace::default(),
+        local_ip,
+        remote_ip,
+        local_port: None,
+        remote_port: 0,
+        local_isn: None,
+        isn_tuple: None,
+        ts_offset: None,
+        ts_tick_usecs: None,
+        fds: BTreeMap::new(),
+        nonblocking: BTreeMap::new(),
+        pending: None,
+        prev: 0,
+        last_time: 0,
+    };
+    x.remote_port = x.opts.remote_port;
+    if let Some(reason) = x.preflight(script) {
+        return Outcome { verdict: Verdict::Skipped(reason), trace: x.trace, script_micros: 0 };
+    }
+    let verdict = match x.events(script) {
+        Ok(()) => Verdict::Pass,
+        Err(f) => Verdict::Fail(f),
+    };
+    x.collect_states();
+    Outcome { verdict, trace: x.trace, script_micros: x.last_time }
+}
+
+fn line_of(src: &str, span: Span) -> usize {
+    crate::script::diag::line_col(src, span.start).0
+}
+
+/// `sysctl [-q] [-w] a.b.c=v ...` as (name, value) pairs; `None` if the command is anything else.
+fn sysctl_assignments(cmd: &str) -> Option<Vec<(String, String)>> {
+    let mut words = cmd.split_whitespace();
+    if words.next()? != "sysctl" {
+        return None;
+    }
+    let mut out = Vec::new();
+    for w in words {
+        if w.starts_with('-') {
+            if !["-q", "-w", "-qw", "-wq", "-e"].contains(&w) {
+                return None;
+            }
+            continue;
+        }
+        let (k, v) = w.split_once('=')?;
+        out.push((k.to_string(), v.trim_matches('"').to_string()));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn is_linux_knob(name: &str) -> bool {
+    name.starts_with("net.ipv4.") || name.starts_with("net.core.") || name.starts_with("net/ipv4/")
+}
+
+impl<'a> Exec<'a> {
+    // ---- failures ----------------------------------------------------------------------------------------
+
+    fn fail(&self, span: Span, headline_kind: &str, msg: String, details: Vec<String>, label: &str) -> Box<Failure> {
+        let line = line_of(&self.source, span);
+        let headline = format!("{}:{line}: {headline_kind}: {msg}", self.file);
+        let mut diag = ScriptError::new(self.file.clone(), self.source.clone(), span, msg, label);
+        if !details.is_empty() {
+            diag = diag.with_help(details.join("\n"));
+        }
+        Box::new(Failure { headline, details, diagnostic: diag })
+    }
+
+    // ---- what the backend cannot do ----------------------------------------------------------------------
+
+    fn preflight(&mut self, s: &Script) -> Option<String> {
+        let caps = self.backend.capabilities();
+        let name = self.backend.name();
+        for o in &s.options {
+            let v = o.value.as_deref().unwrap_or("");
+            match o.name.as_str() {
+                "tolerance_usecs" => self.opts.tolerance_usecs = v.parse().unwrap_or(self.opts.tolerance_usecs),
+                "tolerance_percent" => self.opts.tolerance_percent = v.parse().unwrap_or(self.opts.tolerance_percent),
+                "tcp_ts_tick_usecs" => self.ts_tick_usecs = v.parse().ok().filter(|t| *t > 0),
+                "bind_port" | "connect_port" => self.opts.port = v.parse().unwrap_or(self.opts.port),
+                "ip_version" if v != "ipv4" => {
+                    return Some(format!("--ip_version={v}: the {name} backend runs IPv4 scripts only for now"))
+                }
+                "mtu" => {
+                    if let Err(e) = self.backend.set_knob("mtu", v) {
+                        return Some(format!("--mtu={v}: {e}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let commands = s.init.iter().chain(&s.cleanup).map(|c| (c, true));
+        let timed = s.events.iter().filter_map(|e| match &e.action {
+            Action::Shell(c) => Some((c, false)),
+            _ => None,
+        });
+        for (c, _untimed) in commands.chain(timed) {
+            let line = line_of(&self.source, c.span);
+            match sysctl_assignments(&c.text) {
+                Some(kv) if kv.iter().all(|(k, _)| is_linux_knob(k)) => {}
+                Some(kv) if !caps.shell => {
+                    let bad = kv.iter().find(|(k, _)| !is_linux_knob(k)).map(|(k, _)| k.clone()).unwrap_or_default();
+                    return Some(format!("{bad} (line {line}) is not a Linux sysctl"));
+                }
+                None if !caps.shell => {
+                    return Some(format!("needs the linux backend (shell command at line {line})"));
+                }
+                _ => {}
+            }
+        }
+        for e in &s.events {
+            let line = line_of(&self.source, e.span);
+            match &e.action {
+                Action::Code(_) if !caps.python => {
+                    return Some(format!("needs the linux backend (%{{ }}% block at line {line})"));
+                }
+                Action::Packet(p) => match &p.body {
+                    PacketBody::Udp { .. } | PacketBody::Icmp { .. } => {
+                        return Some(format!("UDP and ICMP packets are not supported yet (line {line})"));
+                    }
+                    PacketBody::Tcp(t) if p.direction == Direction::Inbound && t.win.is_none() => {
+                        return Some(format!("inbound packet without win at line {line}"));
+                    }
+                    _ => {}
+                },
+                Action::Syscall(c) if !SUPPORTED.contains(&c.name.as_str()) => {
+                    return Some(format!("syscall {} (line {line}) is not supported on the {name} backend", c.name));
+                }
+                Action::Syscall(c)
+                    if c.args.iter().any(|a| matches!(&a.kind, ExprKind::Symbol(s) if s == "MSG_FASTOPEN")) =>
+                {
+                    return Some(format!("TCP Fast Open (line {line}) is not supported on the {name} backend"));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    // ---- the loop ----------------------------------------------------------------------------------------
+
+    fn point(&self, p: TimePoint, base: Micros) -> Micros {
+        if p.relative {
+            base + p.micros
+        } else {
+            p.micros
+        }
+    }
+
+    fn tolerance(&self, expected: Micros) -> Micros {
+        let gap = (expected - self.prev).max(0) as f64;
+        let t = (self.opts.tolerance_usecs as f64).max(self.opts.tolerance_percent / 100.0 * gap);
+        (t * self.opts.tolerance_scale) as Micros
+    }
+
+    fn events(&mut self, s: &Script) -> Res<()> {
+        for c in &s.init {
+            self.shell_or_sysctl(c)?;
+        }
+        for (i, e) in s.events.iter().enumerate() {
+            let (start, end) = match e.time {
+                TimeSpec::At(p) => {
+                    let t = self.point(p, self.prev);
+                    (t, t)
+                }
+                TimeSpec::Range(a, b) | TimeSpec::Blocking(a, b) => {
+                    let t0 = self.point(a, self.prev);
+                    (t0, self.point(b, t0))
+                }
+                TimeSpec::Any => (self.prev, Micros::MAX),
+            };
+            match &e.action {
+                Action::Packet(p) if p.direction == Direction::Outbound => {
+                    let actual = self.expect_packet(e, p, start, end)?;
+                    self.prev = if matches!(e.time, TimeSpec::At(_)) { start } else { actual };
+                }
+                Action::Packet(p) => {
+                    self.advance(start)?;
+                    self.inject(e, p)?;
+                    self.prev = start;
+                }
+                Action::Syscall(c) => {
+                    self.advance(start)?;
+                    let expected_end = matches!(e.time, TimeSpec::Blocking(..)).then_some(end);
+                    self.syscall(i, e, c, start, expected_end)?;
+                    self.prev = start;
+                }
+                Action::Shell(c) => {
+                    self.advance(start)?;
+                    self.shell_or_sysctl(c)?;
+                    self.prev = start;
+                }
+                Action::Code(_) => {
+                    self.advance(start)?;
+                    self.prev = start;
+                }
+            }
+            self.last_time = self.last_time.max(self.prev);
+            self.poll_pending()?;
+        }
+        // A call still blocked may return after the last line, by the script's own account (`0...3 connect()`).
+        if let Some(end) = self.pending.as_ref().and_then(|p| p.expected_end) {
+            let tol = self.tolerance(end);
+            self.advance(end + tol)?;
+        }
+        // Anything the stack sent up to the last event that no line accounted for.
+        let last = self.backend.now();
+        if let Some((t, d)) = self.backend.next_outbound(last) {
+            let text = self.outbound_text(&d);
+            let span = s.events.last().map_or(Span::default(), |e| e.span);
+            self.trace.entries.push(TraceEntry::Outbound { t, text: text.clone(), bytes: d });
+            return Err(self.fail(
+                span,
+                "error handling packet",
+                "unexpected outbound packet".into(),
+                vec![format!("actual packet: {} {text}", secs(t)), "no > line of the script expects it".into()],
+                "after this event",
+            ));
+        }
+        if let Some(p) = self.pending.take() {
+            let e = &p.event;
+            return Err(self.fail(
+                e.span,
+                "error handling syscall",
+                format!("blocking call {} never returned", call_name(&p.call)),
+                vec![format!("started at {} s", secs(p.start))],
+                "still blocked at the end of the script",
+            ));
+        }
+        for c in &s.cleanup {
+            self.shell_or_sysctl(c)?;
+        }
+        Ok(())
+    }
+
+    fn collect_states(&mut self) {
+        for (t, tuple, from, to) in self.backend.state_changes() {
+            self.trace.entries.push(TraceEntry::State { t, tuple, from, to });
+        }
+    }
+
+    /// Lets time pass to `t`. While a call is blocked, time stops at every wake-up of the stack on the way so
+    /// that the call returns at the exact moment it can.
+    fn advance(&mut self, t: Micros) -> Res<()> {
+        while self.pending.is_some() {
+            match self.backend.next_event_time() {
+                Some(w) if w <= t && w >= self.backend.now() => {
+                    self.backend.advance_to(w);
+                    self.collect_states();
+                    self.poll_pending()?;
+                    if self.backend.next_event_time() == Some(w) {
+                        break; // nothing fired: do not spin
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.backend.advance_to(t);
+        self.collect_states();
+        self.poll_pending()
+    }
+
+    fn shell_or_sysctl(&mut self, c: &Command) -> Res<()> {
+        let t = self.backend.now();
+        if let Some(kv) = sysctl_assignments(&c.text).filter(|kv| kv.iter().all(|(k, _)| is_linux_knob(k))) {
+            for (k, v) in kv {
+                self.backend.set_knob(&k, &v).map_err(|e| {
+                    self.fail(c.span, "error executing command", format!("sysctl {k}={v}: {e}"), vec![], "this sysctl")
+                })?;
+                self.trace.entries.push(TraceEntry::Note { t, text: format!("sysctl {k}={v}") });
+            }
+            return Ok(());
+        }
+        self.backend.shell(&c.text).map_err(|e| {
+            self.fail(c.span, "error executing command", format!("`{}` failed: {e}", c.text), vec![], "this command")
+        })?;
+        self.trace.entries.push(TraceEntry::Note { t, text: format!("`{}`", c.text) });
+        Ok(())
+    }
+
+    // ---- inbound packets ---------------------------------------------------------------------------------
+
+    fn default_tuple(&self, ports: Option<(u16, u16)>, inbound: bool) -> (u16, u16) {
+        // (stack's port, harness's port)
+        match ports {
+            Some((a, b)) if inbound => (b, a),
+            Some((a, b)) => (a, b),
+            None => (self.local_port.unwrap_or(self.opts.port), self.remote_port),
+        }
+    }
+
+    fn inject(&mut self, e: &Event, p: &Packet) -> Res<()> {
+        let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
+        let (lp, rp) = self.default_tuple(t.ports, true);
+        let flags = flags_of(&t.flags);
+        let isn = self.local_isn.unwrap_or(0);
+        let mut options = TcpOptions::EMPTY;
+        if let Some(Options::List(list, lspan)) = &t.options {
+            for o in list {
+                let opt = match o {
+                    TcpOpt::Nop => TcpOption::Nop,
+                    TcpOpt::Eol => TcpOption::Eol,
+                    TcpOpt::Mss(v) => TcpOption::Mss(*v),
+                    TcpOpt::WScale(v) => TcpOption::WindowScale(*v),
+                    TcpOpt::SackOk => TcpOption::SackPermitted,
+                    TcpOpt::Sack(b) => {
+                        // Inbound SACK blocks acknowledge the stack's data: relative to its ISN.
+                        let blocks: Vec<_> = b
+                            .iter()
+                            .map(|(l, r)| (SeqNum(isn.wrapping_add(*l)), SeqNum(isn.wrapping_add(*r))))
+                            .collect();
+                        TcpOption::Sack(SackBlocks::new(&blocks).unwrap_or_default())
+                    }
+                    TcpOpt::Ts { val, ecr } => TcpOption::Timestamps {
+                        tsval: val.unwrap_or(0),
+                        tsecr: ecr.map_or(0, |v| if v == 0 { 0 } else { v.wrapping_add(self.ts_offset.unwrap_or(0)) }),
+                    },
+                    TcpOpt::FastOpen(c) => TcpOption::FastOpen(c),
+                    TcpOpt::FastOpenExp(c) => TcpOption::FastOpenExp(c),
+                    TcpOpt::Md5(c) => {
+                        let mut d = [0u8; 16];
+                        d[..c.len().min(16)].copy_from_slice(&c[..c.len().min(16)]);
+                        TcpOption::Md5(d)
+                    }
+                    TcpOpt::Raw { kind, data } => TcpOption::Unknown { kind: *kind, data },
+                };
+                options.push(&opt).map_err(|err| {
+                    self.fail(*lspan, "error handling packet", format!("{err}"), vec![], "these options")
+                })?;
+            }
+        } else if let Some(Options::Any) = t.options {
+            return Err(self.fail(
+                p.span,
+                "error handling packet",
+                "<...> only goes on outbound packets".into(),
+                vec![],
+                "inbound",
+            ));
+        }
+        let payload = vec![0u8; t.len as usize];
+        let repr = TcpRepr {
+            src_port: rp,
+            dst_port: lp,
+            seq: SeqNum(t.seq.unwrap_or(0)),
+            ack: SeqNum(t.ack.map_or(0, |a| isn.wrapping_add(a))),
+            flags,
+            window: t.win.unwrap_or(0).min(u32::from(u16::MAX)) as u16,
+            urgent: t.urg.unwrap_or(0) as u16,
+            options,
+            payload: &payload,
+        };
+        let mut d = TcpDatagram::new(self.remote_ip, self.local_ip, repr);
+        if let (Some(ecn), IpRepr::V4(ip)) = (p.ecn, &mut d.ip) {
+            ip.tos = match ecn {
+                Ecn::NoEcn => 0,
+                Ecn::Ect1 => 1,
+                Ecn::Ect0 | Ecn::Ect01 => 2,
+                Ecn::Ce => 3,
+            };
+        }
+        let bytes = d
+            .to_vec()
+            .map_err(|err| self.fail(p.span, "error handling packet", err.to_string(), vec![], "this packet"))?;
+        let t_now = self.backend.now();
+        self.trace.entries.push(TraceEntry::Inbound { t: t_now, text: printer::tcp(t), bytes: bytes.clone() });
+        self.backend.inject(&bytes).map_err(|err| {
+            self.fail(e.span, "error handling packet", format!("injecting failed: {err}"), vec![], "this packet")
+        })?;
+        self.collect_states();
+        Ok(())
+    }
+
+    // ---- outbound packets --------------------------------------------------------------------------------
+
+    /// The stack's packet in script notation: its numbers relative to its ISN, ours as they are.
+    fn outbound_text(&self, d: &[u8]) -> String {
+        match TcpDatagram::parse(d, Checksums::Ignore) {
+            Ok(p) => script_notation(&p.tcp, self.local_isn.unwrap_or(0), self.ts_offset),
+            Err(e) => format!("(unparsable: {e})"),
+        }
+    }
+
+    fn expect_packet(&mut self, e: &Event, p: &Packet, start: Micros, end: Micros) -> Res<Micros> {
+        let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
+        let tol = if matches!(e.time, TimeSpec::Any) { 0 } else { self.tolerance(start) };
+        let deadline = if end == Micros::MAX { Micros::MAX / 2 } else { end + tol + self.opts.packet_timeout_usecs };
+        let script_text = printer::tcp(t);
+        let Some((actual, bytes)) = self.backend.next_outbound(deadline) else {
+            self.collect_states();
+            return Err(self.fail(
+                e.span,
+                "error handling packet",
+                "Timed out waiting for packet".into(),
+                vec![format!("script packet: {} {script_text}", secs(start))],
+                "expected this packet",
+            ));
+        };
+        self.collect_states();
+        let live = TcpDatagram::parse(&bytes, Checksums::Verify).map_err(|err| {
+            self.fail(
+                e.span,
+                "error handling packet",
+                format!("the stack sent a malformed datagram: {err}"),
+                vec![],
+                "while expecting this",
+            )
+        })?;
+        // Learn the stack's ISN, port and TS offset from this packet where the script fixes them.
+        if live.tcp.flags.syn() {
+            let tuple = (live.tcp.src_port, live.tcp.dst_port);
+            if let Some(s) = t.seq.filter(|_| self.isn_tuple != Some(tuple)) {
+                self.local_isn = Some(live.tcp.seq.0.wrapping_sub(s));
+                self.isn_tuple = Some(tuple);
+            }
+            if !live.tcp.flags.ack() {
+                self.local_port = Some(live.tcp.src_port);
+                self.remote_port = live.tcp.dst_port;
+            }
+        }
+        if self.ts_offset.is_none() {
+            if let (Some((v, _)), Some(Options::List(list, _))) = (live.tcp.options.timestamps(), &t.options) {
+                if let Some(sv) = list.iter().find_map(|o| match o {
+                    TcpOpt::Ts { val: Some(sv), .. } => Some(*sv),
+                    _ => None,
+                }) {
+                    self.ts_offset = Some(v.wrapping_sub(sv));
+                }
+            }
+        }
+        let text = self.outbound_text(&bytes);
+        self.trace.entries.push(TraceEntry::Outbound { t: actual, text: text.clone(), bytes: bytes.clone() });
+        let details = |x: &Self| {
+            vec![
+                format!("script packet:  {} {script_text}", secs(start)),
+                format!("actual packet:  {} {}", secs(actual), x.outbound_text(&bytes)),
+            ]
+        };
+        if let Some((field, want, got)) = self.mismatch(t, p.ecn, &live) {
+            let msg = format!("live packet field {field}: expected: {want} vs actual: {got}");
+            return Err(self.fail(e.span, "error handling packet", msg, details(self), "this packet"));
+        }
+        // Timing.
+        let ok = match e.time {
+            TimeSpec::Any => true,
+            _ => actual >= start - tol && actual <= end.saturating_add(tol),
+        };
+        if !ok {
+            let msg = if start == end {
+                format!(
+                    "timing error: expected outbound packet at {} sec but happened at {} sec; tolerance {} sec",
+                    secs(start),
+                    secs(actual),
+                    secs(tol)
+                )
+            } else {
+                format!(
+                    "timing error: expected outbound packet in [{}, {}] sec but happened at {} sec; tolerance {} sec",
+                    secs(start),
+                    secs(end),
+                    secs(actual),
+                    secs(tol)
+                )
+            };
+            return Err(self.fail(e.time_span, "error handling packet", msg, details(self), "expected time"));
+        }
+        Ok(actual)
+    }
+
+    /// The first field where the live packet differs from the script, in packetdrill's order.
+    fn mismatch(&self, t: &TcpSpec, ecn: Option<Ecn>, live: &TcpDatagram<'_>) -> Option<(String, String, String)> {
+        let num = |v: u64| format!("{v} ({v:#x})");
+        let l = &live.tcp;
+        let (lp, rp) = self.default_tuple(t.ports, false);
+        if live.ip.dst_addr() != self.remote_ip {
+            return Some(("ip_dst".into(), self.remote_ip.to_string(), live.ip.dst_addr().to_string()));
+        }
+        if (t.ports.is_some() || self.local_port.is_some()) && l.src_port != lp {
+            return Some(("tcp_src_port".into(), num(u64::from(lp)), num(u64::from(l.src_port))));
+        }
+        if l.dst_port != rp {
+            return Some(("tcp_dst_port".into(), num(u64::from(rp)), num(u64::from(l.dst_port))));
+        }
+        if let Some(e) = ecn {
+            let got = live.ip.ecn();
+            let ok = match e {
+                Ecn::NoEcn => got == 0,
+                Ecn::Ect1 => got == 1,
+                Ecn::Ect0 => got == 2,
+                Ecn::Ect01 => got == 1 || got == 2,
+                Ecn::Ce => got == 3,
+            };
+            if !ok {
+                return Some((
+                    "ip_ecn".into(),
+                    e.name().into(),
+                    ["noecn", "ect1", "ect0", "ce"][usize::from(got & 3)].into(),
+                ));
+            }
+        }
+        let want = flags_of(&t.flags);
+        for (bit, name) in [
+            (TcpFlags::FIN, "tcp_fin"),
+            (TcpFlags::SYN, "tcp_syn"),
+            (TcpFlags::RST, "tcp_rst"),
+            (TcpFlags::PSH, "tcp_psh"),
+            (TcpFlags::ACK, "tcp_ack"),
+            (TcpFlags::URG, "tcp_urg"),
+            (TcpFlags::ECE, "tcp_ece"),
+            (TcpFlags::CWR, "tcp_cwr"),
+            (TcpFlags::AE, "tcp_ae"),
+        ] {
+            let (w, g) = (want.contains(bit), l.flags.contains(bit));
+            if w != g {
+                return Some((name.into(), num(u64::from(w)), num(u64::from(g))));
+            }
+        }
+        if let Some(s) = t.seq {
+            let got = l.seq.0.wrapping_sub(self.local_isn.unwrap_or(0));
+            if got != s {
+                return Some(("tcp_seq".into(), num(u64::from(s)), num(u64::from(got))));
+            }
+        }
+        if let Some(a) = t.ack {
+            if l.ack.0 != a {
+                return Some(("tcp_ack_seq".into(), num(u64::from(a)), num(u64::from(l.ack.0))));
+            }
+        }
+        if l.payload.len() as u32 != t.len {
+            return Some(("tcp_payload_len".into(), num(u64::from(t.len)), num(l.payload.len() as u64)));
+        }
+        if let Some(w) = t.win {
+            if u32::from(l.window) != w {
+                return Some(("tcp_window".into(), num(u64::from(w)), num(u64::from(l.window))));
+            }
+        }
+        if let Some(u) = t.urg {
+            if u32::from(l.urgent) != u {
+                return Some(("tcp_urg_ptr".into(), num(u64::from(u)), num(u64::from(l.urgent))));
+            }
+        }
+        match &t.options {
+            Some(Options::Any) => {}
+            None if !l.options.is_empty() => {
+                return Some(("tcp_options".into(), "<>".into(), format!("<{}>", l.options)));
+            }
+            None => {}
+            Some(Options::List(list, _)) => {
+                let got: Vec<TcpOption<'_>> = l.options.iter().map_while(Result::ok).collect();
+                let same = got.len() == list.len()
+                    && got.iter().zip(list).all(|(g, w)| match (g, w) {
+                        (TcpOption::Nop, TcpOpt::Nop)
+                        | (TcpOption::Eol, TcpOpt::Eol)
+                        | (TcpOption::SackPermitted, TcpOpt::SackOk) => true,
+                        (TcpOption::Mss(a), TcpOpt::Mss(b)) => a == b,
+                        (TcpOption::WindowScale(a), TcpOpt::WScale(b)) => a == b,
+                        (TcpOption::Sack(a), TcpOpt::Sack(b)) => {
+                            a.as_slice().iter().map(|(l, r)| (l.0, r.0)).eq(b.iter().copied())
+                        }
+                        (TcpOption::Timestamps { tsval, tsecr }, TcpOpt::Ts { val, ecr }) => {
+                            let val_ok = match (self.ts_tick_usecs, val) {
+                                (Some(_), Some(v)) => self.ts_offset.is_none_or(|o| tsval.wrapping_sub(o) == *v),
+                                _ => true,
+                            };
+                            val_ok && ecr.is_none_or(|e| *tsecr == e)
+                        }
+                        (TcpOption::FastOpen(a), TcpOpt::FastOpen(b))
+                        | (TcpOption::FastOpenExp(a), TcpOpt::FastOpenExp(b)) => a == &b.as_slice(),
+                        (TcpOption::Md5(a), TcpOpt::Md5(b)) => b.is_empty() || a.as_slice() == b.as_slice(),
+                        (TcpOption::Unknown { kind, data }, TcpOpt::Raw { kind: k, data: d }) => {
+                            kind == k && data == &d.as_slice()
+                        }
+                        _ => false,
+                    });
+                if !same {
+                    let want: Vec<String> = list.iter().map(printer::option).collect();
+                    let got_text = script_notation_options(&l.options, self.ts_offset);
+                    return Some(("tcp_options".into(), format!("<{}>", want.join(",")), format!("<{got_text}>")));
+                }
+            }
+        }
+        None
+    }
+
+    // ---- syscalls ----------------------------------------------------------------------------------------
+
+    fn int(&self, e: &Expr) -> Result<i64, String> {
+        match &e.kind {
+            ExprKind::Int(i) => Ok(*i),
+            ExprKind::Symbol(s) => symbol_value(s).ok_or_else(|| format!("unknown symbol {s}")),
+            ExprKind::Or(v) => v.iter().try_fold(0, |acc, x| Ok(acc | self.int(x)?)),
+            ExprKind::List(v) if v.len() == 1 => self.int(&v[0]),
+            ExprKind::Call(n, a) if (n == "htons" || n == "htonl" || n == "ntohs") && a.len() == 1 => self.int(&a[0]),
+            _ => Err(format!("{} is not a number", printer::expr(e))),
+        }
+    }
+
+    fn fd(&self, e: &Expr) -> Result<i32, String> {
+        let n = self.int(e)?;
+        Ok(self.fds.get(&n).copied().unwrap_or(n as i32))
+    }
+
+    fn sockaddr(&self, e: &Expr, default: SocketAddr) -> Result<SocketAddr, String> {
+        match &e.kind {
+            ExprKind::Ellipsis => Ok(default),
+            ExprKind::Struct(fields) => {
+                let mut a = default;
+                for (name, v) in fields {
+                    match name.as_ref().and_then(Expr::as_symbol) {
+                        Some("sin_port" | "sin6_port") => a.set_port(self.int(v)? as u16),
+                        Some("sin_addr" | "sin6_addr") => {
+                            if let ExprKind::Call(f, args) = &v.kind {
+                                if let (Some("inet_addr" | "inet_pton"), Some(ExprKind::Str(s))) =
+                                    (Some(f.as_str()), args.last().map(|x| &x.kind))
+                                {
+                                    a.set_ip(s.parse().map_err(|_| format!("bad address {s:?}"))?);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(a)
+            }
+            _ => Err(format!("{} is not a socket address", printer::expr(e))),
+        }
+    }
+
+    fn sockopt(&self, name: &Expr) -> Result<SockOptName, String> {
+        Ok(match name.as_symbol().unwrap_or("") {
+            "SO_REUSEADDR" => SockOptName::ReuseAddr,
+            "SO_KEEPALIVE" => SockOptName::KeepAlive,
+            "SO_LINGER" => SockOptName::Linger,
+            "SO_ERROR" => SockOptName::Error,
+            "SO_RCVBUF" => SockOptName::RcvBuf,
+            "SO_SNDBUF" => SockOptName::SndBuf,
+            "TCP_NODELAY" => SockOptName::NoDelay,
+            "TCP_MAXSEG" => SockOptName::MaxSeg,
+            "TCP_KEEPIDLE" => SockOptName::KeepIdle,
+            "TCP_KEEPINTVL" => SockOptName::KeepIntvl,
+            "TCP_KEEPCNT" => SockOptName::KeepCnt,
+            "TCP_USER_TIMEOUT" => SockOptName::UserTimeout,
+            "TCP_INFO" => SockOptName::Info,
+            other => return Err(format!("socket option {other} is not supported")),
+        })
+    }
+
+    fn optval(&self, e: &Expr) -> Result<SockOptValue, String> {
+        match &e.kind {
+            ExprKind::Struct(fields) => {
+                let get = |n: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| k.as_ref().and_then(Expr::as_symbol) == Some(n))
+                        .map(|(_, v)| self.int(v))
+                };
+                Ok(SockOptValue::Linger {
+                    onoff: get("onoff").or_else(|| get("l_onoff")).transpose()?.unwrap_or(0) != 0,
+                    linger: get("linger").or_else(|| get("l_linger")).transpose()?.unwrap_or(0) as u32,
+                })
+            }
+            _ => Ok(SockOptValue::Int(self.int(e)?)),
+        }
+    }
+
+    /// The live call for a script syscall.
+    fn translate(&mut self, c: &Syscall) -> Result<Call, String> {
+        let a = &c.args;
+        let arg = |i: usize| a.get(i).ok_or_else(|| format!("{} needs argument {}", c.name, i + 1));
+        let local = SocketAddr::new(self.local_ip, self.opts.port);
+        let remote = SocketAddr::new(self.remote_ip, self.opts.port);
+        Ok(match c.name.as_str() {
+            "socket" => {
+                let d = match arg(0)?.kind {
+                    ExprKind::Ellipsis => Domain::Inet,
+                    _ if self.int(arg(0)?)? == 10 => Domain::Inet6,
+                    _ => Domain::Inet,
+                };
+                Call::Socket(d)
+            }
+            "bind" => {
+                let addr = self.sockaddr(arg(1)?, local)?;
+                self.local_port = Some(addr.port());
+                Call::Bind(self.fd(arg(0)?)?, addr)
+            }
+            "listen" => Call::Listen(self.fd(arg(0)?)?, self.int(arg(1)?)? as i32),
+            "accept" => Call::Accept(self.fd(arg(0)?)?),
+            "connect" => {
+                let addr = self.sockaddr(arg(1)?, remote)?;
+                self.remote_port = addr.port();
+                self.local_port = None;
+                Call::Connect(self.fd(arg(0)?)?, addr)
+            }
+            "read" | "recv" | "recvfrom" => {
+                let peek = c.name != "read" && a.get(3).and_then(|f| self.int(f).ok()).is_some_and(|f| f & 2 != 0);
+                Call::Read { fd: self.fd(arg(0)?)?, len: self.int(arg(2)?)? as usize, peek }
+            }
+            "write" | "send" | "sendto" => Call::Write(self.fd(arg(0)?)?, self.int(arg(2)?)? as usize),
+            "shutdown" => {
+                let how = match self.int(arg(1)?)? {
+                    0 => Shutdown::Read,
+                    1 => Shutdown::Write,
+                    _ => Shutdown::Both,
+                };
+                Call::Shutdown(self.fd(arg(0)?)?, how)
+            }
+            "close" => Call::Close(self.fd(arg(0)?)?),
+            "setsockopt" => Call::SetSockOpt(self.fd(arg(0)?)?, self.sockopt(arg(2)?)?, self.optval(arg(3)?)?),
+            "getsockopt" => Call::GetSockOpt(self.fd(arg(0)?)?, self.sockopt(arg(2)?)?),
+            "fcntl" => match arg(1)?.as_symbol() {
+                Some("F_GETFL") => Call::GetFl(self.fd(arg(0)?)?),
+                Some("F_SETFL") => Call::SetNonBlocking(self.fd(arg(0)?)?, self.int(arg(2)?)? & 0o4000 != 0),
+                other => return Err(format!("fcntl {} is not supported", other.unwrap_or("?"))),
+            },
+            "ioctl" => match arg(1)?.as_symbol() {
+                Some("SIOCINQ" | "FIONREAD") => Call::BytesReadable(self.fd(arg(0)?)?),
+                other => return Err(format!("ioctl {} is not supported", other.unwrap_or("?"))),
+            },
+            "tcp_state" => {
+                let (lp, rp) = self.default_tuple(None, false);
+                let mut t = FourTuple {
+                    local: SocketAddr::new(self.local_ip, lp),
+                    remote: SocketAddr::new(self.remote_ip, rp),
+                };
+                if let Some(ExprKind::Struct(fields)) = a.first().map(|e| &e.kind) {
+                    for (n, v) in fields {
+                        match n.as_ref().and_then(Expr::as_symbol) {
+                            Some("local_port") => t.local.set_port(self.int(v)? as u16),
+                            Some("remote_port") => t.remote.set_port(self.int(v)? as u16),
+                            _ => return Err("tcp_state takes {local_port=N, remote_port=N}".into()),
+                        }
+                    }
+                }
+                Call::TcpState(t)
+            }
+            other => return Err(format!("syscall {other} is not supported")),
+        })
+    }
+
+    fn syscall(
+        &mut self,
+        index: usize,
+        e: &Event,
+        c: &Syscall,
+        start: Micros,
+        expected_end: Option<Micros>,
+    ) -> Res<()> {
+        let call =
+            self.translate(c).map_err(|m| self.fail(e.span, "error handling syscall", m, vec![], "this call"))?;
+        let res = self.backend.call(&call);
+        self.collect_states();
+        let blocks = matches!(res, CallResult::Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EALREADY))
+            && matches!(call, Call::Accept(_) | Call::Connect(..) | Call::Read { .. } | Call::Write(..))
+            && !self.call_fd(&call).is_some_and(|fd| self.nonblocking.get(&fd).copied().unwrap_or(false));
+        if blocks {
+            // packetdrill runs a blocking call on a thread of its own: other calls go on meanwhile, but only one
+            // call can be blocked at a time.
+            if self.pending.is_some() {
+                return Err(self.fail(
+                    e.span,
+                    "error handling syscall",
+                    "a second blocking call while one is still blocked".into(),
+                    vec![],
+                    "this call",
+                ));
+            }
+            self.pending = Some(Pending { call, event: e.clone(), expected_end, start });
+            let _ = index;
+            return Ok(());
+        }
+        if let Some(end) = expected_end {
+            // A call written as blocking that returned at once.
+            let tol = self.tolerance(end);
+            if (end - start) > tol {
+                return Err(self.fail(
+                    e.time_span,
+                    "error handling syscall",
+                    format!(
+                        "timing error: expected {} to return at {} sec but it returned at {} sec; tolerance {} sec",
+                        c.name,
+                        secs(end),
+                        secs(start),
+                        secs(tol)
+                    ),
+                    vec![],
+                    "expected return time",
+                ));
+            }
+        }
+        self.check_result(e, c, &call, res)
+    }
+
+    fn call_fd(&self, call: &Call) -> Option<i32> {
+        match call {
+            Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write(fd, _) => Some(*fd),
+            _ => None,
+        }
+    }
+
+    fn poll_pending(&mut self) -> Res<()> {
+        let Some(p) = &self.pending else { return Ok(()) };
+        if !self.backend.ready(&p.call) {
+            return Ok(());
+        }
+        let p = self.pending.take().expect("checked above");
+        let res = self.backend.call(&p.call);
+        self.collect_states();
+        let res = match (&p.call, res) {
+            // connect() again after the handshake: 0 once, as Linux's inet_stream_connect reports.
+            (Call::Connect(..), CallResult::Err(Errno::EALREADY | Errno::EINPROGRESS)) => {
+                self.pending = Some(p);
+                return Ok(());
+            }
+            (_, r) => r,
+        };
+        let e = &p.event;
+        let Action::Syscall(c) = &e.action else { unreachable!("pending calls come from syscall events") };
+        let now = self.backend.now();
+        if let Some(end) = p.expected_end {
+            let tol = self.tolerance(end);
+            if (now - end).abs() > tol {
+                return Err(self.fail(
+                    e.time_span,
+                    "error handling syscall",
+                    format!(
+                        "timing error: expected {} to return at {} sec but it returned at {} sec; tolerance {} sec",
+                        c.name,
+                        secs(end),
+                        secs(now),
+                        secs(tol)
+                    ),
+                    vec![],
+                    "expected return time",
+                ));
+            }
+        }
+        self.check_result(e, c, &p.call, res)
+    }
+
+    fn check_result(&mut self, e: &Event, c: &Syscall, call: &Call, res: CallResult) -> Res<()> {
+        let t = self.backend.now();
+        let got_text = match (&res, call) {
+            (CallResult::Value(SockOptValue::Int(n)), Call::TcpState(_)) => {
+                TcpState::from_linux_number(*n as u8).map_or(n.to_string(), |s| s.linux_name().to_string())
+            }
+            (CallResult::Value(SockOptValue::Int(n)), _) => format!("0 [{n}]"),
+            (CallResult::Value(SockOptValue::Linger { onoff, linger }), _) => {
+                format!("0 {{onoff={}, linger={linger}}}", u8::from(*onoff))
+            }
+            (CallResult::Value(SockOptValue::Info(i)), _) => format!("0 {{tcpi_state={}}}", i.state),
+            (CallResult::Ok(v), _) => v.to_string(),
+            (CallResult::Err(err), _) => format!("-1 {}", err.name()),
+        };
+        let mut shown = c.clone();
+        shown.note = None;
+        self.trace.entries.push(TraceEntry::Call { t, text: format!("{} -> {got_text}", printer::syscall(&shown)) });
+        let fail = |x: &Self, msg: String| x.fail(e.span, "error handling syscall", msg, vec![], "this call");
+        if let Call::SetNonBlocking(fd, on) = call {
+            self.nonblocking.insert(*fd, *on);
+        }
+        // tcp_state compares the state named in the result.
+        if let (Call::TcpState(_), CallResult::Value(SockOptValue::Int(n))) = (call, &res) {
+            let want = self.int(&c.result).map_err(|m| fail(self, m))?;
+            if want != *n {
+                let name = |v: i64| {
+                    TcpState::from_linux_number(v as u8).map_or("?".to_string(), |s| s.linux_name().to_string())
+                };
+                return Err(fail(
+                    self,
+                    format!("tcp_state: expected {} but the connection is in {}", name(want), name(*n)),
+                ));
+            }
+            return Ok(());
+        }
+        let expected = match &c.result.kind {
+            ExprKind::Ellipsis => None,
+            _ => Some(self.int(&c.result).map_err(|m| fail(self, m))?),
+        };
+        match (&res, expected) {
+            (_, None) => {}
+            (CallResult::Err(err), Some(-1)) => {
+                if let Some((want, _)) = &c.errno {
+                    if want != err.name() {
+                        return Err(fail(
+                            self,
+                            format!("{} returned -1 with errno {} but expected {want}", c.name, err),
+                        ));
+                    }
+                }
+            }
+            (CallResult::Err(err), Some(v)) => {
+                return Err(fail(self, format!("{} returned -1 {} but expected {v}", c.name, err)));
+            }
+            (CallResult::Ok(_) | CallResult::Value(_), Some(-1)) => {
+                let got = if let CallResult::Ok(g) = res { g } else { 0 };
+                let want = c.errno.as_ref().map_or(String::new(), |(e, _)| format!(" {e}"));
+                return Err(fail(self, format!("{} returned {got} but expected -1{want}", c.name)));
+            }
+            (CallResult::Ok(got), Some(want)) => {
+                if matches!(call, Call::Socket(_) | Call::Accept(_)) {
+                    self.fds.insert(want, *got as i32);
+                } else if *got != want {
+                    return Err(fail(self, format!("{} returned {got} but expected {want}", c.name)));
+                }
+            }
+            (CallResult::Value(_), Some(0)) => {}
+            (CallResult::Value(_), Some(want)) => {
+                return Err(fail(self, format!("{} returned 0 but expected {want}", c.name)))
+            }
+        }
+        // getsockopt / ioctl values.
+        match (call, &res) {
+            (Call::GetSockOpt(..), CallResult::Value(v)) => {
+                let Some(want) = c.args.get(3) else { return Ok(()) };
+                if matches!(want.kind, ExprKind::Ellipsis) {
+                    return Ok(());
+                }
+                let ok = match (v, &want.kind) {
+                    (SockOptValue::Int(g), _) => self.int(want).map_err(|m| fail(self, m))? == *g,
+                    (SockOptValue::Linger { onoff, linger }, ExprKind::Struct(_)) => {
+                        self.optval(want).map_err(|m| fail(self, m))?
+                            == SockOptValue::Linger { onoff: *onoff, linger: *linger }
+                    }
+                    _ => true,
+                };
+                if !ok {
+                    let got = match v {
+                        SockOptValue::Int(g) => g.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    return Err(fail(
+                        self,
+                        format!("getsockopt returned value {got} but expected {}", printer::expr(want)),
+                    ));
+                }
+            }
+            (Call::BytesReadable(_), CallResult::Ok(n)) => {
+                if let Some(want) = c.args.get(2).filter(|w| !matches!(w.kind, ExprKind::Ellipsis)) {
+                    let w = self.int(want).map_err(|m| fail(self, m))?;
+                    if w != *n {
+                        return Err(fail(self, format!("ioctl returned {n} bytes readable but expected {w}")));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Syscalls the executor translates.
+pub const SUPPORTED: &[&str] = &[
+    "socket",
+    "bind",
+    "listen",
+    "accept",
+    "connect",
+    "read",
+    "recv",
+    "recvfrom",
+    "write",
+    "send",
+    "sendto",
+    "shutdown",
+    "close",
+    "setsockopt",
+    "getsockopt",
+    "fcntl",
+    "ioctl",
+    "tcp_state",
+];
+
+fn call_name(c: &Call) -> &'static str {
+    match c {
+        Call::Accept(_) => "accept",
+        Call::Connect(..) => "connect",
+        Call::Read { .. } => "read",
+        Call::Write(..) => "write",
+        _ => "call",
+    }
+}
+
+fn flags_of(s: &str) -> TcpFlags {
+    let mut f = TcpFlags::NONE;
+    for c in s.chars() {
+        f |= match c {
+            'F' => TcpFlags::FIN,
+            'S' => TcpFlags::SYN,
+            'R' => TcpFlags::RST,
+            'P' => TcpFlags::PSH,
+            '.' => TcpFlags::ACK,
+            'U' => TcpFlags::URG,
+            'E' => TcpFlags::ECE,
+            'W' => TcpFlags::CWR,
+            'A' => TcpFlags::AE,
+            _ => TcpFlags::NONE,
+        };
+    }
+    f
+}
+
+fn script_notation_options(o: &TcpOptions, ts_offset: Option<u32>) -> String {
+    o.iter()
+        .map(|x| match x {
+            Ok(TcpOption::Timestamps { tsval, tsecr }) => {
+                format!("TS val {} ecr {tsecr}", tsval.wrapping_sub(ts_offset.unwrap_or(0)))
+            }
+            Ok(other) => other.to_string(),
+            Err(e) => format!("bad({e})"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A stack's segment in script notation: sequence relative to `isn`, TSval relative to the learned offset.
+fn script_notation(t: &TcpRepr<'_>, isn: u32, ts_offset: Option<u32>) -> String {
+    let seq = t.seq.0.wrapping_sub(isn);
+    let len = t.payload.len() as u32;
+    let mut s = format!("{} {seq}:{}({len})", t.flags.without_reserved(), seq.wrapping_add(len));
+    if t.flags.ack() {
+        s.push_str(&format!(" ack {}", t.ack.0));
+    }
+    s.push_str(&format!(" win {}", t.window));
+    if !t.options.is_empty() {
+        s.push_str(&format!(" <{}>", script_notation_options(&t.options, ts_offset)));
+    }
+    s
+}

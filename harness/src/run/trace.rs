@@ -1,0 +1,110 @@
+//! What happened during a run, in order: packets both ways, calls with their results, TCP state changes.
+
+use std::fmt;
+use tcpdrill_stack::{FourTuple, TcpState};
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceEntry {
+    /// A packet the harness injected, in script notation.
+    Inbound {
+        /// When (script microseconds).
+        t: i64,
+        /// `S 0:0(0) win 65535 <...>`.
+        text: String,
+        /// The datagram.
+        bytes: Vec<u8>,
+    },
+    /// A packet the stack sent, in script notation (its numbers relative to its ISN).
+    Outbound {
+        /// When.
+        t: i64,
+        /// Notation.
+        text: String,
+        /// The datagram.
+        bytes: Vec<u8>,
+    },
+    /// A call and what it returned.
+    Call {
+        /// When it returned.
+        t: i64,
+        /// `connect(3, ..., ...) = -1 ECONNREFUSED`.
+        text: String,
+    },
+    /// A connection changed state.
+    State {
+        /// When.
+        t: i64,
+        /// Which connection.
+        tuple: FourTuple,
+        /// Old state.
+        from: TcpState,
+        /// New state.
+        to: TcpState,
+    },
+    /// A sysctl or other setup step.
+    Note {
+        /// When.
+        t: i64,
+        /// What.
+        text: String,
+    },
+}
+
+impl TraceEntry {
+    /// When it happened.
+    pub fn time(&self) -> i64 {
+        match self {
+            TraceEntry::Inbound { t, .. }
+            | TraceEntry::Outbound { t, .. }
+            | TraceEntry::Call { t, .. }
+            | TraceEntry::State { t, .. }
+            | TraceEntry::Note { t, .. } => *t,
+        }
+    }
+}
+
+/// Seconds with six decimals, as packetdrill prints times.
+pub fn secs(t: i64) -> String {
+    let sign = if t < 0 { "-" } else { "" };
+    let a = t.unsigned_abs();
+    format!("{sign}{}.{:06}", a / 1_000_000, a % 1_000_000)
+}
+
+impl fmt::Display for TraceEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceEntry::Inbound { t, text, .. } => write!(f, "{} < {text}", secs(*t)),
+            TraceEntry::Outbound { t, text, .. } => write!(f, "{} > {text}", secs(*t)),
+            TraceEntry::Call { t, text } => write!(f, "{} {text}", secs(*t)),
+            TraceEntry::State { t, tuple, from, to } => {
+                write!(
+                    f,
+                    "{} state {}:{} {} -> {}",
+                    secs(*t),
+                    tuple.remote.ip(),
+                    tuple.remote.port(),
+                    from.linux_name(),
+                    to.linux_name()
+                )
+            }
+            TraceEntry::Note { t, text } => write!(f, "{} # {text}", secs(*t)),
+        }
+    }
+}
+
+/// A run's trace.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// The entries, in time order.
+    pub entries: Vec<TraceEntry>,
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.entries {
+            writeln!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}

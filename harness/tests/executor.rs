@@ -1,0 +1,148 @@
+//! The executor must catch what is wrong: each case is a script with one deliberate error, and the test checks
+//! the verdict and packetdrill's wording of the failure. Plus skips for what the reference backend cannot run.
+
+use std::path::Path;
+use tcpdrill::report::{run_text, BackendKind};
+use tcpdrill::run::{RunOptions, Verdict};
+use tcpdrill::script::ParseOptions;
+
+const PASSIVE: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1460>
++0 > S. 0:0(0) ack 1 <...>
++.1 < . 1:1(0) ack 1 win 65535
++0 accept(3, ..., ...) = 4
+";
+
+fn run(tail: &str) -> Verdict {
+    let text = format!("{PASSIVE}{tail}");
+    let r = run_text(
+        Path::new("t.pkt"),
+        "t.pkt",
+        &text,
+        BackendKind::Reference,
+        &ParseOptions::default(),
+        &RunOptions::default(),
+    );
+    match r.outcome {
+        Ok(o) => o.verdict,
+        Err(parse) => panic!("did not parse: {parse}"),
+    }
+}
+
+fn failure(tail: &str) -> String {
+    match run(tail) {
+        Verdict::Fail(f) => f.text(),
+        other => panic!("expected a failure for {tail:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_base_script_passes() {
+    assert!(matches!(run(""), Verdict::Pass));
+}
+
+#[test]
+fn wrong_ack_is_reported_like_packetdrill() {
+    let f = failure("+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 2\n");
+    assert!(
+        f.starts_with(
+            "t.pkt:10: error handling packet: live packet field tcp_ack_seq: expected: 2 (0x2) vs actual: 1 (0x1)"
+        ),
+        "{f}"
+    );
+    assert!(f.contains("script packet:  0.100000 P. 1:11(10) ack 2"), "{f}");
+    assert!(f.contains("actual packet:  0.100000 P. 1:11(10) ack 1"), "{f}");
+}
+
+#[test]
+fn wrong_flags_seq_len_window_options() {
+    assert!(failure("+0 write(4, ..., 10) = 10\n+0 > . 1:11(10) ack 1\n")
+        .contains("live packet field tcp_psh: expected: 0 (0x0) vs actual: 1 (0x1)"));
+    assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 2:12(10) ack 1\n")
+        .contains("live packet field tcp_seq: expected: 2 (0x2) vs actual: 1 (0x1)"));
+    assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 1:12(11) ack 1\n")
+        .contains("live packet field tcp_payload_len: expected: 11"));
+    assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 win 1\n")
+        .contains("live packet field tcp_window: expected: 1"));
+    assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 <nop>\n")
+        .contains("live packet field tcp_options: expected: <nop> vs actual: <>"));
+}
+
+#[test]
+fn late_packet_is_a_timing_error() {
+    // The data goes out at 0.1; the script expects it at 0.5.
+    let f = failure("+0 write(4, ..., 10) = 10\n+.4 > P. 1:11(10) ack 1\n");
+    assert!(f.contains("timing error: expected outbound packet at 0.500000 sec but happened at 0.100000 sec; tolerance 0.050000 sec"), "{f}");
+}
+
+#[test]
+fn missing_packet_times_out() {
+    let f = failure("+0 > P. 1:11(10) ack 1\n");
+    assert!(f.contains("Timed out waiting for packet"), "{f}");
+}
+
+#[test]
+fn unexpected_packet_fails_unlike_packetdrill() {
+    let f = failure("+0 write(4, ..., 10) = 10\n");
+    assert!(f.contains("unexpected outbound packet"), "{f}");
+    assert!(f.contains("actual packet: 0.100000 P. 1:11(10) ack 1"), "{f}");
+}
+
+#[test]
+fn syscall_result_and_errno_checked() {
+    assert!(failure("+0 write(4, ..., 10) = 9\n+0 > P. 1:11(10) ack 1\n").contains("write returned 10 but expected 9"));
+    assert!(failure("+0 close(9) = 0\n").contains("close returned -1 EBADF (Bad file descriptor) but expected 0"));
+    assert!(failure("+0 close(9) = -1 ENOTCONN\n").contains("errno EBADF (Bad file descriptor) but expected ENOTCONN"));
+    assert!(failure("+0 getsockopt(4, SOL_TCP, TCP_MAXSEG, [1000], [4]) = 0\n")
+        .contains("getsockopt returned value 1460 but expected [1000]"));
+    assert!(failure("+0 tcp_state() = TCP_CLOSE_WAIT\n")
+        .contains("tcp_state: expected TCP_CLOSE_WAIT but the connection is in TCP_ESTABLISHED"));
+}
+
+#[test]
+fn blocking_call_timing_and_never_returning() {
+    // read() blocks until data arrives at +0.2, but the script says it returns at +0.1.
+    let f = failure("+0...0.2 read(4, ..., 10) = 5\n+.2 < P. 1:6(5) ack 1 win 65535\n+0 > . 1:1(0) ack 6\n");
+    assert!(f.contains("timing error: expected read to return at 0.200000 sec but it returned at 0.300000 sec"), "{f}");
+    let f = failure("+0...0.2 read(4, ..., 10) = 5\n");
+    assert!(f.contains("blocking call read never returned"), "{f}");
+}
+
+#[test]
+fn skips_what_the_reference_backend_cannot_run() {
+    for (tail, reason) in [
+        ("+0 `ip link show`\n", "needs the linux backend (shell command at line 9)"),
+        ("+0 %{ assert tcpi_state == 1 }%\n", "needs the linux backend (%{ }% block at line 9)"),
+        ("+0 `sysctl -w net.inet.tcp.rfc1323=1`\n", "net.inet.tcp.rfc1323 (line 9) is not a Linux sysctl"),
+        ("+0 < udp (10)\n", "UDP and ICMP packets are not supported yet (line 9)"),
+    ] {
+        match run(tail) {
+            Verdict::Skipped(r) => assert_eq!(r, reason),
+            other => panic!("{tail:?}: expected a skip, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn sysctl_lines_set_the_stack() {
+    // With tcp_syn_retries=1 and no linear timeouts, a SYN is retransmitted once (1 s) and connect fails at 3 s.
+    let text = "0 `sysctl -q net.ipv4.tcp_syn_retries=1 net.ipv4.tcp_syn_linear_timeouts=0`
++0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+0...3 connect(3, ..., ...) = -1 ETIMEDOUT (Connection timed out)
+0 > S 0:0(0) <...>
+1 > S 0:0(0) <...>
+";
+    let r = run_text(
+        Path::new("t.pkt"),
+        "t.pkt",
+        text,
+        BackendKind::Reference,
+        &ParseOptions::default(),
+        &RunOptions::default(),
+    );
+    let v = r.outcome.unwrap().verdict;
+    assert!(matches!(v, Verdict::Pass), "{v:?}");
+}
