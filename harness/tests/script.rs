@@ -209,6 +209,7 @@ fn diagnostics() {
         ("missing_result", "0 close(3)\n"),
         ("ifdef_unclosed", "#ifdef Linux\n0 close(3) = 0\n"),
         ("garbage_event", "0 ??? \n"),
+        ("unclosed_note", "0 close(3) = -1 EBADF (Bad file d\u{e9}scriptor"),
     ];
     let mut all = String::new();
     for (name, src) in cases {

@@ -1075,3 +1075,21 @@ fn test_fin_wait_1_from_syn_received_retransmits_syn_ack() {
     t.send(A, PEER_ISN + 1, syn.seq + 2, 65535, &[], b"");
     assert_eq!(t.state(), Some(TcpState::FinWait2));
 }
+
+#[test]
+fn test_established_bytes_beyond_fin_are_dropped() {
+    // Found by the stack_events fuzzer: out-of-order data beyond an out-of-order FIN.
+    let mut t = T::new();
+    let (_l, fd, iss) = t.established_passive();
+    t.send(F | A, PEER_ISN + 6, iss + 1, 65535, &[], b"");
+    recv!(t, A, iss + 1, PEER_ISN + 1);
+    t.send(P | A, PEER_ISN + 6, iss + 1, 65535, &[], b"after");
+    recv!(t, A, iss + 1, PEER_ISN + 1);
+    t.send(P | A, PEER_ISN + 1, iss + 1, 65535, &[], b"hello");
+    // The hole is filled: data up to the FIN, the FIN, and nothing of what claimed to follow it.
+    recv!(t, A, iss + 1, PEER_ISN + 7);
+    assert_eq!(t.state(), Some(TcpState::CloseWait));
+    assert_eq!(t.host.read(t.now, fd, 100, false).unwrap(), b"hello");
+    assert_eq!(t.host.read(t.now, fd, 100, false).unwrap(), b"");
+    assert!(t.host.connection(&t.tuple()).unwrap().check_invariants().is_ok());
+}

@@ -750,20 +750,29 @@ impl<'a> Parser<'a> {
         if self.peek() == Some('(') {
             let s = self.pos;
             let mut depth = 0;
+            let mut close = None;
             while let Some(c) = self.bump() {
                 match c {
                     '(' => depth += 1,
                     ')' => {
                         depth -= 1;
                         if depth == 0 {
+                            close = Some(self.pos - 1);
                             break;
                         }
                     }
-                    '\n' => return Err(self.err(Span::new(s, self.pos), "unclosed ( in the result note", "here")),
+                    '\n' => break,
                     _ => {}
                 }
             }
-            note = Some(self.src[s + 1..self.pos - 1].to_string());
+            // Found by the script_parse fuzzer: a note running to the end of the line or file has no `)` to
+            // slice up to (and the byte before the end may sit inside a multi-byte character).
+            let Some(close) = close else {
+                return Err(self
+                    .err(Span::new(s, s + 1), "unclosed ( in the result note", "opened here")
+                    .with_help("close the note with ), e.g. = -1 ECONNREFUSED (Connection refused)"));
+            };
+            note = Some(self.src[s + 1..close].to_string());
         }
         Ok(Syscall { name, name_span, args, result, errno, note })
     }

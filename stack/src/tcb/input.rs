@@ -513,7 +513,11 @@ impl Tcb {
                     self.pull_reassembled();
                 } else {
                     immediate = true; // RFC 5681 4.2: out-of-order data is acknowledged at once
-                    self.insert_ooo(start, data);
+                                      // Bytes at or past a FIN already seen cannot be part of the stream.
+                    let limit = self.ooo_fin.map_or(data.len(), |f| ((f - start).max(0) as usize).min(data.len()));
+                    if limit > 0 {
+                        self.insert_ooo(start, &data[..limit]);
+                    }
                 }
             } else if skip > 0 || seg.payload.len() > end {
                 immediate = true; // duplicate or beyond the window: tell the peer where we are
@@ -527,7 +531,14 @@ impl Tcb {
                 self.process_fin(ctx);
                 return;
             } else if fin_seq > self.rcv_nxt && receiving {
+                // An out-of-order FIN is an out-of-order segment: duplicate ACK at once (RFC 5681 4.2).
+                got_data = true;
+                immediate = true;
                 self.ooo_fin = Some(fin_seq);
+                for (st, d) in &mut self.ooo {
+                    d.truncate(((fin_seq - *st).max(0) as usize).min(d.len()));
+                }
+                self.ooo.retain(|(_, d)| !d.is_empty());
             }
         }
         if self.ooo_fin == Some(self.rcv_nxt) && receiving {
@@ -541,6 +552,10 @@ impl Tcb {
     }
 
     fn process_fin(&mut self, ctx: &mut Ctx<'_>) {
+        // Nothing follows a FIN: out-of-order bytes beyond it are invalid and dropped (found by the stack_events
+        // fuzzer: left in place, they would start exactly at the new RCV.NXT without ever being delivered).
+        self.ooo.clear();
+        self.last_ooo = None;
         // "advance RCV.NXT over the FIN, and send an acknowledgment for the FIN".
         self.rcv_nxt += 1u32;
         self.fin_received = true;
