@@ -30,6 +30,9 @@ enum Command {
         /// Define a symbol for #ifdef and substitution: -D NAME or -D NAME=VALUE.
         #[arg(short = 'D', value_name = "NAME[=VALUE]")]
         define: Vec<String>,
+        /// Set a sysctl before each script starts, e.g. --sysctl net.ipv4.tcp_rfc1337=1 (repeatable).
+        #[arg(long, value_name = "NAME=VALUE")]
+        sysctl: Vec<String>,
     },
     /// Parse scripts and report problems with file:line:column and a caret; exit 1 if any has an error.
     Check {
@@ -62,7 +65,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
-        Command::Run { paths, backend, verbose, define } => run(&paths, &backend, verbose, &define),
+        Command::Run { paths, backend, verbose, define, sysctl } => run(&paths, &backend, verbose, &define, &sysctl),
     }
 }
 
@@ -159,7 +162,7 @@ fn check(files: &[PathBuf], print: bool, defines: &[String], backend: &str) -> E
     }
 }
 
-fn run(paths: &[PathBuf], backend: &str, verbose: bool, defines: &[String]) -> ExitCode {
+fn run(paths: &[PathBuf], backend: &str, verbose: bool, defines: &[String], sysctls: &[String]) -> ExitCode {
     use tcpdrill::report::{self, BackendKind};
     let kind = match backend {
         "reference" => BackendKind::Reference,
@@ -181,6 +184,16 @@ fn run(paths: &[PathBuf], backend: &str, verbose: bool, defines: &[String]) -> E
         opts.defines.insert(k.to_string(), v.to_string());
     }
     let run_opts = tcpdrill::run::RunOptions::default();
+    let mut knobs = Vec::new();
+    for kv in sysctls {
+        match kv.split_once('=') {
+            Some((k, v)) => knobs.push((k.to_string(), v.to_string())),
+            None => {
+                eprintln!("--sysctl {kv:?}: expected NAME=VALUE, e.g. --sysctl net.ipv4.tcp_rfc1337=1");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let bar = (files.len() > 1 && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(files.len() as u64);
         b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
@@ -193,7 +206,7 @@ fn run(paths: &[PathBuf], backend: &str, verbose: bool, defines: &[String]) -> E
         if let Some(b) = &bar {
             b.set_message(name.clone());
         }
-        let r = report::run_file(f, &name, kind, &opts, &run_opts);
+        let r = report::run_file_with(f, &name, kind, &opts, &run_opts, &knobs);
         let line = format!("{name}: {}", r.status());
         match &bar {
             Some(b) => b.println(line),

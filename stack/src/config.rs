@@ -33,6 +33,8 @@ pub struct Config {
     pub tcp_max_syn_backlog: u32,
     /// `net.core.somaxconn`: cap on listen()'s backlog.
     pub somaxconn: u32,
+    /// `net.core.rmem_max`: with `tcp_rmem[2]`, sets the window-scale shift Linux announces.
+    pub rmem_max: u32,
     /// `net.ipv4.tcp_abort_on_overflow`: 1 answers a third ACK that finds the accept queue full with RST.
     pub tcp_abort_on_overflow: u32,
     /// `net.ipv4.tcp_timestamps`: 1 enables RFC 7323 timestamps.
@@ -86,6 +88,7 @@ impl Default for Config {
             tcp_syncookies: 1,
             tcp_max_syn_backlog: 2048,
             somaxconn: 4096,
+            rmem_max: 4_194_304,
             tcp_abort_on_overflow: 0,
             tcp_timestamps: 1,
             tcp_window_scaling: 1,
@@ -195,6 +198,7 @@ knobs! {
     "net.ipv4.tcp_syncookies" => tcp_syncookies: 0, 2;
     "net.ipv4.tcp_max_syn_backlog" => tcp_max_syn_backlog: 1, 1 << 24;
     "net.core.somaxconn" => somaxconn: 0, 1 << 24;
+    "net.core.rmem_max" => rmem_max: 2048, i32::MAX as u32;
     "net.ipv4.tcp_abort_on_overflow" => tcp_abort_on_overflow: 0, 1;
     "net.ipv4.tcp_timestamps" => tcp_timestamps: 0, 2;
     "net.ipv4.tcp_window_scaling" => tcp_window_scaling: 0, 1;

@@ -1093,3 +1093,64 @@ fn test_established_bytes_beyond_fin_are_dropped() {
     assert_eq!(t.host.read(t.now, fd, 100, false).unwrap(), b"");
     assert!(t.host.connection(&t.tuple()).unwrap().check_invariants().is_ok());
 }
+
+#[test]
+fn test_syn_received_fin_goes_to_close_wait() {
+    // RFC 9293 3.10.7.4 eighth step: "SYN-RECEIVED STATE, ESTABLISHED STATE: Enter the CLOSE-WAIT state." The
+    // segment carries the ACK that completes the handshake and the FIN together.
+    let mut t = T::new();
+    let l = t.listen(5);
+    t.send(S, PEER_ISN, 0, 65535, &[], b"");
+    let sa = t.recv().unwrap();
+    t.send(F | A, PEER_ISN + 1, sa.seq + 1, 65535, &[], b"");
+    recv!(t, A, sa.seq + 1, PEER_ISN + 2);
+    assert_eq!(t.state(), Some(TcpState::CloseWait));
+    let (fd, _) = t.host.accept(l).unwrap();
+    assert_eq!(t.host.read(t.now, fd, 10, false), Ok(vec![]));
+}
+
+#[test]
+fn test_syn_sent_close_deletes_silently() {
+    // RFC 9293 3.10.4 CLOSE in SYN-SENT: "Delete the TCB and return 'error: closing' responses to any queued
+    // SENDs" — no segment is sent.
+    let mut t = T::new();
+    let fd = t.host.socket(Domain::Inet).unwrap();
+    t.host.bind(fd, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)).unwrap();
+    let _ = t.host.connect(t.now, fd, remote());
+    t.recv().unwrap();
+    t.host.close(t.now, fd).unwrap();
+    recv_nothing!(t);
+    assert_eq!(t.state(), None);
+    t.advance(Duration::from_secs(10));
+    recv_nothing!(t);
+}
+
+#[test]
+fn test_established_fin_ack_timing_like_linux() {
+    // Measured on Linux 6.18 (TUN): the ACK of a FIN received in ESTABLISHED goes out at once when no data was
+    // received before, and as a delayed ACK (+40 ms) after data.
+    let mut t = T::new();
+    let (_l, _fd, iss) = t.established_passive();
+    t.send(F | A, PEER_ISN + 1, iss + 1, 65535, &[], b"");
+    recv!(t, A, iss + 1, PEER_ISN + 2);
+
+    let mut t = T::new();
+    let (_l, fd, iss) = t.established_passive();
+    t.send(P | A, PEER_ISN + 1, iss + 1, 65535, &[], b"data");
+    recv!(t, A, iss + 1, PEER_ISN + 5); // quick-ACK mode: data acknowledged at once
+    t.send(F | A, PEER_ISN + 5, iss + 1, 65535, &[], b"");
+    recv_nothing!(t);
+    assert_eq!(t.next_timer(), Some(Duration::from_millis(40)));
+    recv!(t, A, iss + 1, PEER_ISN + 6);
+    // close() within the delay: the FIN carries the ACK.
+    let mut t2 = T::new();
+    let (_l, fd2, iss2) = t2.established_passive();
+    t2.send(P | A, PEER_ISN + 1, iss2 + 1, 65535, &[], b"data");
+    t2.recv();
+    t2.send(F | A, PEER_ISN + 5, iss2 + 1, 65535, &[], b"");
+    let _ = t2.host.read(t2.now, fd2, 10, false);
+    t2.host.close(t2.now, fd2).unwrap();
+    recv!(t2, F | A, iss2 + 1, PEER_ISN + 6);
+    recv_nothing!(t2);
+    let _ = fd;
+}

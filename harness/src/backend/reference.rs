@@ -169,6 +169,15 @@ impl Backend for Reference {
     }
 
     fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if name == "mtu" {
+            // packetdrill's --mtu: the link MTU, not a sysctl.
+            let mtu: u32 = value.trim().parse().map_err(|_| format!("bad MTU {value:?}"))?;
+            if !(576..=65_535).contains(&mtu) {
+                return Err(format!("MTU {mtu} out of range 576..=65535"));
+            }
+            self.host.config_mut().mtu = mtu;
+            return Ok(());
+        }
         self.host.set_knob(name, value).map_err(|e| e.to_string())
     }
 

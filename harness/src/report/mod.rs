@@ -50,10 +50,14 @@ impl BackendKind {
         }
     }
 
-    fn make(self) -> Box<dyn Backend> {
-        match self {
+    fn make(self, sysctls: &[(String, String)]) -> Result<Box<dyn Backend>, String> {
+        let mut b: Box<dyn Backend> = match self {
             BackendKind::Reference => Box::new(Reference::new(Config::default())),
+        };
+        for (k, v) in sysctls {
+            b.set_knob(k, v).map_err(|e| format!("--sysctl {k}={v}: {e}"))?;
         }
+        Ok(b)
     }
 }
 
@@ -97,11 +101,23 @@ pub fn run_file(
     defines: &ParseOptions,
     opts: &RunOptions,
 ) -> ScriptResult {
+    run_file_with(path, name, backend, defines, opts, &[])
+}
+
+/// As [`run_file`], with sysctls applied to the backend before the script starts (`tcpdrill run --sysctl`).
+pub fn run_file_with(
+    path: &Path,
+    name: &str,
+    backend: BackendKind,
+    defines: &ParseOptions,
+    opts: &RunOptions,
+    sysctls: &[(String, String)],
+) -> ScriptResult {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => return ScriptResult { path: path.into(), outcome: Err(format!("{name}: cannot read: {e}")) },
     };
-    run_text(path, name, &text, backend, defines, opts)
+    run_text_with(path, name, &text, backend, defines, opts, sysctls)
 }
 
 /// Parses and runs a script's text.
@@ -113,16 +129,29 @@ pub fn run_text(
     defines: &ParseOptions,
     opts: &RunOptions,
 ) -> ScriptResult {
+    run_text_with(path, name, text, backend, defines, opts, &[])
+}
+
+/// As [`run_text`], with sysctls applied first.
+pub fn run_text_with(
+    path: &Path,
+    name: &str,
+    text: &str,
+    backend: BackendKind,
+    defines: &ParseOptions,
+    opts: &RunOptions,
+    sysctls: &[(String, String)],
+) -> ScriptResult {
     let mut popts = defines.clone();
     for s in script::predefined(backend.name()) {
         popts.defines.entry(s.to_string()).or_default();
     }
     let outcome = match script::check(name, text, &popts) {
         Err(errs) => Err(errs.iter().map(|e| e.render_plain()).collect::<Vec<_>>().join("\n")),
-        Ok(s) => {
-            let mut b = backend.make();
-            Ok(run::run(name, text, &s, b.as_mut(), opts.clone()))
-        }
+        Ok(s) => match backend.make(sysctls) {
+            Ok(mut b) => Ok(run::run(name, text, &s, b.as_mut(), opts.clone())),
+            Err(e) => Err(e),
+        },
     };
     ScriptResult { path: path.into(), outcome }
 }

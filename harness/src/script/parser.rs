@@ -131,16 +131,20 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The span of the token at the cursor: up to whitespace or punctuation, at least one whole character (the
+    /// script_parse fuzzer found a one-byte span cutting a multi-byte character in two), empty at end of file.
     fn token_span(&self) -> Span {
-        let len = self.rest().find(|c: char| c.is_whitespace() || ",()[]{}<>".contains(c)).unwrap_or(self.rest().len());
-        Span::new(self.pos, self.pos + len.max(1).min(self.rest().len().max(1)))
+        let rest = self.rest();
+        let len = rest.find(|c: char| c.is_whitespace() || ",()[]{}<>".contains(c)).unwrap_or(rest.len());
+        let len = if len == 0 { rest.chars().next().map_or(0, char::len_utf8) } else { len };
+        Span::new(self.pos, self.pos + len)
     }
 
     fn expected(&self, what: &str) -> ScriptError {
         let span = self.token_span();
         let found = match self.peek() {
             None => "end of file".to_string(),
-            Some(_) => format!("{:?}", &self.src[span.start..span.end.min(self.src.len())]),
+            Some(_) => format!("{:?}", &self.src[span.start..span.end]),
         };
         self.err(span, format!("expected {what}, found {found}"), format!("expected {what}"))
     }
