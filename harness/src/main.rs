@@ -33,6 +33,12 @@ enum Command {
         /// Set a sysctl before each script starts, e.g. --sysctl net.ipv4.tcp_rfc1337=1 (repeatable).
         #[arg(long, value_name = "NAME=VALUE")]
         sysctl: Vec<String>,
+        /// Print a ladder diagram of each run: tcpdrill | stack, one arrow per segment, states and calls.
+        #[arg(long)]
+        diagram: bool,
+        /// Write the packets to a pcap file (for several scripts: a folder with one FILE/<script>.pcap each).
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
     },
     /// Parse scripts and report problems with file:line:column and a caret; exit 1 if any has an error.
     Check {
@@ -65,7 +71,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
-        Command::Run { paths, backend, verbose, define, sysctl } => run(&paths, &backend, verbose, &define, &sysctl),
+        Command::Run { paths, backend, verbose, define, sysctl, diagram, pcap } => {
+            run(&paths, &backend, Show { verbose, diagram, pcap }, &define, &sysctl)
+        }
     }
 }
 
@@ -162,7 +170,22 @@ fn check(files: &[PathBuf], print: bool, defines: &[String], backend: &str) -> E
     }
 }
 
-fn run(paths: &[PathBuf], backend: &str, verbose: bool, defines: &[String], sysctls: &[String]) -> ExitCode {
+/// What `tcpdrill run` shows besides the verdicts.
+struct Show {
+    verbose: bool,
+    diagram: bool,
+    pcap: Option<PathBuf>,
+}
+
+fn write_pcap(trace: &tcpdrill::run::Trace, path: &std::path::Path) -> Result<usize, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    tcpdrill::report::pcap::write(trace, std::io::BufWriter::new(f))
+}
+
+fn run(paths: &[PathBuf], backend: &str, show: Show, defines: &[String], sysctls: &[String]) -> ExitCode {
     use tcpdrill::report::{self, BackendKind};
     let kind = match backend {
         "reference" => BackendKind::Reference,
@@ -212,9 +235,34 @@ fn run(paths: &[PathBuf], backend: &str, verbose: bool, defines: &[String], sysc
             Some(b) => b.println(line),
             None => println!("{line}"),
         }
-        if verbose {
-            if let Ok(o) = &r.outcome {
+        if let Ok(o) = &r.outcome {
+            if show.verbose {
                 print!("{}", o.trace);
+            }
+            if show.diagram {
+                let (peer, stack) = o
+                    .trace
+                    .entries
+                    .iter()
+                    .find_map(|e| match e {
+                        tcpdrill::run::TraceEntry::State { tuple, .. } => {
+                            Some((tuple.remote.to_string(), tuple.local.to_string()))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                print!("{}", report::diagram::ladder(&o.trace, &peer, &stack));
+            }
+            if let Some(p) = &show.pcap {
+                let target = if files.len() == 1 {
+                    p.clone()
+                } else {
+                    p.join(f.file_stem().unwrap_or_default()).with_extension("pcap")
+                };
+                match write_pcap(&o.trace, &target) {
+                    Ok(n) => eprintln!("wrote {n} packets to {}", target.display()),
+                    Err(e) => eprintln!("--pcap: {e}"),
+                }
             }
         }
         if r.failed() {

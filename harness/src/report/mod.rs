@@ -1,4 +1,8 @@
-//! Running scripts from files and presenting the results: the per-script line, the failure text, the summary.
+//! Running scripts from files and presenting the results: the per-script line, the failure text, the summary,
+//! the ladder diagram and the pcap file.
+
+pub mod diagram;
+pub mod pcap;
 
 use crate::backend::reference::Reference;
 use crate::backend::Backend;
