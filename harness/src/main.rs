@@ -21,7 +21,8 @@ enum Command {
         /// Scripts or folders.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// The TCP to test: reference (tcpdrill's own stack, virtual clock).
+        /// The TCP to test: reference (tcpdrill's own stack, virtual clock) or linux (the kernel, in a network
+        /// namespace of each script's own; needs root).
         #[arg(long, default_value = "reference")]
         backend: String,
         /// Print every injected and sniffed packet, call and state change with its time.
@@ -189,8 +190,15 @@ fn run(paths: &[PathBuf], backend: &str, show: Show, defines: &[String], sysctls
     use tcpdrill::report::{self, BackendKind};
     let kind = match backend {
         "reference" => BackendKind::Reference,
+        "linux" => {
+            if let Err(why) = tcpdrill::backend::linux::available() {
+                eprintln!("{why}");
+                return ExitCode::from(2);
+            }
+            BackendKind::Linux
+        }
         other => {
-            eprintln!("unknown backend {other:?}: use --backend reference");
+            eprintln!("unknown backend {other:?}: use --backend reference or --backend linux");
             return ExitCode::from(2);
         }
     };

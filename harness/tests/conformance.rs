@@ -1,7 +1,9 @@
 //! The conformance suite as tests: every `scripts/**/*.pkt` is a test case of its own, named after its path
 //! (`reference::handshake/active-open`), so `cargo test` lists each script and `cargo nextest run` can shard them.
 //! A second case per script (`golden::...`) compares its trace on the reference backend with the insta snapshot
-//! in `golden/` (`cargo insta review` accepts intended changes).
+//! in `golden/` (`cargo insta review` accepts intended changes). A third (`linux::...`) runs the script against the
+//! kernel in a network namespace of its own: for real where that is allowed (root, as in CI), otherwise ignored
+//! with the reason printed.
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::{Path, PathBuf};
@@ -23,8 +25,25 @@ fn run_reference(path: &Path) -> Result<report::ScriptResult, Failed> {
     Ok(report::run_file(path, &name, BackendKind::Reference, &ParseOptions::default(), &RunOptions::default()))
 }
 
+fn run_linux(path: &Path) -> Result<(), Failed> {
+    let name = format!("scripts/{}.pkt", name_of(path));
+    let r = report::run_file(path, &name, BackendKind::Linux, &ParseOptions::default(), &RunOptions::default());
+    match r.outcome {
+        Err(e) => Err(e.into()),
+        Ok(o) => match o.verdict {
+            Verdict::Pass => Ok(()),
+            Verdict::Fail(f) => Err(format!("{}\n{}", f.text(), f.diagnostic.render_plain()).into()),
+            Verdict::Skipped(reason) => Err(format!("skipped on the linux backend: {reason}").into()),
+        },
+    }
+}
+
 fn main() {
     let args = Arguments::from_args();
+    let linux = tcpdrill::backend::linux::available();
+    if let Err(why) = &linux {
+        eprintln!("linux::* cases ignored: {why}");
+    }
     let scripts = report::collect_scripts(&[root().join("scripts")]).expect("scripts/ is readable");
     let mut trials = Vec::new();
     for path in scripts {
@@ -41,6 +60,8 @@ fn main() {
                 },
             }
         }));
+        let p = path.clone();
+        trials.push(Trial::test(format!("linux::{name}"), move || run_linux(&p)).with_ignored_flag(linux.is_err()));
         let p = path.clone();
         let n = name.clone();
         trials.push(Trial::test(format!("golden::{name}"), move || {

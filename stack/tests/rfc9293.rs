@@ -276,9 +276,10 @@ fn test_syn_sent_syn_simultaneous_open() {
     // "enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>": the ISN is reused.
     recv!(t, S | A, syn.seq, PEER_ISN + 1);
     assert_eq!(t.state(), Some(TcpState::SynReceived));
-    // The peer's SYN-ACK (fourth segment) completes it.
+    // The peer's SYN-ACK (fourth segment) completes it; like Linux, we acknowledge it.
     t.send(S | A, PEER_ISN, syn.seq + 1, 65535, &[TcpOption::Mss(1460)], b"");
     assert_eq!(t.state(), Some(TcpState::Established));
+    recv!(t, A, syn.seq + 1, PEER_ISN + 1);
     assert_eq!(t.host.connect(t.now, fd, remote()), Ok(()));
 }
 

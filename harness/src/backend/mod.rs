@@ -1,6 +1,7 @@
 //! Backends: what a script runs against. The executor speaks to them only through [`Backend`], in script
 //! terms already resolved to live values (addresses, fds, numbers).
 
+pub mod linux;
 pub mod reference;
 
 use std::net::SocketAddr;

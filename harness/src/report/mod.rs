@@ -4,6 +4,7 @@
 pub mod diagram;
 pub mod pcap;
 
+use crate::backend::linux::{self, Linux};
 use crate::backend::reference::Reference;
 use crate::backend::Backend;
 use crate::run::{self, Outcome, RunOptions, Verdict};
@@ -44,6 +45,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub enum BackendKind {
     /// tcpdrill's reference stack on a virtual clock.
     Reference,
+    /// The Linux kernel through a TUN device in a network namespace of the script's own.
+    Linux,
 }
 
 impl BackendKind {
@@ -51,12 +54,14 @@ impl BackendKind {
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Reference => "reference",
+            BackendKind::Linux => "linux",
         }
     }
 
     fn make(self, sysctls: &[(String, String)]) -> Result<Box<dyn Backend>, String> {
         let mut b: Box<dyn Backend> = match self {
             BackendKind::Reference => Box::new(Reference::new(Config::default())),
+            BackendKind::Linux => Box::new(Linux::new()?),
         };
         for (k, v) in sysctls {
             b.set_knob(k, v).map_err(|e| format!("--sysctl {k}={v}: {e}"))?;
@@ -152,6 +157,20 @@ pub fn run_text_with(
     }
     let outcome = match script::check(name, text, &popts) {
         Err(errs) => Err(errs.iter().map(|e| e.render_plain()).collect::<Vec<_>>().join("\n")),
+        Ok(s) if backend == BackendKind::Linux => {
+            // A thread of its own, moved into a fresh network namespace: the script's sockets, TUN device and
+            // sysctls live there and vanish with it.
+            let (name, text, opts, sysctls) = (name.to_string(), text.to_string(), opts.clone(), sysctls.to_vec());
+            std::thread::spawn(move || {
+                if let Err(why) = linux::unshare_netns() {
+                    return Ok(Outcome { verdict: Verdict::Skipped(why), trace: Default::default(), script_micros: 0 });
+                }
+                let mut b = backend.make(&sysctls)?;
+                Ok(run::run(&name, &text, &s, b.as_mut(), opts))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the linux backend's thread panicked".to_string()))
+        }
         Ok(s) => match backend.make(sysctls) {
             Ok(mut b) => Ok(run::run(name, text, &s, b.as_mut(), opts.clone())),
             Err(e) => Err(e),

@@ -331,8 +331,15 @@ impl<'a> Exec<'a> {
     /// that the call returns at the exact moment it can.
     fn advance(&mut self, t: Micros) -> Res<()> {
         while self.pending.is_some() {
+            let now = self.backend.now();
             match self.backend.next_event_time() {
-                Some(w) if w <= t && w >= self.backend.now() => {
+                // A real-time backend cannot say when the stack will act: look every 5 ms.
+                None if now < t => {
+                    self.backend.advance_to((now + 5_000).min(t));
+                    self.collect_states();
+                    self.poll_pending()?;
+                }
+                Some(w) if w <= t && w >= now => {
                     self.backend.advance_to(w);
                     self.collect_states();
                     self.poll_pending()?;

@@ -218,6 +218,9 @@ impl Tcb {
             && seg.seq + 1u32 == self.rcv_nxt
             && seg.ack == self.snd_nxt
         {
+            // Linux acknowledges that SYN-ACK (it carried a SYN, sequence space to acknowledge; measured on
+            // 6.18); RFC 9293's figure 8 draws no such ACK but nothing forbids it, so the default follows Linux.
+            self.ack_now = true;
             trimmed = TcpRepr { seq: self.rcv_nxt, flags: crate::wire::TcpFlags(seg.flags.0 & !0x002), ..*seg };
             &trimmed
         } else {

@@ -1,0 +1,518 @@
+//! The Linux backend: the kernel's own TCP, reached through a TUN device inside a network namespace that
+//! tcpdrill creates for each script.
+//!
+//! Isolation: the script runs on a thread of its own that `unshare(CLONE_NEWNET)`s itself (namespaces are
+//! per-thread on Linux; commands it spawns inherit the namespace). Inside: `lo` up, `tun0` (no packet-info
+//! header) with 192.168.0.1/16, a route to 192.0.2.0/24 through it. Nothing outside the namespace is touched: no
+//! host interface, route or sysctl. The namespace disappears with the thread's last reference to it.
+//!
+//! Calls are real libc calls on sockets that are non-blocking at the OS level; the script's own O_NONBLOCK is
+//! tracked here, so the executor emulates blocking exactly as on the reference backend. Time is real.
+#![allow(unsafe_code)]
+
+use super::{Backend, Call, CallResult, Capabilities, Micros};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+use tcpdrill_stack::host::{Shutdown, SockOptName, SockOptValue, TcpInfo};
+use tcpdrill_stack::{Errno, FourTuple, TcpState};
+
+/// The stack's address, as packetdrill's.
+pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+/// The harness's address.
+pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// The one sentence printed when the privilege is missing.
+pub const NEED_PRIVILEGE: &str =
+    "the linux backend needs CAP_NET_ADMIN to create a network namespace: run it as root (sudo tcpdrill run --backend linux ...)";
+
+/// Moves the calling thread into a fresh network namespace.
+pub fn unshare_netns() -> Result<(), String> {
+    // SAFETY: unshare takes flags only; it affects the calling thread.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+        Err(NEED_PRIVILEGE.to_string())
+    } else {
+        Err(format!("unshare(CLONE_NEWNET) failed: {e}"))
+    }
+}
+
+/// Whether this process may run the linux backend (tried on a throwaway thread, so nothing else moves).
+pub fn available() -> Result<(), String> {
+    std::thread::spawn(unshare_netns).join().unwrap_or_else(|_| Err("the privilege check panicked".into()))
+}
+
+fn errno() -> Errno {
+    let n = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    Errno::from_number(n).unwrap_or(Errno::EINVAL)
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out =
+        std::process::Command::new("ip").args(args).output().map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// The kernel behind a TUN device in this thread's namespace.
+pub struct Linux {
+    tun: tun::Device,
+    start: Instant,
+    out: VecDeque<(Micros, Vec<u8>)>,
+    script_nonblocking: BTreeMap<i32, bool>,
+    fds: Vec<i32>,
+}
+
+impl Linux {
+    /// Sets up the namespace this thread is in (call [`unshare_netns`] first).
+    pub fn new() -> Result<Linux, String> {
+        ip(&["link", "set", "lo", "up"])?;
+        let mut cfg = tun::Configuration::default();
+        cfg.tun_name("tun0").address(LOCAL_IP).netmask((255, 255, 0, 0)).up();
+        let tun = tun::create(&cfg).map_err(|e| format!("creating the TUN device: {e}"))?;
+        ip(&["route", "add", "192.0.2.0/24", "dev", "tun0"])?;
+        // No IPv6 chatter (router solicitations) on the device.
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/tun0/disable_ipv6", "1");
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let fd = tun.as_raw_fd();
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+        Ok(Linux {
+            tun,
+            start: Instant::now(),
+            out: VecDeque::new(),
+            script_nonblocking: BTreeMap::new(),
+            fds: Vec::new(),
+        })
+    }
+
+    /// Reads what the kernel sent, waiting at most `wait`.
+    fn pump(&mut self, wait: Duration) {
+        let fd = self.tun.as_raw_fd();
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n <= 0 {
+            return;
+        }
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(len) = self.tun.read(&mut buf) {
+            let d = &buf[..len];
+            // Only IPv4 TCP belongs to the test; anything else the kernel says is ignored, as packetdrill does.
+            if len >= 20 && d[0] >> 4 == 4 && d[9] == 6 {
+                let t = self.now();
+                self.out.push_back((t, d.to_vec()));
+            }
+        }
+    }
+
+    fn sockaddr(a: &SocketAddr) -> (libc::sockaddr_in, libc::socklen_t) {
+        let IpAddr::V4(v4) = a.ip() else { unreachable!("the linux backend runs IPv4 scripts only") };
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) },
+            sin_zero: [0; 8],
+        };
+        (sin, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+    }
+
+    fn opt(name: SockOptName) -> (libc::c_int, libc::c_int) {
+        match name {
+            SockOptName::ReuseAddr => (libc::SOL_SOCKET, libc::SO_REUSEADDR),
+            SockOptName::KeepAlive => (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+            SockOptName::Linger => (libc::SOL_SOCKET, libc::SO_LINGER),
+            SockOptName::Error => (libc::SOL_SOCKET, libc::SO_ERROR),
+            SockOptName::RcvBuf => (libc::SOL_SOCKET, libc::SO_RCVBUF),
+            SockOptName::SndBuf => (libc::SOL_SOCKET, libc::SO_SNDBUF),
+            SockOptName::NoDelay => (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            SockOptName::MaxSeg => (libc::IPPROTO_TCP, libc::TCP_MAXSEG),
+            SockOptName::KeepIdle => (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+            SockOptName::KeepIntvl => (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+            SockOptName::KeepCnt => (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+            SockOptName::UserTimeout => (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+            SockOptName::Info => (libc::IPPROTO_TCP, libc::TCP_INFO),
+        }
+    }
+
+    fn ret(r: isize) -> Result<i64, Errno> {
+        if r < 0 {
+            Err(errno())
+        } else {
+            Ok(r as i64)
+        }
+    }
+
+    /// The state of `t` by an exact sock_diag lookup (NETLINK_SOCK_DIAG, no dump): it finds established,
+    /// TIME-WAIT and SYN-RECEIVED request sockets in the namespace's hash table directly. Reading /proc/net/tcp
+    /// instead walks the whole host-wide table and takes ~8 ms even when empty, which distorts a script's timing.
+    /// `Err` when netlink itself failed (the caller falls back to /proc); `Ok(None)` when there is no such socket.
+    fn diag_state(t: &FourTuple) -> Result<Option<TcpState>, ()> {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.local.ip(), t.remote.ip()) else { return Err(()) };
+        // struct nlmsghdr (16 bytes) + struct inet_diag_req_v2 (56 bytes).
+        let mut msg = [0u8; 72];
+        msg[0..4].copy_from_slice(&72u32.to_ne_bytes());
+        msg[4..6].copy_from_slice(&20u16.to_ne_bytes()); // SOCK_DIAG_BY_FAMILY
+        msg[6..8].copy_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST: one socket, not a dump
+        msg[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        msg[16] = libc::AF_INET as u8;
+        msg[17] = libc::IPPROTO_TCP as u8;
+        msg[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+        msg[24..26].copy_from_slice(&t.local.port().to_be_bytes());
+        msg[26..28].copy_from_slice(&t.remote.port().to_be_bytes());
+        msg[28..32].copy_from_slice(&src.octets());
+        msg[44..48].copy_from_slice(&dst.octets());
+        msg[64..72].copy_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+        let mut reply = [0u8; 512];
+        // SAFETY: a netlink socket of our own, buffers that outlive the calls.
+        let n = unsafe {
+            let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG);
+            if fd < 0 {
+                return Err(());
+            }
+            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+            sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+            let sent = libc::sendto(
+                fd,
+                msg.as_ptr().cast(),
+                msg.len(),
+                0,
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            );
+            let n = if sent < 0 { -1 } else { libc::recv(fd, reply.as_mut_ptr().cast(), reply.len(), 0) };
+            libc::close(fd);
+            n
+        };
+        if n < 18 {
+            return Err(());
+        }
+        match u16::from_ne_bytes([reply[4], reply[5]]) {
+            // NLMSG_ERROR: ENOENT means no such socket; anything else is a netlink failure.
+            2 => {
+                let err = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
+                if err == -libc::ENOENT {
+                    Ok(None)
+                } else {
+                    Err(())
+                }
+            }
+            // struct inet_diag_msg: family, state, timer, retrans, then the socket's id (sport, dport, ...). The
+            // kernel's lookup falls back to a listener on the port when the connection is gone: only a socket
+            // with the peer's port is the connection asked about.
+            20 => {
+                let dport = u16::from_be_bytes([reply[22], reply[23]]);
+                Ok((dport == t.remote.port()).then(|| TcpState::from_linux_number(reply[17])).flatten())
+            }
+            _ => Err(()),
+        }
+    }
+
+    /// The state of `t` in this thread's namespace, fd-less connections included.
+    fn proc_state(t: &FourTuple) -> Option<TcpState> {
+        if let Ok(s) = Self::diag_state(t) {
+            return s;
+        }
+        Self::proc_table_state(t)
+    }
+
+    /// `/proc/net/tcp` as this thread's namespace sees it (slow: see [`Linux::diag_state`]).
+    fn proc_table_state(t: &FourTuple) -> Option<TcpState> {
+        let hex = |a: &SocketAddr| match a.ip() {
+            IpAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.octets()), a.port()),
+            IpAddr::V6(_) => String::new(),
+        };
+        let (l, r) = (hex(&t.local), hex(&t.remote));
+        let table = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
+        table
+            .lines()
+            .skip(1)
+            .find_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                (f.len() > 3 && f[1] == l && f[2] == r).then(|| u8::from_str_radix(f[3], 16).ok()).flatten()
+            })
+            .and_then(TcpState::from_linux_number)
+    }
+}
+
+impl Drop for Linux {
+    fn drop(&mut self) {
+        // At the end every connection goes: our fds are closed with SO_LINGER {1, 0}, which resets them.
+        for fd in self.fds.drain(..) {
+            let l = libc::linger { l_onoff: 1, l_linger: 0 };
+            // SAFETY: plain setsockopt/close on descriptors this backend opened.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&l as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as u32,
+                );
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+impl Backend for Linux {
+    fn name(&self) -> &'static str {
+        "linux"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { shell: true, python: false }
+    }
+
+    fn addresses(&self) -> (IpAddr, IpAddr) {
+        (IpAddr::V4(LOCAL_IP), IpAddr::V4(REMOTE_IP))
+    }
+
+    fn now(&self) -> Micros {
+        self.start.elapsed().as_micros() as Micros
+    }
+
+    fn advance_to(&mut self, t: Micros) {
+        // Bounded by the target time: each round waits at most until then, and at most 20 ms at a time, because
+        // Linux lets poll() wake up late by 0.1% of its timeout (select_estimate_accuracy): one 30 s wait came
+        // back 28 ms late and failed a script's timing.
+        loop {
+            let now = self.now();
+            if now >= t {
+                self.pump(Duration::ZERO);
+                return;
+            }
+            self.pump(Duration::from_micros((t - now).min(20_000) as u64));
+        }
+    }
+
+    fn inject(&mut self, datagram: &[u8]) -> Result<(), String> {
+        self.pump(Duration::ZERO);
+        self.tun.write_all(datagram).map_err(|e| format!("writing to the TUN device: {e}"))
+    }
+
+    fn next_outbound(&mut self, deadline: Micros) -> Option<(Micros, Vec<u8>)> {
+        loop {
+            self.pump(Duration::ZERO);
+            if let Some(p) = self.out.pop_front() {
+                return Some(p);
+            }
+            let now = self.now();
+            if now >= deadline {
+                return None;
+            }
+            self.pump(Duration::from_micros((deadline - now).min(20_000) as u64));
+        }
+    }
+
+    fn call(&mut self, call: &Call) -> CallResult {
+        let r: Result<i64, Errno> = unsafe {
+            // SAFETY: each arm is a libc call with buffers and structs that live across the call.
+            match call {
+                Call::Socket(_) => {
+                    let r = Self::ret(libc::socket(
+                        libc::AF_INET,
+                        libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                        libc::IPPROTO_TCP,
+                    ) as isize);
+                    if let Ok(fd) = r {
+                        self.fds.push(fd as i32);
+                    }
+                    r
+                }
+                Call::Bind(fd, a) => {
+                    let (sa, len) = Self::sockaddr(a);
+                    Self::ret(libc::bind(*fd, (&sa as *const libc::sockaddr_in).cast(), len) as isize)
+                }
+                Call::Listen(fd, b) => Self::ret(libc::listen(*fd, *b) as isize),
+                Call::Accept(fd) => {
+                    let r =
+                        Self::ret(libc::accept4(*fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK)
+                            as isize);
+                    if let Ok(fd) = r {
+                        self.fds.push(fd as i32);
+                    }
+                    r
+                }
+                Call::Connect(fd, a) => {
+                    let (sa, len) = Self::sockaddr(a);
+                    Self::ret(libc::connect(*fd, (&sa as *const libc::sockaddr_in).cast(), len) as isize)
+                }
+                Call::Read { fd, len, peek } => {
+                    let mut buf = vec![0u8; (*len).min(1 << 24)];
+                    let flags = libc::MSG_DONTWAIT | if *peek { libc::MSG_PEEK } else { 0 };
+                    Self::ret(libc::recv(*fd, buf.as_mut_ptr().cast(), buf.len(), flags))
+                }
+                Call::Write(fd, len) => {
+                    let buf = vec![0u8; *len];
+                    Self::ret(libc::send(*fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL))
+                }
+                Call::Shutdown(fd, how) => {
+                    let h = match how {
+                        Shutdown::Read => libc::SHUT_RD,
+                        Shutdown::Write => libc::SHUT_WR,
+                        Shutdown::Both => libc::SHUT_RDWR,
+                    };
+                    Self::ret(libc::shutdown(*fd, h) as isize)
+                }
+                Call::Close(fd) => {
+                    self.fds.retain(|f| f != fd);
+                    Self::ret(libc::close(*fd) as isize)
+                }
+                Call::SetSockOpt(fd, name, value) => {
+                    let (level, opt) = Self::opt(*name);
+                    match value {
+                        SockOptValue::Linger { onoff, linger } => {
+                            let l = libc::linger { l_onoff: i32::from(*onoff), l_linger: *linger as i32 };
+                            Self::ret(libc::setsockopt(
+                                *fd,
+                                level,
+                                opt,
+                                (&l as *const libc::linger).cast(),
+                                std::mem::size_of::<libc::linger>() as u32,
+                            ) as isize)
+                        }
+                        SockOptValue::Int(v) => {
+                            let v = *v as libc::c_int;
+                            Self::ret(libc::setsockopt(*fd, level, opt, (&v as *const libc::c_int).cast(), 4) as isize)
+                        }
+                        SockOptValue::Info(_) => Err(Errno::ENOPROTOOPT),
+                    }
+                }
+                Call::GetSockOpt(fd, name) => {
+                    let (level, opt) = Self::opt(*name);
+                    return match name {
+                        SockOptName::Linger => {
+                            let mut l = libc::linger { l_onoff: 0, l_linger: 0 };
+                            let mut len = std::mem::size_of::<libc::linger>() as u32;
+                            match Self::ret(libc::getsockopt(
+                                *fd,
+                                level,
+                                opt,
+                                (&mut l as *mut libc::linger).cast(),
+                                &mut len,
+                            ) as isize)
+                            {
+                                Ok(_) => CallResult::Value(SockOptValue::Linger {
+                                    onoff: l.l_onoff != 0,
+                                    linger: l.l_linger as u32,
+                                }),
+                                Err(e) => CallResult::Err(e),
+                            }
+                        }
+                        SockOptName::Info => {
+                            let mut buf = [0u8; 256];
+                            let mut len = buf.len() as u32;
+                            match Self::ret(
+                                libc::getsockopt(*fd, level, opt, buf.as_mut_ptr().cast(), &mut len) as isize
+                            ) {
+                                Ok(_) => CallResult::Value(SockOptValue::Info(TcpInfo {
+                                    state: buf[0],
+                                    ..TcpInfo::default()
+                                })),
+                                Err(e) => CallResult::Err(e),
+                            }
+                        }
+                        _ => {
+                            let mut v: libc::c_int = 0;
+                            let mut len = 4u32;
+                            match Self::ret(libc::getsockopt(
+                                *fd,
+                                level,
+                                opt,
+                                (&mut v as *mut libc::c_int).cast(),
+                                &mut len,
+                            ) as isize)
+                            {
+                                Ok(_) => CallResult::Value(SockOptValue::Int(i64::from(v))),
+                                Err(e) => CallResult::Err(e),
+                            }
+                        }
+                    };
+                }
+                Call::GetFl(fd) => {
+                    let r = Self::ret(libc::fcntl(*fd, libc::F_GETFL) as isize);
+                    // The socket is non-blocking underneath; report the flag the script set.
+                    r.map(|fl| {
+                        (fl & !i64::from(libc::O_NONBLOCK))
+                            | if self.script_nonblocking.get(fd).copied().unwrap_or(false) {
+                                i64::from(libc::O_NONBLOCK)
+                            } else {
+                                0
+                            }
+                    })
+                }
+                Call::SetNonBlocking(fd, on) => {
+                    let r = Self::ret(libc::fcntl(*fd, libc::F_GETFL) as isize);
+                    if r.is_ok() {
+                        self.script_nonblocking.insert(*fd, *on);
+                    }
+                    r.map(|_| 0)
+                }
+                Call::BytesReadable(fd) => {
+                    let mut n: libc::c_int = 0;
+                    Self::ret(libc::ioctl(*fd, libc::FIONREAD, &mut n as *mut libc::c_int) as isize)
+                        .map(|_| i64::from(n))
+                }
+                Call::TcpState(t) => {
+                    let s = Self::proc_state(t).unwrap_or(TcpState::Closed);
+                    return CallResult::Value(SockOptValue::Int(i64::from(s.linux_number())));
+                }
+            }
+        };
+        self.pump(Duration::ZERO);
+        match r {
+            Ok(v) => CallResult::Ok(v),
+            Err(e) => CallResult::Err(e),
+        }
+    }
+
+    fn ready(&mut self, call: &Call) -> bool {
+        let (fd, events) = match call {
+            Call::Accept(fd) | Call::Read { fd, .. } => (*fd, libc::POLLIN),
+            Call::Write(fd, _) | Call::Connect(fd, _) => (*fd, libc::POLLOUT),
+            _ => return true,
+        };
+        let mut pfd = libc::pollfd { fd, events, revents: 0 };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents & (events | libc::POLLERR | libc::POLLHUP) != 0
+    }
+
+    fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if name == "mtu" {
+            return ip(&["link", "set", "tun0", "mtu", value]);
+        }
+        // Only the namespace's own /proc/sys/net (this thread's namespace): never the host's.
+        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        if !path.starts_with("/proc/sys/net/") {
+            return Err(format!("{name} is not a per-namespace network sysctl"));
+        }
+        std::fs::write(&path, value).map_err(|e| format!("{path}: {e}"))
+    }
+
+    fn shell(&mut self, cmd: &str) -> Result<(), String> {
+        let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("exit status {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    }
+
+    fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState> {
+        Self::proc_state(tuple)
+    }
+}
