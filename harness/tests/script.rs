@@ -368,3 +368,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn canonical_print_of_tricky_lines() {
+    // Spacing, flag order, hex, relative/absolute/range/blocking times, #ifdef, comments, untimed commands.
+    let src = r#"--tolerance_usecs=7000
+--remote_ip="192.0.2.2"
+`../common/defaults.sh
+more init`
+0.000   socket(..., SOCK_STREAM, IPPROTO_TCP) = 3   // a comment
++ .25   fcntl(3, F_SETFL, O_RDWR |O_NONBLOCK) = 0
++0      fcntl(3, F_GETFL) = 0x802 (flags O_RDWR|O_NONBLOCK)
+0.25...0.500 connect(3, ..., ...) = -1 ECONNREFUSED (Connection refused)
+0.25    > S  0:0(0)   <mss 1460, sackOK,TS val ... ecr 0, nop,wscale 7>
+0.3~+0.2 > .P 1:1001(1000) ack 1
+*       > [ect01] FP. 1001:1001(0) ack 1 win 257 urg 3 <nop,nop,sack 1:2 3:4>
+0.6     < 50000>8080 SEW 0:0(0) win 1 <FO abcd1234,FOEXP,opt 253 0x0102,md5,eol>
+#ifdef Linux
++0 /* inline */ setsockopt(3, SOL_SOCKET, SO_LINGER, {onoff=1, linger=0}, 8) = 0
+#else
++0 setsockopt(3, SOL_SOCKET, SO_LINGER, {onoff=0, linger=5}, 8) = 0
+#endif
++0      %{ assert tcpi_state == 1,
+tcpi_state }%
++0      `sysctl -q net.ipv4.tcp_rfc1337=1`
++0      tcp_state({local_port=8080, remote_port=50000}) = TCP_TIME_WAIT
+`cleanup`
+"#;
+    let s = parse("tricky.pkt", src, &ParseOptions::with_symbols(["Linux"]))
+        .unwrap_or_else(|e| panic!("{}", e.render_plain()));
+    insta::assert_snapshot!(print(&s));
+}

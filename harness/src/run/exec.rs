@@ -245,7 +245,7 @@ impl<'a> Exec<'a> {
         for c in &s.init {
             self.shell_or_sysctl(c)?;
         }
-        for (i, e) in s.events.iter().enumerate() {
+        for e in &s.events {
             let (start, end) = match e.time {
                 TimeSpec::At(p) => {
                     let t = self.point(p, self.prev);
@@ -270,7 +270,7 @@ impl<'a> Exec<'a> {
                 Action::Syscall(c) => {
                     self.advance(start)?;
                     let expected_end = matches!(e.time, TimeSpec::Blocking(..)).then_some(end);
-                    self.syscall(i, e, c, start, expected_end)?;
+                    self.syscall(e, c, start, expected_end)?;
                     self.prev = start;
                 }
                 Action::Shell(c) => {
@@ -831,14 +831,7 @@ impl<'a> Exec<'a> {
         })
     }
 
-    fn syscall(
-        &mut self,
-        index: usize,
-        e: &Event,
-        c: &Syscall,
-        start: Micros,
-        expected_end: Option<Micros>,
-    ) -> Res<()> {
+    fn syscall(&mut self, e: &Event, c: &Syscall, start: Micros, expected_end: Option<Micros>) -> Res<()> {
         let call =
             self.translate(c).map_err(|m| self.fail(e.span, "error handling syscall", m, vec![], "this call"))?;
         let res = self.backend.call(&call);
@@ -859,29 +852,28 @@ impl<'a> Exec<'a> {
                 ));
             }
             self.pending = Some(Pending { call, event: e.clone(), expected_end, start });
-            let _ = index;
             return Ok(());
         }
         if let Some(end) = expected_end {
             // A call written as blocking that returned at once.
-            let tol = self.tolerance(end);
-            if (end - start) > tol {
-                return Err(self.fail(
-                    e.time_span,
-                    "error handling syscall",
-                    format!(
-                        "timing error: expected {} to return at {} sec but it returned at {} sec; tolerance {} sec",
-                        c.name,
-                        secs(end),
-                        secs(start),
-                        secs(tol)
-                    ),
-                    vec![],
-                    "expected return time",
-                ));
-            }
+            self.check_return_time(e, &c.name, end, start)?;
         }
         self.check_result(e, c, &call, res)
+    }
+
+    /// A blocking call (`t1...t2`) must return at `t2`, within the tolerance.
+    fn check_return_time(&self, e: &Event, name: &str, end: Micros, returned: Micros) -> Res<()> {
+        let tol = self.tolerance(end);
+        if (returned - end).abs() <= tol {
+            return Ok(());
+        }
+        let msg = format!(
+            "timing error: expected {name} to return at {} sec but it returned at {} sec; tolerance {} sec",
+            secs(end),
+            secs(returned),
+            secs(tol)
+        );
+        Err(self.fail(e.time_span, "error handling syscall", msg, vec![], "expected return time"))
     }
 
     fn call_fd(&self, call: &Call) -> Option<i32> {
@@ -911,22 +903,7 @@ impl<'a> Exec<'a> {
         let Action::Syscall(c) = &e.action else { unreachable!("pending calls come from syscall events") };
         let now = self.backend.now();
         if let Some(end) = p.expected_end {
-            let tol = self.tolerance(end);
-            if (now - end).abs() > tol {
-                return Err(self.fail(
-                    e.time_span,
-                    "error handling syscall",
-                    format!(
-                        "timing error: expected {} to return at {} sec but it returned at {} sec; tolerance {} sec",
-                        c.name,
-                        secs(end),
-                        secs(now),
-                        secs(tol)
-                    ),
-                    vec![],
-                    "expected return time",
-                ));
-            }
+            self.check_return_time(e, &c.name, end, now)?;
         }
         self.check_result(e, c, &p.call, res)
     }

@@ -5,6 +5,7 @@ use super::ast::Span;
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan};
 use std::fmt;
 use std::sync::Arc;
+pub use tcpdrill_stack::config::edit_distance;
 
 /// A problem found in a script, located in its source. Boxed inside, so that results carrying it stay small.
 #[derive(Debug)]
@@ -127,20 +128,6 @@ impl Diagnostic for ScriptError {
         let span: SourceSpan = self.0.span.into();
         Some(Box::new(std::iter::once(miette::LabeledSpan::new_with_span(Some(self.0.label.clone()), span))))
     }
-}
-
-/// Levenshtein distance, for "did you mean" hints.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The closest of `candidates` to `word`, if any is close enough to be a likely typo.
