@@ -40,6 +40,9 @@ enum Command {
         /// Write the packets to a pcap file (for several scripts: a folder with one FILE/<script>.pcap each).
         #[arg(long, value_name = "FILE")]
         pcap: Option<PathBuf>,
+        /// Multiply every timing tolerance (for a slow machine running the real-time linux backend).
+        #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+        tolerance_scale: f64,
     },
     /// Parse scripts and report problems with file:line:column and a caret; exit 1 if any has an error.
     Check {
@@ -72,8 +75,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
-        Command::Run { paths, backend, verbose, define, sysctl, diagram, pcap } => {
-            run(&paths, &backend, Show { verbose, diagram, pcap }, &define, &sysctl)
+        Command::Run { paths, backend, verbose, define, sysctl, diagram, pcap, tolerance_scale } => {
+            if !(tolerance_scale.is_finite() && tolerance_scale > 0.0) {
+                eprintln!("--tolerance-scale must be a positive number, e.g. --tolerance-scale 2");
+                return ExitCode::from(2);
+            }
+            let opts = tcpdrill::run::RunOptions { tolerance_scale, ..Default::default() };
+            run(&paths, &backend, Show { verbose, diagram, pcap }, &define, &sysctl, &opts)
         }
     }
 }
@@ -186,7 +194,14 @@ fn write_pcap(trace: &tcpdrill::run::Trace, path: &std::path::Path) -> Result<us
     tcpdrill::report::pcap::write(trace, std::io::BufWriter::new(f))
 }
 
-fn run(paths: &[PathBuf], backend: &str, show: Show, defines: &[String], sysctls: &[String]) -> ExitCode {
+fn run(
+    paths: &[PathBuf],
+    backend: &str,
+    show: Show,
+    defines: &[String],
+    sysctls: &[String],
+    run_opts: &tcpdrill::run::RunOptions,
+) -> ExitCode {
     use tcpdrill::report::{self, BackendKind};
     let kind = match backend {
         "reference" => BackendKind::Reference,
@@ -214,7 +229,6 @@ fn run(paths: &[PathBuf], backend: &str, show: Show, defines: &[String], sysctls
         let (k, v) = d.split_once('=').unwrap_or((d, ""));
         opts.defines.insert(k.to_string(), v.to_string());
     }
-    let run_opts = tcpdrill::run::RunOptions::default();
     let mut knobs = Vec::new();
     for kv in sysctls {
         match kv.split_once('=') {
@@ -237,7 +251,7 @@ fn run(paths: &[PathBuf], backend: &str, show: Show, defines: &[String], sysctls
         if let Some(b) = &bar {
             b.set_message(name.clone());
         }
-        let r = report::run_file_with(f, &name, kind, &opts, &run_opts, &knobs);
+        let r = report::run_file_with(f, &name, kind, &opts, run_opts, &knobs);
         let line = format!("{name}: {}", r.status());
         match &bar {
             Some(b) => b.println(line),

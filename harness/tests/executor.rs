@@ -146,3 +146,18 @@ fn sysctl_lines_set_the_stack() {
     let v = r.outcome.unwrap().verdict;
     assert!(matches!(v, Verdict::Pass), "{v:?}");
 }
+
+#[test]
+fn tolerance_scale_widens_timing() {
+    // The data goes out at 0.1 but the script says 0.11: 10 ms off, outside the 4 ms tolerance, inside 3x.
+    let text = format!("{PASSIVE}+0 write(4, ..., 10) = 10\n+.01 > P. 1:11(10) ack 1\n");
+    let run_with = |scale: f64| {
+        let opts = RunOptions { tolerance_scale: scale, ..RunOptions::default() };
+        run_text(Path::new("t.pkt"), "t.pkt", &text, BackendKind::Reference, &ParseOptions::default(), &opts)
+            .outcome
+            .unwrap()
+            .verdict
+    };
+    assert!(matches!(run_with(1.0), Verdict::Fail(_)));
+    assert!(matches!(run_with(3.0), Verdict::Pass));
+}

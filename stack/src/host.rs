@@ -429,9 +429,9 @@ impl Host {
                         t.set_state(TcpState::Closed);
                     }
                     self.settle(now, tuple);
-                } else if let Some(t) = self.conns.get_mut(&tuple) {
-                    t.acked_overflow = true;
                 }
+                // Otherwise the ACK is dropped and the child stays in SYN-RECEIVED, its SYN-ACK timer running
+                // (Linux's `acked` request socket): a later ACK or data segment may still find room.
                 return None;
             }
         }
@@ -513,7 +513,7 @@ impl Host {
             return;
         }
         let iss = reopen_iss.unwrap_or_else(|| SeqNum(self.isn.isn(now, &tuple)));
-        let (mut ctx, conns) = self.ctx_parts(now);
+        let (mut ctx, _) = self.ctx_parts(now);
         let mut t = Tcb::new(tuple, iss, now, ctx.config, sockopts);
         t.passive = true;
         t.init_receive_side(&ctx);
@@ -529,7 +529,14 @@ impl Host {
         t.set_state(TcpState::SynReceived);
         t.send_syn(&mut ctx);
         let tx = ctx.tx;
-        conns.insert(tuple, t);
+        self.adopt_child(now, lkey, t, tx);
+    }
+
+    /// Files a new passive child under its listener: into the demux table and the SYN queue, its segments out,
+    /// then `settle` moves it on if it is already established (a cookie's ACK).
+    fn adopt_child(&mut self, now: Instant, lkey: SocketAddr, t: Tcb, tx: Vec<Vec<u8>>) {
+        let tuple = t.tuple;
+        self.conns.insert(tuple, t);
         self.tx.extend(tx);
         if let Some(l) = self.listeners.get_mut(&lkey) {
             l.syn_queue.insert(tuple);
@@ -559,10 +566,9 @@ impl Host {
             return; // as Linux: the ACK is dropped; the peer's retransmission may find room
         }
         let sockopts = l.sockopts;
-        let (mut ctx, conns) = self.ctx_parts(now);
+        let (mut ctx, _) = self.ctx_parts(now);
         let mut t = Tcb::new(tuple, seg.ack - 1u32, now, ctx.config, sockopts);
         t.passive = true;
-        t.from_cookie = true;
         t.init_receive_side(&ctx);
         t.opts.rcv_wscale = 0;
         t.adv_mss = t.adv_mss.min(1460);
@@ -576,12 +582,7 @@ impl Host {
         t.set_state(TcpState::SynReceived);
         t.segment_arrives(&mut ctx, seg);
         let tx = ctx.tx;
-        conns.insert(tuple, t);
-        self.tx.extend(tx);
-        if let Some(l) = self.listeners.get_mut(&lkey) {
-            l.syn_queue.insert(tuple);
-        }
-        self.settle(now, tuple);
+        self.adopt_child(now, lkey, t, tx);
     }
 
     /// Fires the timers due at `now`.
@@ -792,7 +793,7 @@ impl Host {
     /// `accept(fd)`: the oldest established child, or `EAGAIN`.
     pub fn accept(&mut self, fd: Fd) -> Result<(Fd, SocketAddr), Errno> {
         let s = self.sock(fd)?;
-        let (domain, opts_nb) = (s.domain, s.nonblocking);
+        let domain = s.domain;
         let SockState::Listening { local } = s.state else { return Err(Errno::EINVAL) };
         let l = self.listeners.get_mut(&local).ok_or(Errno::EINVAL)?;
         let tuple = l.accept_queue.pop_front().ok_or(Errno::EAGAIN)?;
@@ -802,7 +803,6 @@ impl Host {
             Some(t) => SockState::Dead(Box::new(t)),
             None => SockState::Conn { tuple, connect_reported: true },
         };
-        let _ = opts_nb;
         self.sockets.insert(new, Socket { domain, state, opts, nonblocking: false });
         Ok((new, tuple.remote))
     }
@@ -1237,8 +1237,5 @@ fn read_from(t: &mut Tcb, len: usize, peek: bool, dead: bool) -> Result<Vec<u8>,
     if t.fin_received || t.shut_rd || dead || t.state == TcpState::Closed {
         return Ok(Vec::new());
     }
-    match t.state {
-        TcpState::SynSent | TcpState::SynReceived => Err(Errno::EAGAIN),
-        _ => Err(Errno::EAGAIN),
-    }
+    Err(Errno::EAGAIN)
 }

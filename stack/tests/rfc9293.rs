@@ -792,11 +792,7 @@ fn test_syn_flood_bounded_and_legit_client_connects() {
 #[test]
 fn test_mss_default_536_and_segmentation() {
     let mut t = T::new();
-    let l = t.listen(5);
-    t.send(S, PEER_ISN, 0, 65535, &[], b""); // no MSS option
-    let sa = t.recv().unwrap();
-    t.send(A, PEER_ISN + 1, sa.seq + 1, 65535, &[], b"");
-    let (fd, _) = t.host.accept(l).unwrap();
+    let (_l, fd, _iss) = t.established_passive_with(&[], 65535);
     assert_eq!(t.host.getsockopt(fd, SockOptName::MaxSeg), Ok(SockOptValue::Int(536)));
     t.host.write(t.now, fd, &[7u8; 1000]).unwrap();
     let a = t.recv().unwrap();
@@ -859,6 +855,18 @@ fn test_unknown_and_malformed_options() {
     t.send(S, PEER_ISN, 0, 65535, &[TcpOption::Unknown { kind: 253, data: &[1, 2] }, TcpOption::Mss(1200)], b"");
     assert!(t.recv().is_some());
     assert_eq!(t.host.connection(&t.tuple()).unwrap().negotiated().peer_mss, 1200);
+
+    // MUST-7: an option of length 1 must not crash the receiver. Like Linux's tcp_parse_options, the stack stops
+    // reading at it and keeps what came before: the MSS counts, the window scale after the bad option does not.
+    let mut t = T::new();
+    t.listen(5);
+    let bad = [0x1e, 0x01, 0x03, 0x03, 0x07, 0x00, 0x00, 0x00]; // kind 30 len 1, then wscale 7, EOL padding
+    t.send(S, PEER_ISN, 0, 65535, &[TcpOption::Mss(1000), TcpOption::Padding(&bad)], b"");
+    let sa = t.recv().expect("the SYN is answered");
+    assert_eq!(sa.flags, S | A);
+    let n = t.host.connection(&t.tuple()).unwrap().negotiated();
+    assert_eq!(n.peer_mss, 1000);
+    assert!(!n.window_scaling, "options after the malformed one are not read");
 }
 
 // ---- timers ---------------------------------------------------------------------------------------------
@@ -935,25 +943,21 @@ fn test_keepalive_answered_keeps_connection() {
 #[test]
 fn test_zero_window_persist_probes() {
     let mut t = T::new();
-    let l = t.listen(5);
-    t.send(S, PEER_ISN, 0, 65535, &[TcpOption::Mss(1460)], b"");
-    let sa = t.recv().unwrap();
-    t.send(A, PEER_ISN + 1, sa.seq + 1, 0, &[], b""); // zero window
-    let (fd, _) = t.host.accept(l).unwrap();
+    let (_l, fd, iss) = t.established_passive_with(&[TcpOption::Mss(1460)], 0);
     t.host.write(t.now, fd, b"blocked").unwrap();
     recv_nothing!(t);
     let mut waits = vec![];
     for _ in 0..3 {
         waits.push(t.next_timer().unwrap());
         // Linux's probe: an ACK with the old byte SND.UNA - 1.
-        recv!(t, A, sa.seq, PEER_ISN + 1);
+        recv!(t, A, iss, PEER_ISN + 1);
         // MUST-37: the peer answers (window still zero); the connection stays.
-        t.send(A, PEER_ISN + 1, sa.seq + 1, 0, &[], b"");
+        t.send(A, PEER_ISN + 1, iss + 1, 0, &[], b"");
     }
     assert!(waits[1] > waits[0], "probes back off: {waits:?}");
     assert_eq!(t.state(), Some(TcpState::Established));
-    t.send(A, PEER_ISN + 1, sa.seq + 1, 1000, &[], b"");
-    let d = recv!(t, P | A, sa.seq + 1, PEER_ISN + 1);
+    t.send(A, PEER_ISN + 1, iss + 1, 1000, &[], b"");
+    let d = recv!(t, P | A, iss + 1, PEER_ISN + 1);
     assert_eq!(d.payload, b"blocked");
 }
 
@@ -977,29 +981,21 @@ fn test_user_timeout_aborts() {
 #[test]
 fn test_out_of_order_held_and_sacked() {
     let mut t = T::new();
-    let l = t.listen(5);
-    t.send(S, PEER_ISN, 0, 65535, &[TcpOption::Mss(1460), TcpOption::SackPermitted], b"");
-    let sa = t.recv().unwrap();
-    t.send(A, PEER_ISN + 1, sa.seq + 1, 65535, &[], b"");
-    let (fd, _) = t.host.accept(l).unwrap();
-    t.send(P | A, PEER_ISN + 11, sa.seq + 1, 65535, &[], b"world");
-    let dup = recv!(t, A, sa.seq + 1, PEER_ISN + 1);
+    let (_l, fd, iss) = t.established_passive_with(&[TcpOption::Mss(1460), TcpOption::SackPermitted], 65535);
+    t.send(P | A, PEER_ISN + 11, iss + 1, 65535, &[], b"world");
+    let dup = recv!(t, A, iss + 1, PEER_ISN + 1);
     let sack = dup.options.sack_blocks().expect("SACK block for the hole");
     assert_eq!(sack.as_slice(), [(tcpdrill_stack::SeqNum(PEER_ISN + 11), tcpdrill_stack::SeqNum(PEER_ISN + 16))]);
     assert_eq!(t.host.read(t.now, fd, 100, false), Err(Errno::EAGAIN), "nothing in order yet");
-    t.send(P | A, PEER_ISN + 1, sa.seq + 1, 65535, &[], b"hello, the");
-    recv!(t, A, sa.seq + 1, PEER_ISN + 16);
+    t.send(P | A, PEER_ISN + 1, iss + 1, 65535, &[], b"hello, the");
+    recv!(t, A, iss + 1, PEER_ISN + 16);
     assert_eq!(t.host.read(t.now, fd, 100, false).unwrap(), b"hello, theworld");
 }
 
 #[test]
 fn test_flow_control_stops_at_peer_window() {
     let mut t = T::new();
-    let l = t.listen(5);
-    t.send(S, PEER_ISN, 0, 65535, &[TcpOption::Mss(1000)], b"");
-    let sa = t.recv().unwrap();
-    t.send(A, PEER_ISN + 1, sa.seq + 1, 2500, &[], b"");
-    let (fd, _) = t.host.accept(l).unwrap();
+    let (_l, fd, iss) = t.established_passive_with(&[TcpOption::Mss(1000)], 2500);
     t.host.write(t.now, fd, &[1u8; 5000]).unwrap();
     let mut sent = 0;
     while let Some(s) = t.recv() {
@@ -1008,13 +1004,13 @@ fn test_flow_control_stops_at_peer_window() {
     // Two full segments fit; the remaining 500 bytes of window are not used for a partial segment: RFC 9293
     // 3.8.6.2.1 sender SWS avoidance (500 < Fs * max window with Fs = 1/2), and Linux's tcp_mss_split_point.
     assert_eq!(sent, 2000);
-    t.send(A, PEER_ISN + 1, sa.seq + 2001, 2500, &[], b"");
+    t.send(A, PEER_ISN + 1, iss + 2001, 2500, &[], b"");
     let mut more = 0;
     while let Some(s) = t.recv() {
         more += s.payload.len();
     }
     assert_eq!(more, 2000, "the window slid: again two full segments, the 500-byte partial held back");
-    t.send(A, PEER_ISN + 1, sa.seq + 4001, 65535, &[], b"");
+    t.send(A, PEER_ISN + 1, iss + 4001, 65535, &[], b"");
     let last = t.recv().unwrap();
     assert_eq!(last.payload.len(), 1000, "the tail goes once it is the last of the queue");
 }

@@ -123,7 +123,6 @@ impl Tcb {
         }
         self.cwnd = INIT_CWND_SEGS * u32::from(self.snd_mss);
         self.quickacks = MAX_QUICKACKS;
-        self.snd_buf_seq = self.iss + 1u32;
         if self.sockopts.keepalive {
             let at = ctx.now + self.keepalive_idle(ctx);
             self.set_timer(Timer::Keepalive, at);

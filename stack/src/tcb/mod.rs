@@ -250,10 +250,6 @@ pub struct Tcb {
     pub(crate) passive: bool,
     /// Closed by the application (or never accepted): no fd refers to it.
     pub(crate) orphan: bool,
-    /// For a passive child the third ACK arrived while the accept queue was full (Linux's `acked` flag).
-    pub(crate) acked_overflow: bool,
-    /// Created from a SYN cookie.
-    pub(crate) from_cookie: bool,
 
     // RFC 9293 3.3.1 send sequence variables.
     pub(crate) iss: SeqNum,
@@ -379,8 +375,6 @@ impl Tcb {
             state: TcpState::Closed,
             passive: false,
             orphan: false,
-            acked_overflow: false,
-            from_cookie: false,
             iss,
             snd_una: iss,
             snd_nxt: iss,

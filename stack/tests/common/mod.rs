@@ -151,13 +151,18 @@ impl T {
         fd
     }
 
-    /// Passive open with default options; returns (listener fd, accepted fd, our ISS).
+    /// Passive open with an MSS-only SYN; returns (listener fd, accepted fd, our ISS).
     pub fn established_passive(&mut self) -> (Fd, Fd, u32) {
+        self.established_passive_with(&[TcpOption::Mss(1460)], 65535)
+    }
+
+    /// Passive open whose SYN carries `syn_options` and whose third segment announces `window`.
+    pub fn established_passive_with(&mut self, syn_options: &[TcpOption<'_>], window: u16) -> (Fd, Fd, u32) {
         let l = self.listen(5);
-        self.send(S, PEER_ISN, 0, 65535, &[TcpOption::Mss(1460)], b"");
+        self.send(S, PEER_ISN, 0, 65535, syn_options, b"");
         let synack = self.recv().expect("SYN-ACK");
         assert_eq!(synack.flags, S | A);
-        self.send(A, PEER_ISN + 1, synack.seq + 1, 65535, &[], b"");
+        self.send(A, PEER_ISN + 1, synack.seq + 1, window, &[], b"");
         let (fd, _) = self.host.accept(l).unwrap();
         (l, fd, synack.seq)
     }
