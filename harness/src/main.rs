@@ -21,10 +21,13 @@ enum Command {
         /// Scripts or folders.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// The TCP to test: reference (tcpdrill's own stack, virtual clock) or linux (the kernel, in a network
-        /// namespace of each script's own; needs root).
+        /// The TCP to test: reference (tcpdrill's own stack, virtual clock), linux (the kernel, in a network
+        /// namespace of each script's own; needs root) or both.
         #[arg(long, default_value = "reference")]
         backend: String,
+        /// Scripts run at once (each linux run in a namespace of its own); default: the number of CPUs.
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
         /// Print every injected and sniffed packet, call and state change with its time.
         #[arg(long, short)]
         verbose: bool,
@@ -41,6 +44,25 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         pcap: Option<PathBuf>,
         /// Multiply every timing tolerance (for a slow machine running the real-time linux backend).
+        #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+        tolerance_scale: f64,
+    },
+    /// Run each script on the reference stack and on Linux and print a table script x backend; for scripts whose
+    /// results differ, the first divergent line and what each backend did there. Exit 1 if any script differs.
+    Diff {
+        /// Scripts or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Scripts run at once; default: the number of CPUs.
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
+        /// Define a symbol for #ifdef and substitution: -D NAME or -D NAME=VALUE.
+        #[arg(short = 'D', value_name = "NAME[=VALUE]")]
+        define: Vec<String>,
+        /// Set a sysctl on both backends before each script starts (repeatable).
+        #[arg(long, value_name = "NAME=VALUE")]
+        sysctl: Vec<String>,
+        /// Multiply every timing tolerance.
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         tolerance_scale: f64,
     },
@@ -75,13 +97,17 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
-        Command::Run { paths, backend, verbose, define, sysctl, diagram, pcap, tolerance_scale } => {
-            if !(tolerance_scale.is_finite() && tolerance_scale > 0.0) {
-                eprintln!("--tolerance-scale must be a positive number, e.g. --tolerance-scale 2");
+        Command::Run { paths, backend, jobs, verbose, define, sysctl, diagram, pcap, tolerance_scale } => {
+            let Some(setup) = Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs) else {
                 return ExitCode::from(2);
-            }
-            let opts = tcpdrill::run::RunOptions { tolerance_scale, ..Default::default() };
-            run(&paths, &backend, Show { verbose, diagram, pcap }, &define, &sysctl, &opts)
+            };
+            run(&setup, &backend, Show { verbose, diagram, pcap })
+        }
+        Command::Diff { paths, jobs, define, sysctl, tolerance_scale } => {
+            let Some(setup) = Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs) else {
+                return ExitCode::from(2);
+            };
+            diff(&setup)
         }
     }
 }
@@ -194,64 +220,109 @@ fn write_pcap(trace: &tcpdrill::run::Trace, path: &std::path::Path) -> Result<us
     tcpdrill::report::pcap::write(trace, std::io::BufWriter::new(f))
 }
 
-fn run(
-    paths: &[PathBuf],
-    backend: &str,
-    show: Show,
-    defines: &[String],
-    sysctls: &[String],
-    run_opts: &tcpdrill::run::RunOptions,
-) -> ExitCode {
-    use tcpdrill::report::{self, BackendKind};
-    let kind = match backend {
-        "reference" => BackendKind::Reference,
-        "linux" => {
-            if let Err(why) = tcpdrill::backend::linux::available() {
-                eprintln!("{why}");
-                return ExitCode::from(2);
+/// What `run` and `diff` share: the scripts, defines, sysctls, run options and parallelism.
+struct Setup {
+    files: Vec<PathBuf>,
+    defines: ParseOptions,
+    knobs: Vec<(String, String)>,
+    opts: tcpdrill::run::RunOptions,
+    jobs: usize,
+}
+
+impl Setup {
+    /// Checks the arguments; `None` (after printing why) for exit status 2.
+    fn new(
+        paths: &[PathBuf],
+        defines: &[String],
+        sysctls: &[String],
+        scale: f64,
+        jobs: Option<usize>,
+    ) -> Option<Setup> {
+        if !(scale.is_finite() && scale > 0.0) {
+            eprintln!("--tolerance-scale must be a positive number, e.g. --tolerance-scale 2");
+            return None;
+        }
+        if jobs == Some(0) {
+            eprintln!("--jobs must be at least 1");
+            return None;
+        }
+        let files = match tcpdrill::report::collect_scripts(paths) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{e}");
+                return None;
             }
-            BackendKind::Linux
+        };
+        let mut opts = ParseOptions::default();
+        for d in defines {
+            let (k, v) = d.split_once('=').unwrap_or((d, ""));
+            opts.defines.insert(k.to_string(), v.to_string());
+        }
+        let mut knobs = Vec::new();
+        for kv in sysctls {
+            match kv.split_once('=') {
+                Some((k, v)) => knobs.push((k.to_string(), v.to_string())),
+                None => {
+                    eprintln!("--sysctl {kv:?}: expected NAME=VALUE, e.g. --sysctl net.ipv4.tcp_rfc1337=1");
+                    return None;
+                }
+            }
+        }
+        let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let opts_run = tcpdrill::run::RunOptions { tolerance_scale: scale, ..Default::default() };
+        Some(Setup { files, defines: opts, knobs, opts: opts_run, jobs })
+    }
+
+    fn jobs_for(&self, kinds: &[tcpdrill::report::BackendKind]) -> Vec<tcpdrill::report::Job> {
+        let mut jobs = Vec::new();
+        for f in &self.files {
+            for &backend in kinds {
+                jobs.push(tcpdrill::report::Job { path: f.clone(), name: f.display().to_string(), backend });
+            }
+        }
+        jobs
+    }
+}
+
+fn linux_or_exit() -> Result<(), ExitCode> {
+    tcpdrill::backend::linux::available().map_err(|why| {
+        eprintln!("{why}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
+    use tcpdrill::report::{self, BackendKind};
+    let kinds = match backend {
+        "reference" => vec![BackendKind::Reference],
+        "linux" | "both" => {
+            if let Err(code) = linux_or_exit() {
+                return code;
+            }
+            if backend == "both" {
+                vec![BackendKind::Reference, BackendKind::Linux]
+            } else {
+                vec![BackendKind::Linux]
+            }
         }
         other => {
-            eprintln!("unknown backend {other:?}: use --backend reference or --backend linux");
+            eprintln!("unknown backend {other:?}: use --backend reference, linux or both");
             return ExitCode::from(2);
         }
     };
-    let files = match report::collect_scripts(paths) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut opts = ParseOptions::default();
-    for d in defines {
-        let (k, v) = d.split_once('=').unwrap_or((d, ""));
-        opts.defines.insert(k.to_string(), v.to_string());
-    }
-    let mut knobs = Vec::new();
-    for kv in sysctls {
-        match kv.split_once('=') {
-            Some((k, v)) => knobs.push((k.to_string(), v.to_string())),
-            None => {
-                eprintln!("--sysctl {kv:?}: expected NAME=VALUE, e.g. --sysctl net.ipv4.tcp_rfc1337=1");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let bar = (files.len() > 1 && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(files.len() as u64);
+    let jobs = setup.jobs_for(&kinds);
+    let both = kinds.len() > 1;
+    let bar = (jobs.len() > 1 && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(jobs.len() as u64);
         b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
         b
     });
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let mut failures = Vec::new();
-    for f in &files {
-        let name = f.display().to_string();
-        if let Some(b) = &bar {
-            b.set_message(name.clone());
-        }
-        let r = report::run_file_with(f, &name, kind, &opts, run_opts, &knobs);
+    report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
+        let job = &jobs[i];
+        let f = &job.path;
+        let name = if both { format!("{} [{}]", job.name, job.backend.name()) } else { job.name.clone() };
         let line = format!("{name}: {}", r.status());
         match &bar {
             Some(b) => b.println(line),
@@ -276,8 +347,11 @@ fn run(
                 print!("{}", report::diagram::ladder(&o.trace, &peer, &stack));
             }
             if let Some(p) = &show.pcap {
-                let target = if files.len() == 1 {
+                let target = if jobs.len() == 1 {
                     p.clone()
+                } else if both {
+                    let stem = f.file_stem().unwrap_or_default().to_string_lossy();
+                    p.join(format!("{stem}.{}.pcap", job.backend.name()))
                 } else {
                     p.join(f.file_stem().unwrap_or_default()).with_extension("pcap")
                 };
@@ -298,7 +372,7 @@ fn run(
         if let Some(b) = &bar {
             b.inc(1);
         }
-    }
+    });
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -310,5 +384,71 @@ fn run(
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn diff(setup: &Setup) -> ExitCode {
+    use tcpdrill::report::{self, BackendKind, Divergence};
+    if let Err(code) = linux_or_exit() {
+        return code;
+    }
+    let jobs = setup.jobs_for(&[BackendKind::Reference, BackendKind::Linux]);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(jobs.len() as u64);
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
+        b
+    });
+    let width = setup.files.iter().map(|f| f.display().to_string().len()).max().unwrap_or(6).max(6);
+    println!("{:width$}  {:9}  {:9}  first divergence", "script", "reference", "linux");
+    let mut held: Option<report::ScriptResult> = None;
+    let (mut same, mut differ) = (0, 0);
+    report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
+        if let Some(b) = &bar {
+            b.set_message(jobs[i].name.clone());
+            b.inc(1);
+        }
+        // Jobs come in pairs, reference first.
+        let Some(reference) = held.take() else {
+            held = Some(r);
+            return;
+        };
+        let text = std::fs::read_to_string(&jobs[i].path).unwrap_or_default();
+        let d = report::divergence(&text, &reference, &r);
+        let row = format!("{:width$}  {:9}  {:9}", jobs[i].name, short(&reference), short(&r));
+        let out = match &d {
+            Divergence::None => {
+                same += 1;
+                row.trim_end().to_string()
+            }
+            Divergence::At { line, source, first, second } => {
+                differ += 1;
+                let at = if *line == 0 { String::new() } else { format!("  line {line}: {source}") };
+                format!("{row}{at}\n{:width$}  reference: {first}\n{:width$}  linux:     {second}", "", "")
+            }
+        };
+        match &bar {
+            Some(b) => b.println(out),
+            None => println!("{out}"),
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    println!("\n{same} agree, {differ} differ");
+    if differ > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `ok`, `FAIL` or `skipped` for a table cell.
+fn short(r: &tcpdrill::report::ScriptResult) -> &'static str {
+    if r.failed() {
+        "FAIL"
+    } else if r.skipped() {
+        "skipped"
+    } else {
+        "ok"
     }
 }

@@ -701,8 +701,9 @@ impl Host {
                 return true;
             }
         }
-        // Connections without fds (TIME-WAIT, orphans, children) hold their port unless SO_REUSEADDR.
-        !reuse && self.conns.keys().any(|t| overlaps(t.local))
+        // Connections without fds (TIME-WAIT, orphans, children) hold their port unless both they (their socket,
+        // when it had one) and the new socket set SO_REUSEADDR, as Linux's inet_csk_bind_conflict() decides.
+        self.conns.iter().any(|(t, tcb)| overlaps(t.local) && !(reuse && tcb.sockopts.reuseaddr))
     }
 
     fn ephemeral_port(&mut self, ip: IpAddr, remote: Option<SocketAddr>) -> Result<u16, Errno> {

@@ -24,6 +24,9 @@ pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 /// The harness's address.
 pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM_TSO4_TSO6: libc::c_uint = 0x1 | 0x2 | 0x4;
+
 /// The one sentence printed when the privilege is missing.
 pub const NEED_PRIVILEGE: &str =
     "the linux backend needs CAP_NET_ADMIN to create a network namespace: run it as root (sudo tcpdrill run --backend linux ...)";
@@ -82,11 +85,15 @@ impl Linux {
         ip(&["route", "add", "192.0.2.0/24", "dev", "tun0"])?;
         // No IPv6 chatter (router solicitations) on the device.
         let _ = std::fs::write("/proc/sys/net/ipv6/conf/tun0/disable_ipv6", "1");
-        // SAFETY: fcntl on a descriptor we own.
+        // SAFETY: fcntl and ioctl on a descriptor we own.
         unsafe {
             let fd = tun.as_raw_fd();
             let fl = libc::fcntl(fd, libc::F_GETFL);
             libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+            // As packetdrill's TUN: checksum and TSO offload, so a write of several MSS leaves as one TSO
+            // "super-packet" (`P. 1:11001(11000)`), which is what upstream scripts expect to see. The checksums
+            // the kernel then leaves partial are completed in `pump`.
+            libc::ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM_TSO4_TSO6);
         }
         Ok(Linux {
             tun,
@@ -113,7 +120,9 @@ impl Linux {
             // Only IPv4 TCP belongs to the test; anything else the kernel says is ignored, as packetdrill does.
             if len >= 20 && d[0] >> 4 == 4 && d[9] == 6 {
                 let t = self.now();
-                self.out.push_back((t, d.to_vec()));
+                let mut d = d.to_vec();
+                complete_checksums(&mut d);
+                self.out.push_back((t, d));
             }
         }
     }
@@ -247,6 +256,126 @@ impl Linux {
     }
 }
 
+/// Fills in the IPv4 and TCP checksums of a datagram the kernel handed over with checksum offload (the TCP one
+/// then holds only the pseudo-header sum). Datagrams too broken to parse are left as they are for the executor
+/// to report.
+fn complete_checksums(d: &mut [u8]) {
+    use tcpdrill_stack::wire::{Ipv4Packet, TcpSegment};
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut d[..]) else { return };
+    ip.fill_checksum();
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if let Ok(mut tcp) = TcpSegment::new_checked(ip.payload_mut()) {
+        tcp.fill_checksum(IpAddr::V4(src), IpAddr::V4(dst));
+    }
+}
+
+/// Whether `python3` can be run (for `%{ }%` blocks).
+pub fn python3_available() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        std::process::Command::new("python3").arg("-c").arg("pass").output().is_ok_and(|o| o.status.success())
+    })
+}
+
+/// `struct tcp_info` (include/uapi/linux/tcp.h) as names and values, as far as the kernel filled it in: older
+/// kernels return a shorter struct, and fields past the returned length are left out rather than made up.
+pub fn tcp_info_fields(b: &[u8]) -> Vec<(&'static str, i64)> {
+    const U8: &[(&str, usize)] = &[
+        ("tcpi_state", 0),
+        ("tcpi_ca_state", 1),
+        ("tcpi_retransmits", 2),
+        ("tcpi_probes", 3),
+        ("tcpi_backoff", 4),
+        ("tcpi_options", 5),
+    ];
+    const U32: &[(&str, usize)] = &[
+        ("tcpi_rto", 8),
+        ("tcpi_ato", 12),
+        ("tcpi_snd_mss", 16),
+        ("tcpi_rcv_mss", 20),
+        ("tcpi_unacked", 24),
+        ("tcpi_sacked", 28),
+        ("tcpi_lost", 32),
+        ("tcpi_retrans", 36),
+        ("tcpi_fackets", 40),
+        ("tcpi_last_data_sent", 44),
+        ("tcpi_last_ack_sent", 48),
+        ("tcpi_last_data_recv", 52),
+        ("tcpi_last_ack_recv", 56),
+        ("tcpi_pmtu", 60),
+        ("tcpi_rcv_ssthresh", 64),
+        ("tcpi_rtt", 68),
+        ("tcpi_rttvar", 72),
+        ("tcpi_snd_ssthresh", 76),
+        ("tcpi_snd_cwnd", 80),
+        ("tcpi_advmss", 84),
+        ("tcpi_reordering", 88),
+        ("tcpi_rcv_rtt", 92),
+        ("tcpi_rcv_space", 96),
+        ("tcpi_total_retrans", 100),
+        ("tcpi_segs_out", 136),
+        ("tcpi_segs_in", 140),
+        ("tcpi_notsent_bytes", 144),
+        ("tcpi_min_rtt", 148),
+        ("tcpi_data_segs_in", 152),
+        ("tcpi_data_segs_out", 156),
+        ("tcpi_delivered", 192),
+        ("tcpi_delivered_ce", 196),
+        ("tcpi_dsack_dups", 216),
+        ("tcpi_reord_seen", 220),
+        ("tcpi_rcv_ooopack", 224),
+        ("tcpi_snd_wnd", 228),
+        ("tcpi_rcv_wnd", 232),
+        ("tcpi_rehash", 236),
+    ];
+    const U64: &[(&str, usize)] = &[
+        ("tcpi_pacing_rate", 104),
+        ("tcpi_max_pacing_rate", 112),
+        ("tcpi_bytes_acked", 120),
+        ("tcpi_bytes_received", 128),
+        ("tcpi_delivery_rate", 160),
+        ("tcpi_busy_time", 168),
+        ("tcpi_rwnd_limited", 176),
+        ("tcpi_sndbuf_limited", 184),
+        ("tcpi_bytes_sent", 200),
+        ("tcpi_bytes_retrans", 208),
+    ];
+    let mut out = Vec::new();
+    for &(n, o) in U8 {
+        if let Some(v) = b.get(o) {
+            out.push((n, i64::from(*v)));
+        }
+    }
+    if let Some(w) = b.get(6) {
+        out.push(("tcpi_snd_wscale", i64::from(w & 0x0f)));
+        out.push(("tcpi_rcv_wscale", i64::from(w >> 4)));
+    }
+    if let Some(f) = b.get(7) {
+        out.push(("tcpi_delivery_rate_app_limited", i64::from(f & 1)));
+        out.push(("tcpi_fastopen_client_fail", i64::from((f >> 1) & 3)));
+    }
+    for &(n, o) in U32 {
+        if let Some(v) = b.get(o..o + 4) {
+            out.push((n, i64::from(u32::from_ne_bytes(v.try_into().expect("four bytes")))));
+        }
+    }
+    for &(n, o) in U64 {
+        if let Some(v) = b.get(o..o + 8) {
+            out.push((n, u64::from_ne_bytes(v.try_into().expect("eight bytes")) as i64));
+        }
+    }
+    if let Some(v) = b.get(240..242) {
+        out.push(("tcpi_total_rto", i64::from(u16::from_ne_bytes([v[0], v[1]]))));
+    }
+    if let Some(v) = b.get(242..244) {
+        out.push(("tcpi_total_rto_recoveries", i64::from(u16::from_ne_bytes([v[0], v[1]]))));
+    }
+    if let Some(v) = b.get(244..248) {
+        out.push(("tcpi_total_rto_time", i64::from(u32::from_ne_bytes(v.try_into().expect("four bytes")))));
+    }
+    out
+}
+
 impl Drop for Linux {
     fn drop(&mut self) {
         // At the end every connection goes: our fds are closed with SO_LINGER {1, 0}, which resets them.
@@ -273,7 +402,7 @@ impl Backend for Linux {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: true, python: false }
+        Capabilities { shell: true, python: python3_available() }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {
@@ -282,6 +411,24 @@ impl Backend for Linux {
 
     fn now(&self) -> Micros {
         self.start.elapsed().as_micros() as Micros
+    }
+
+    fn start_clock(&mut self) {
+        self.start = Instant::now();
+        // Whatever the init commands made the kernel say belongs to no event of the script.
+        self.pump(Duration::ZERO);
+        self.out.clear();
+    }
+
+    fn tcp_info(&mut self, fd: i32) -> Result<Vec<(&'static str, i64)>, String> {
+        let mut buf = [0u8; 512];
+        let mut len = buf.len() as u32;
+        // SAFETY: getsockopt into a buffer of ours with its length.
+        let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, buf.as_mut_ptr().cast(), &mut len) };
+        if r < 0 {
+            return Err(format!("getsockopt(TCP_INFO) on fd {fd}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(tcp_info_fields(&buf[..len as usize]))
     }
 
     fn advance_to(&mut self, t: Micros) {
@@ -463,8 +610,10 @@ impl Backend for Linux {
                 }
                 Call::BytesReadable(fd) => {
                     let mut n: libc::c_int = 0;
-                    Self::ret(libc::ioctl(*fd, libc::FIONREAD, &mut n as *mut libc::c_int) as isize)
-                        .map(|_| i64::from(n))
+                    return match Self::ret(libc::ioctl(*fd, libc::FIONREAD, &mut n as *mut libc::c_int) as isize) {
+                        Ok(_) => CallResult::Value(SockOptValue::Int(i64::from(n))),
+                        Err(e) => CallResult::Err(e),
+                    };
                 }
                 Call::TcpState(t) => {
                     let s = Self::proc_state(t).unwrap_or(TcpState::Closed);
@@ -495,6 +644,16 @@ impl Backend for Linux {
         if name == "mtu" {
             return ip(&["link", "set", "tun0", "mtu", value]);
         }
+        if name == "tso" {
+            let flags = match value {
+                "on" => TUN_F_CSUM_TSO4_TSO6,
+                "off" => 0,
+                _ => return Err(format!("expected on or off, not {value:?}")),
+            };
+            // SAFETY: an ioctl with an integer argument on our TUN descriptor.
+            let r = unsafe { libc::ioctl(self.tun.as_raw_fd(), TUNSETOFFLOAD, flags) };
+            return if r < 0 { Err(format!("TUNSETOFFLOAD: {}", std::io::Error::last_os_error())) } else { Ok(()) };
+        }
         // Only the namespace's own /proc/sys/net (this thread's namespace): never the host's.
         let path = format!("/proc/sys/{}", name.replace('.', "/"));
         if !path.starts_with("/proc/sys/net/") {
@@ -503,8 +662,16 @@ impl Backend for Linux {
         std::fs::write(&path, value).map_err(|e| format!("{path}: {e}"))
     }
 
-    fn shell(&mut self, cmd: &str) -> Result<(), String> {
-        let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().map_err(|e| e.to_string())?;
+    fn shell(&mut self, cmd: &str, cwd: Option<&std::path::Path>) -> Result<(), String> {
+        // The child is forked from this thread, so it starts in this thread's namespace.
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(cmd);
+        // packetdrill exports its pid to commands; upstream helpers (set_sysctls.py) name files after it.
+        c.env("PACKETDRILL_PID", std::process::id().to_string());
+        if let Some(dir) = cwd.filter(|d| d.is_dir()) {
+            c.current_dir(dir);
+        }
+        let out = c.output().map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(())
         } else {

@@ -100,8 +100,17 @@ pub trait Backend {
     fn ready(&mut self, call: &Call) -> bool;
     /// Changes a sysctl (`net.ipv4.tcp_rfc1337`) for this run only.
     fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String>;
-    /// Runs a shell command, if the backend can.
-    fn shell(&mut self, cmd: &str) -> Result<(), String>;
+    /// Runs a shell command, if the backend can, in `cwd` (the script's folder, as packetdrill's runners do, so
+    /// that `` `../common/defaults.sh` `` resolves).
+    fn shell(&mut self, cmd: &str, cwd: Option<&std::path::Path>) -> Result<(), String>;
+    /// Restarts the clock at 0: called once the init commands (untimed commands before the first event) have
+    /// run, because packetdrill starts the script's clock after them.
+    fn start_clock(&mut self) {}
+    /// A `TCP_INFO` snapshot of `fd` as `tcpi_*` names and values, for `%{ python }%` blocks.
+    fn tcp_info(&mut self, fd: i32) -> Result<Vec<(&'static str, i64)>, String> {
+        let _ = fd;
+        Err(format!("the {} backend takes no TCP_INFO snapshots", self.name()))
+    }
     /// The state of any connection, fd-less ones included; `None` for CLOSED (no connection).
     fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState>;
     /// State changes since the last call, for traces: (time, tuple, from, to).

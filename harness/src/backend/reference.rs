@@ -132,13 +132,14 @@ impl Backend for Reference {
             }
             Call::GetFl(fd) => h.is_nonblocking(*fd).map(|nb| 0o2 | if nb { 0o4000 } else { 0 }),
             Call::SetNonBlocking(fd, on) => h.set_nonblocking(*fd, *on).map(|()| 0),
-            Call::BytesReadable(fd) => h.read(now, *fd, usize::MAX, true).map(|d| d.len() as i64).or_else(|e| {
-                if e == Errno::EAGAIN {
-                    Ok(0)
-                } else {
-                    Err(e)
-                }
-            }),
+            Call::BytesReadable(fd) => {
+                // ioctl returns 0 and writes the count into its argument.
+                return match h.read(now, *fd, usize::MAX, true) {
+                    Ok(d) => CallResult::Value(SockOptValue::Int(d.len() as i64)),
+                    Err(Errno::EAGAIN) => CallResult::Value(SockOptValue::Int(0)),
+                    Err(e) => CallResult::Err(e),
+                };
+            }
             Call::TcpState(t) => {
                 let s = h.tcp_state(t).unwrap_or(TcpState::Closed);
                 return CallResult::Value(SockOptValue::Int(i64::from(s.linux_number())));
@@ -169,6 +170,13 @@ impl Backend for Reference {
     }
 
     fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if name == "tso" {
+            // The reference stack sends wire-sized segments only; there is no offload to turn on or off.
+            return match value {
+                "on" | "off" => Ok(()),
+                _ => Err(format!("expected on or off, not {value:?}")),
+            };
+        }
         if name == "mtu" {
             // packetdrill's --mtu: the link MTU, not a sysctl.
             let mtu: u32 = value.trim().parse().map_err(|_| format!("bad MTU {value:?}"))?;
@@ -181,7 +189,7 @@ impl Backend for Reference {
         self.host.set_knob(name, value).map_err(|e| e.to_string())
     }
 
-    fn shell(&mut self, cmd: &str) -> Result<(), String> {
+    fn shell(&mut self, cmd: &str, _cwd: Option<&std::path::Path>) -> Result<(), String> {
         Err(format!("the reference backend runs no shell commands ({cmd:?})"))
     }
 

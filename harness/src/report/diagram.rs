@@ -61,6 +61,7 @@ mod tests {
                 TraceEntry::Outbound { t: 0, text: "S. 0:0(0) ack 1".into(), bytes: vec![] },
                 TraceEntry::Call { t: 100_000, text: "accept(3, ..., ...) = 4".into() },
             ],
+            lines: vec![],
         };
         let d = ladder(&trace, "192.0.2.1:40123", "192.168.0.1:8080");
         let lines: Vec<&str> = d.lines().collect();

@@ -151,6 +151,12 @@ pub fn run_text_with(
     opts: &RunOptions,
     sysctls: &[(String, String)],
 ) -> ScriptResult {
+    let mut opts = opts.clone();
+    if opts.script_dir.is_none() {
+        opts.script_dir =
+            path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".").into() } else { d.into() });
+    }
+    let opts = &opts;
     let mut popts = defines.clone();
     for s in script::predefined(backend.name()) {
         popts.defines.entry(s.to_string()).or_default();
@@ -185,5 +191,129 @@ pub fn failure_text(r: &ScriptResult) -> Option<String> {
         Err(parse) => Some(parse.clone()),
         Ok(Outcome { verdict: Verdict::Fail(f), .. }) => Some(format!("{}\n{}", f.text(), f.diagnostic.render_plain())),
         _ => None,
+    }
+}
+
+/// One script on one backend, for [`run_parallel`].
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The script file.
+    pub path: PathBuf,
+    /// The name shown for it.
+    pub name: String,
+    /// Where it runs.
+    pub backend: BackendKind,
+}
+
+/// Runs `jobs` on up to `workers` threads at once (each linux job in a namespace of its own) and hands every
+/// result to `done` in job order, each as soon as it and all before it have finished, so output reads as if the
+/// run were sequential.
+pub fn run_parallel(
+    jobs: &[Job],
+    workers: usize,
+    defines: &ParseOptions,
+    opts: &RunOptions,
+    sysctls: &[(String, String)],
+    mut done: impl FnMut(usize, ScriptResult),
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, jobs.len().max(1)) {
+            let (tx, next) = (tx.clone(), &next);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(j) = jobs.get(i) else { break };
+                let r = run_file_with(&j.path, &j.name, j.backend, defines, opts, sysctls);
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut held = std::collections::BTreeMap::new();
+        let mut want = 0;
+        for (i, r) in rx {
+            held.insert(i, r);
+            while let Some(r) = held.remove(&want) {
+                done(want, r);
+                want += 1;
+            }
+        }
+    });
+}
+
+/// How two backends' runs of one script compare, for `tcpdrill diff`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Divergence {
+    /// Same verdict, and where both failed, at the same line for the same reason.
+    None,
+    /// The first line where they part: its number and text, and what each backend did there.
+    At {
+        /// Script line; 0 when a backend skipped the script.
+        line: usize,
+        /// The line's text.
+        source: String,
+        /// What the first backend did at that line.
+        first: String,
+        /// What the second did.
+        second: String,
+    },
+}
+
+fn what_happened(r: &ScriptResult, line: usize) -> String {
+    match &r.outcome {
+        Err(parse) => parse.lines().next().unwrap_or("does not parse").to_string(),
+        Ok(o) => match &o.verdict {
+            Verdict::Fail(f) if f.line == line || line == 0 => {
+                let first = f.headline.lines().next().unwrap_or_default();
+                let msg = first.splitn(3, ": ").nth(2).unwrap_or(first).to_string();
+                match f.details.iter().find(|d| d.starts_with("actual packet")) {
+                    Some(actual) => format!("{msg} ({})", actual.split_whitespace().collect::<Vec<_>>().join(" ")),
+                    None => msg,
+                }
+            }
+            Verdict::Skipped(why) => format!("skipped: {why}"),
+            Verdict::Pass if line == 0 => "ok".to_string(),
+            _ => o.trace.at_line(line).map_or("as the script says".to_string(), str::to_string),
+        },
+    }
+}
+
+/// Compares two runs of the same script (`text`): the first line at which one of them failed, with what each did
+/// there.
+pub fn divergence(text: &str, a: &ScriptResult, b: &ScriptResult) -> Divergence {
+    let fail_line = |r: &ScriptResult| match &r.outcome {
+        Ok(Outcome { verdict: Verdict::Fail(f), .. }) => Some(f.line),
+        Err(_) => Some(1),
+        _ => None,
+    };
+    let key = |r: &ScriptResult| match &r.outcome {
+        Ok(Outcome { verdict: Verdict::Fail(f), .. }) => format!("FAIL {}", f.headline),
+        _ => r.status(),
+    };
+    if key(a) == key(b) {
+        return Divergence::None;
+    }
+    if a.skipped() || b.skipped() {
+        // A skip is not a line of the script: the reason is the whole story.
+        return Divergence::At {
+            line: 0,
+            source: String::new(),
+            first: what_happened(a, 0),
+            second: what_happened(b, 0),
+        };
+    }
+    let line = match (fail_line(a), fail_line(b)) {
+        (Some(x), Some(y)) => x.min(y),
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => 0,
+    };
+    Divergence::At {
+        line,
+        source: text.lines().nth(line.saturating_sub(1)).unwrap_or("").trim().to_string(),
+        first: what_happened(a, line),
+        second: what_happened(b, line),
     }
 }

@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub port: u16,
     /// The harness's own port for passive scripts.
     pub remote_port: u16,
+    /// The script's folder: shell commands run there, as packetdrill's runners do.
+    pub script_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -40,6 +42,7 @@ impl Default for RunOptions {
             packet_timeout_usecs: 2_000_000,
             port: 8080,
             remote_port: 40_123,
+            script_dir: None,
         }
     }
 }
@@ -59,11 +62,24 @@ struct Exec<'a> {
     /// The 4-tuple (stack port, harness port) the ISN was learned on: a later SYN on the same tuple (a
     /// simultaneous open's SYN-ACK) is checked against it, not learned from.
     isn_tuple: Option<(u16, u16)>,
+    /// Whether the ISN in use was learned from a bare SYN (an active open).
+    isn_from_syn: bool,
+    /// A new connection may have begun since the ISN was learned (a connect() call or an inbound SYN): the next SYN
+    /// on the same tuple belongs to a new incarnation with an ISN of its own, unless it is the SYN-ACK of a
+    /// simultaneous open.
+    new_incarnation: bool,
+    /// Every ISN learned, in order, with its tuple and the end of the sequence space the stack used from it: the
+    /// `tcp_isn_*()` extensions compare them.
+    isn_history: Vec<((u16, u16), u32, u32)>,
     ts_offset: Option<u32>,
     ts_tick_usecs: Option<i64>,
     fds: BTreeMap<i64, i32>,
     nonblocking: BTreeMap<i32, bool>,
     pending: Option<Pending>,
+    /// The socket `%{ }%` blocks look at (packetdrill's socket under test): the last accepted or connecting fd.
+    under_test: Option<i32>,
+    /// `%{ }%` blocks with their TCP_INFO snapshots, run by python3 once the script has passed.
+    code: Vec<(Code, Vec<(&'static str, i64)>)>,
     /// Script time of the previous event (for relative times and tolerance gaps).
     prev: Micros,
     last_time: Micros,
@@ -93,11 +109,16 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         remote_port: 0,
         local_isn: None,
         isn_tuple: None,
+        isn_from_syn: false,
+        new_incarnation: false,
+        isn_history: Vec::new(),
         ts_offset: None,
         ts_tick_usecs: None,
         fds: BTreeMap::new(),
         nonblocking: BTreeMap::new(),
         pending: None,
+        under_test: None,
+        code: Vec::new(),
         prev: 0,
         last_time: 0,
     };
@@ -111,6 +132,50 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
     };
     x.collect_states();
     Outcome { verdict, trace: x.trace, script_micros: x.last_time }
+}
+
+/// A Python string literal holding `s`.
+fn py_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 || !c.is_ascii() => out.push_str(&format!("\\U{:08x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The program that runs the `%{ }%` blocks: packetdrill's names (`tcpi_*`, `TCP_CA_*`, `TCPI_OPT_*`) bound to
+/// each block's own snapshot, each block dedented and run by itself.
+fn python_program(blocks: &[(Code, Vec<(&'static str, i64)>)]) -> String {
+    let mut p = String::from(
+        "import sys, textwrap, traceback\n\
+         base = dict(TCP_CA_Open=0, TCP_CA_Disorder=1, TCP_CA_CWR=2, TCP_CA_Recovery=3, TCP_CA_Loss=4,\n\
+         \x20           TCPI_OPT_TIMESTAMPS=1, TCPI_OPT_SACK=2, TCPI_OPT_WSCALE=4, TCPI_OPT_ECN=8,\n\
+         \x20           TCPI_OPT_ECN_SEEN=16, TCPI_OPT_SYN_DATA=32)\n\
+         blocks = []\n",
+    );
+    for (code, vars) in blocks {
+        let env: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        p.push_str(&format!("blocks.append((dict({}), {}))\n", env.join(", "), py_str(&code.text)));
+    }
+    p.push_str(
+        "for n, (env, code) in enumerate(blocks):\n\
+         \x20   g = dict(base)\n\
+         \x20   g.update(env)\n\
+         \x20   try:\n\
+         \x20       exec(compile(textwrap.dedent(code).strip(), 'block %d' % n, 'exec'), g)\n\
+         \x20   except Exception as e:\n\
+         \x20       msg = ''.join(traceback.format_exception_only(type(e), e)).strip().replace(chr(10), ' ')\n\
+         \x20       print('block %d: %s' % (n, msg), file=sys.stderr)\n\
+         \x20       sys.exit(1)\n",
+    );
+    p
 }
 
 fn line_of(src: &str, span: Span) -> usize {
@@ -151,7 +216,7 @@ impl<'a> Exec<'a> {
         if !details.is_empty() {
             diag = diag.with_help(details.join("\n"));
         }
-        Box::new(Failure { headline, details, diagnostic: diag })
+        Box::new(Failure { line, headline, details, diagnostic: diag })
     }
 
     // ---- what the backend cannot do ----------------------------------------------------------------------
@@ -172,6 +237,13 @@ impl<'a> Exec<'a> {
                 "mtu" => {
                     if let Err(e) = self.backend.set_knob("mtu", v) {
                         return Some(format!("--mtu={v}: {e}"));
+                    }
+                }
+                // tcpdrill's own: `--tso=off` makes the Linux backend's TUN show segments as they go on the wire
+                // instead of packetdrill's TSO super-packets, for scripts that check segmentation.
+                "tso" => {
+                    if let Err(e) = self.backend.set_knob("tso", v) {
+                        return Some(format!("--tso={v}: {e}"));
                     }
                 }
                 _ => {}
@@ -199,6 +271,9 @@ impl<'a> Exec<'a> {
         for e in &s.events {
             let line = line_of(&self.source, e.span);
             match &e.action {
+                Action::Code(_) if !caps.python && caps.shell => {
+                    return Some(format!("needs python3 to run the %{{ }}% block at line {line}; none is installed"));
+                }
                 Action::Code(_) if !caps.python => {
                     return Some(format!("needs the linux backend (%{{ }}% block at line {line})"));
                 }
@@ -245,6 +320,7 @@ impl<'a> Exec<'a> {
         for c in &s.init {
             self.shell_or_sysctl(c)?;
         }
+        self.backend.start_clock();
         for e in &s.events {
             let (start, end) = match e.time {
                 TimeSpec::At(p) => {
@@ -253,7 +329,10 @@ impl<'a> Exec<'a> {
                 }
                 TimeSpec::Range(a, b) | TimeSpec::Blocking(a, b) => {
                     let t0 = self.point(a, self.prev);
-                    (t0, self.point(b, t0))
+                    // packetdrill shifts both ends by the same offset: in `+.08...0.180` the end is 0.180 after
+                    // the previous event, like the start's 0.08, not an absolute time.
+                    let end = if a.relative && !b.relative { self.prev + b.micros } else { self.point(b, t0) };
+                    (t0, end)
                 }
                 TimeSpec::Any => (self.prev, Micros::MAX),
             };
@@ -278,8 +357,9 @@ impl<'a> Exec<'a> {
                     self.shell_or_sysctl(c)?;
                     self.prev = start;
                 }
-                Action::Code(_) => {
+                Action::Code(code) => {
                     self.advance(start)?;
+                    self.snapshot(code)?;
                     self.prev = start;
                 }
             }
@@ -318,7 +398,51 @@ impl<'a> Exec<'a> {
         for c in &s.cleanup {
             self.shell_or_sysctl(c)?;
         }
+        self.run_python()
+    }
+
+    /// Takes the TCP_INFO snapshot a `%{ }%` block will see.
+    fn snapshot(&mut self, code: &Code) -> Res<()> {
+        let fd = self.under_test.or_else(|| self.fds.values().next_back().copied());
+        let vars = match fd {
+            Some(fd) => self.backend.tcp_info(fd),
+            None => Err("no socket to take a TCP_INFO snapshot of".to_string()),
+        }
+        .map_err(|m| self.fail(code.span, "error handling code", m, vec![], "this block"))?;
+        let t = self.backend.now();
+        self.trace.entries.push(TraceEntry::Note { t, text: format!("TCP_INFO snapshot of fd {}", fd.unwrap_or(-1)) });
+        self.code.push((code.clone(), vars));
         Ok(())
+    }
+
+    /// Runs the `%{ }%` blocks, as packetdrill does after the last event: each block sees the `tcpi_*` values
+    /// of its own snapshot; the first failing assertion fails the script at that block.
+    fn run_python(&mut self) -> Res<()> {
+        if self.code.is_empty() {
+            return Ok(());
+        }
+        let program = python_program(&self.code);
+        let path = std::env::temp_dir().join(format!("tcpdrill-{}-{:p}.py", std::process::id(), &self.code));
+        let fail_at = |x: &Self, span: Span, m: String| x.fail(span, "error executing code", m, vec![], "this block");
+        let first = self.code[0].0.span;
+        std::fs::write(&path, program).map_err(|e| fail_at(self, first, format!("{}: {e}", path.display())))?;
+        let out = std::process::Command::new("python3").arg(&path).output();
+        let _ = std::fs::remove_file(&path);
+        let out = out.map_err(|e| fail_at(self, first, format!("python3: {e}")))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        // The program prints "block N: <error>" for the block that failed.
+        let (span, msg) = err
+            .lines()
+            .find_map(|l| {
+                let rest = l.strip_prefix("block ")?;
+                let (n, m) = rest.split_once(": ")?;
+                Some((self.code.get(n.parse::<usize>().ok()?)?.0.span, m.to_string()))
+            })
+            .unwrap_or((first, err.trim().to_string()));
+        Err(fail_at(self, span, msg))
     }
 
     fn collect_states(&mut self) {
@@ -366,7 +490,8 @@ impl<'a> Exec<'a> {
             }
             return Ok(());
         }
-        self.backend.shell(&c.text).map_err(|e| {
+        let cwd = self.opts.script_dir.clone();
+        self.backend.shell(&c.text, cwd.as_deref()).map_err(|e| {
             self.fail(c.span, "error executing command", format!("`{}` failed: {e}", c.text), vec![], "this command")
         })?;
         self.trace.entries.push(TraceEntry::Note { t, text: format!("`{}`", c.text) });
@@ -458,6 +583,9 @@ impl<'a> Exec<'a> {
             .map_err(|err| self.fail(p.span, "error handling packet", err.to_string(), vec![], "this packet"))?;
         let t_now = self.backend.now();
         self.trace.entries.push(TraceEntry::Inbound { t: t_now, text: printer::tcp(t), bytes: bytes.clone() });
+        if flags.syn() && !flags.ack() {
+            self.new_incarnation = true;
+        }
         self.backend.inject(&bytes).map_err(|err| {
             self.fail(e.span, "error handling packet", format!("injecting failed: {err}"), vec![], "this packet")
         })?;
@@ -503,9 +631,14 @@ impl<'a> Exec<'a> {
         // Learn the stack's ISN, port and TS offset from this packet where the script fixes them.
         if live.tcp.flags.syn() {
             let tuple = (live.tcp.src_port, live.tcp.dst_port);
-            if let Some(s) = t.seq.filter(|_| self.isn_tuple != Some(tuple)) {
+            let simultaneous_open = self.isn_from_syn && live.tcp.flags.ack();
+            let relearn = self.isn_tuple != Some(tuple) || (self.new_incarnation && !simultaneous_open);
+            if let Some(s) = t.seq.filter(|_| relearn) {
                 self.local_isn = Some(live.tcp.seq.0.wrapping_sub(s));
                 self.isn_tuple = Some(tuple);
+                self.isn_from_syn = !live.tcp.flags.ack();
+                self.new_incarnation = false;
+                self.isn_history.push((tuple, live.tcp.seq.0, live.tcp.seq.0));
             }
             if !live.tcp.flags.ack() {
                 self.local_port = Some(live.tcp.src_port);
@@ -524,6 +657,13 @@ impl<'a> Exec<'a> {
         }
         let text = self.outbound_text(&bytes);
         self.trace.entries.push(TraceEntry::Outbound { t: actual, text: text.clone(), bytes: bytes.clone() });
+        self.trace.lines.push((line_of(&self.source, e.span), format!("{} > {text}", secs(actual))));
+        if let Some(h) = self.isn_history.last_mut().filter(|h| h.0 == (live.tcp.src_port, live.tcp.dst_port)) {
+            let end = live.tcp.seq.0.wrapping_add(live.tcp.segment_len() as u32);
+            if SeqNum(end) > SeqNum(h.2) {
+                h.2 = end;
+            }
+        }
         let details = |x: &Self| {
             vec![
                 format!("script packet:  {} {script_text}", secs(start)),
@@ -832,10 +972,17 @@ impl<'a> Exec<'a> {
     }
 
     fn syscall(&mut self, e: &Event, c: &Syscall, start: Micros, expected_end: Option<Micros>) -> Res<()> {
+        if c.name.starts_with("tcp_isn_") {
+            return self.isn_extension(e, c);
+        }
         let call =
             self.translate(c).map_err(|m| self.fail(e.span, "error handling syscall", m, vec![], "this call"))?;
         let res = self.backend.call(&call);
         self.collect_states();
+        if let Call::Connect(fd, _) = call {
+            self.under_test = Some(fd);
+            self.new_incarnation = true;
+        }
         let blocks = matches!(res, CallResult::Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EALREADY))
             && matches!(call, Call::Accept(_) | Call::Connect(..) | Call::Read { .. } | Call::Write(..))
             && !self.call_fd(&call).is_some_and(|fd| self.nonblocking.get(&fd).copied().unwrap_or(false));
@@ -859,6 +1006,47 @@ impl<'a> Exec<'a> {
             self.check_return_time(e, &c.name, end, start)?;
         }
         self.check_result(e, c, &call, res)
+    }
+
+    /// tcpdrill's ISN extensions, answered from the ISNs the executor learned (the stack's sequence numbers are
+    /// otherwise only seen relative to them): `tcp_isn_distinct()` is 1 when every connection so far had an ISN of
+    /// its own; `tcp_isn_beyond_previous()` is 1 when the current connection's ISN lies beyond (RFC 1982) the last
+    /// sequence number the previous incarnation of the same four-tuple used.
+    fn isn_extension(&mut self, e: &Event, c: &Syscall) -> Res<()> {
+        let fail = |x: &Self, m: String| x.fail(e.span, "error handling syscall", m, vec![], "this call");
+        let got: i64 = match c.name.as_str() {
+            "tcp_isn_distinct" => {
+                if self.isn_history.len() < 2 {
+                    return Err(fail(self, "tcp_isn_distinct() needs two connections whose ISNs were seen".into()));
+                }
+                let mut isns: Vec<u32> = self.isn_history.iter().map(|h| h.1).collect();
+                isns.sort_unstable();
+                isns.dedup();
+                i64::from(isns.len() == self.isn_history.len())
+            }
+            "tcp_isn_beyond_previous" => {
+                let Some((cur, earlier)) = self.isn_history.split_last() else {
+                    return Err(fail(self, "tcp_isn_beyond_previous(): no ISN seen yet".into()));
+                };
+                let Some(prev) = earlier.iter().rev().find(|h| h.0 == cur.0) else {
+                    return Err(fail(
+                        self,
+                        "tcp_isn_beyond_previous(): no earlier incarnation of this four-tuple".into(),
+                    ));
+                };
+                i64::from(SeqNum(cur.1) > SeqNum(prev.2))
+            }
+            other => return Err(fail(self, format!("unknown extension {other}()"))),
+        };
+        let t = self.backend.now();
+        let text = format!("{}() -> {got}", c.name);
+        self.trace.lines.push((line_of(&self.source, e.span), format!("{} {text}", secs(t))));
+        self.trace.entries.push(TraceEntry::Call { t, text });
+        let want = self.int(&c.result).map_err(|m| fail(self, m))?;
+        if want != got {
+            return Err(fail(self, format!("{}() = {got} but the script expects {want}", c.name)));
+        }
+        Ok(())
     }
 
     /// A blocking call (`t1...t2`) must return at `t2`, within the tolerance.
@@ -924,7 +1112,9 @@ impl<'a> Exec<'a> {
         };
         let mut shown = c.clone();
         shown.note = None;
-        self.trace.entries.push(TraceEntry::Call { t, text: format!("{} -> {got_text}", printer::syscall(&shown)) });
+        let text = format!("{} -> {got_text}", printer::syscall(&shown));
+        self.trace.lines.push((line_of(&self.source, e.span), format!("{} {text}", secs(t))));
+        self.trace.entries.push(TraceEntry::Call { t, text });
         let fail = |x: &Self, msg: String| x.fail(e.span, "error handling syscall", msg, vec![], "this call");
         if let Call::SetNonBlocking(fd, on) = call {
             self.nonblocking.insert(*fd, *on);
@@ -970,6 +1160,9 @@ impl<'a> Exec<'a> {
             (CallResult::Ok(got), Some(want)) => {
                 if matches!(call, Call::Socket(_) | Call::Accept(_)) {
                     self.fds.insert(want, *got as i32);
+                    if matches!(call, Call::Accept(_)) {
+                        self.under_test = Some(*got as i32);
+                    }
                 } else if *got != want {
                     return Err(fail(self, format!("{} returned {got} but expected {want}", c.name)));
                 }
@@ -1005,7 +1198,7 @@ impl<'a> Exec<'a> {
                     ));
                 }
             }
-            (Call::BytesReadable(_), CallResult::Ok(n)) => {
+            (Call::BytesReadable(_), CallResult::Value(SockOptValue::Int(n))) => {
                 if let Some(want) = c.args.get(2).filter(|w| !matches!(w.kind, ExprKind::Ellipsis)) {
                     let w = self.int(want).map_err(|m| fail(self, m))?;
                     if w != *n {
@@ -1039,6 +1232,8 @@ pub const SUPPORTED: &[&str] = &[
     "fcntl",
     "ioctl",
     "tcp_state",
+    "tcp_isn_distinct",
+    "tcp_isn_beyond_previous",
 ];
 
 fn call_name(c: &Call) -> &'static str {

@@ -34,6 +34,8 @@ pub enum Verdict {
 /// A failed expectation, in packetdrill's shape plus a located diagnostic.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The script line it is about.
+    pub line: usize,
     /// `file:line: error handling packet: live packet field tcp_ack_seq: expected: 1 (0x1) vs actual: 0 (0x0)`.
     pub headline: String,
     /// Further lines: `script packet:  ...`, `actual packet:  ...`.

@@ -98,6 +98,16 @@ impl fmt::Display for TraceEntry {
 pub struct Trace {
     /// The entries, in time order.
     pub entries: Vec<TraceEntry>,
+    /// What the stack did at each script line that checked it (`>` packets, call results), keyed by line: lets
+    /// `tcpdrill diff` show what one backend did where the other failed.
+    pub lines: Vec<(usize, String)>,
+}
+
+impl Trace {
+    /// What the stack did at script line `line`, if that line checked something.
+    pub fn at_line(&self, line: usize) -> Option<&str> {
+        self.lines.iter().find(|(l, _)| *l == line).map(|(_, s)| s.as_str())
+    }
 }
 
 impl fmt::Display for Trace {

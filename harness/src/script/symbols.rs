@@ -40,6 +40,8 @@ pub const SYSCALLS: &[&str] = &[
     "pipe",
     "open",
     "tcp_state",
+    "tcp_isn_distinct",
+    "tcp_isn_beyond_previous",
 ];
 
 /// Symbols and their Linux values (x86-64 userspace ABI).
