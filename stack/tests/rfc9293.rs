@@ -558,10 +558,34 @@ fn test_time_wait_old_syn_gets_ack() {
     assert_eq!(t.state(), Some(TcpState::TimeWait));
 }
 
+/// TIME-WAIT of a socket bound without SO_REUSEADDR: its port stays taken even for a socket that sets it.
 #[test]
-fn test_bind_time_wait_port_needs_reuseaddr() {
+fn test_bind_time_wait_port_needs_reuseaddr_on_both() {
     let mut t = T::new();
     let (l, fd, iss) = t.established_passive();
+    t.host.close(t.now, l).unwrap();
+    t.host.close(t.now, fd).unwrap();
+    t.recv();
+    t.send(F | A, PEER_ISN + 1, iss + 2, 65535, &[], b"");
+    assert_eq!(t.state(), Some(TcpState::TimeWait));
+    let s = t.host.socket(Domain::Inet).unwrap();
+    assert_eq!(t.host.bind(s, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)), Err(Errno::EADDRINUSE));
+    t.host.setsockopt(s, SockOptName::ReuseAddr, SockOptValue::Int(1)).unwrap();
+    assert_eq!(t.host.bind(s, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)), Err(Errno::EADDRINUSE));
+}
+
+/// TIME-WAIT of a connection whose listener set SO_REUSEADDR: a new socket needs SO_REUSEADDR too, then binds.
+#[test]
+fn test_bind_time_wait_port_with_reuseaddr() {
+    let mut t = T::new();
+    let l = t.host.socket(Domain::Inet).unwrap();
+    t.host.setsockopt(l, SockOptName::ReuseAddr, SockOptValue::Int(1)).unwrap();
+    t.host.bind(l, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)).unwrap();
+    t.host.listen(l, 5).unwrap();
+    t.send(S, PEER_ISN, 0, 65535, &[TcpOption::Mss(1460)], b"");
+    let iss = t.recv().expect("SYN-ACK").seq;
+    t.send(A, PEER_ISN + 1, iss + 1, 65535, &[], b"");
+    let (fd, _) = t.host.accept(l).unwrap();
     t.host.close(t.now, l).unwrap();
     t.host.close(t.now, fd).unwrap();
     t.recv();

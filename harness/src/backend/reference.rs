@@ -3,7 +3,7 @@
 
 use super::{Backend, Call, CallResult, Capabilities, Micros};
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use tcpdrill_stack::host::{pollbits, Host, HostEvent, SockOptValue};
 use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
 
@@ -24,6 +24,16 @@ pub struct Reference {
 }
 
 impl Reference {
+    /// A connection's state; with remote port 0, the listener on the local address (as the kernel's sock_diag
+    /// lookup answers for the Linux backend).
+    fn state_of(h: &Host, t: &FourTuple) -> Option<TcpState> {
+        if let Some(s) = h.tcp_state(t) {
+            return Some(s);
+        }
+        let any = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), t.local.port());
+        (t.remote.port() == 0 && (h.is_listening(&t.local) || h.is_listening(&any))).then_some(TcpState::Listen)
+    }
+
     /// A fresh host with `config` and a fixed seed (runs are reproducible).
     pub fn new(config: Config) -> Reference {
         Reference { host: Host::new(config, &[IpAddr::V4(LOCAL_IP)], 0x7cd0_1122), now: 0, out: VecDeque::new() }
@@ -141,7 +151,7 @@ impl Backend for Reference {
                 };
             }
             Call::TcpState(t) => {
-                let s = h.tcp_state(t).unwrap_or(TcpState::Closed);
+                let s = Self::state_of(h, t).unwrap_or(TcpState::Closed);
                 return CallResult::Value(SockOptValue::Int(i64::from(s.linux_number())));
             }
         };
@@ -194,7 +204,7 @@ impl Backend for Reference {
     }
 
     fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState> {
-        self.host.tcp_state(tuple)
+        Self::state_of(&self.host, tuple)
     }
 
     fn state_changes(&mut self) -> Vec<(Micros, FourTuple, TcpState, TcpState)> {

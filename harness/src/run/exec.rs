@@ -59,6 +59,9 @@ struct Exec<'a> {
     local_port: Option<u16>,
     remote_port: u16,
     local_isn: Option<u32>,
+    /// The ISN of every connection seen, by (stack port, harness port): each connection's numbers are relative to
+    /// its own, as packetdrill keeps one per socket.
+    isns: BTreeMap<(u16, u16), u32>,
     /// The 4-tuple (stack port, harness port) the ISN was learned on: a later SYN on the same tuple (a
     /// simultaneous open's SYN-ACK) is checked against it, not learned from.
     isn_tuple: Option<(u16, u16)>,
@@ -108,6 +111,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         local_port: None,
         remote_port: 0,
         local_isn: None,
+        isns: BTreeMap::new(),
         isn_tuple: None,
         isn_from_syn: false,
         new_incarnation: false,
@@ -513,11 +517,17 @@ impl<'a> Exec<'a> {
         let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
         let (lp, rp) = self.default_tuple(t.ports, true);
         let flags = flags_of(&t.flags);
-        let isn = self.local_isn.unwrap_or(0);
+        let isn = self.isn_for((lp, rp));
         let mut options = TcpOptions::EMPTY;
         if let Some(Options::List(list, lspan)) = &t.options {
             for o in list {
                 let opt = match o {
+                    TcpOpt::Bytes(b) => {
+                        options = TcpOptions::from_bytes(&[options.as_bytes(), b].concat()).map_err(|err| {
+                            self.fail(*lspan, "error handling packet", format!("{err}"), vec![], "these options")
+                        })?;
+                        continue;
+                    }
                     TcpOpt::Nop => TcpOption::Nop,
                     TcpOpt::Eol => TcpOption::Eol,
                     TcpOpt::Mss(v) => TcpOption::Mss(*v),
@@ -595,10 +605,16 @@ impl<'a> Exec<'a> {
 
     // ---- outbound packets --------------------------------------------------------------------------------
 
+    /// The ISN the numbers of connection (stack port, harness port) are relative to: its own once seen, else the
+    /// last one learned (a reset to an unknown tuple echoes numbers the script wrote relative to it).
+    fn isn_for(&self, tuple: (u16, u16)) -> u32 {
+        self.isns.get(&tuple).copied().or(self.local_isn).unwrap_or(0)
+    }
+
     /// The stack's packet in script notation: its numbers relative to its ISN, ours as they are.
     fn outbound_text(&self, d: &[u8]) -> String {
         match TcpDatagram::parse(d, Checksums::Ignore) {
-            Ok(p) => script_notation(&p.tcp, self.local_isn.unwrap_or(0), self.ts_offset),
+            Ok(p) => script_notation(&p.tcp, self.isn_for((p.tcp.src_port, p.tcp.dst_port)), self.ts_offset),
             Err(e) => format!("(unparsable: {e})"),
         }
     }
@@ -635,6 +651,7 @@ impl<'a> Exec<'a> {
             let relearn = self.isn_tuple != Some(tuple) || (self.new_incarnation && !simultaneous_open);
             if let Some(s) = t.seq.filter(|_| relearn) {
                 self.local_isn = Some(live.tcp.seq.0.wrapping_sub(s));
+                self.isns.insert(tuple, live.tcp.seq.0.wrapping_sub(s));
                 self.isn_tuple = Some(tuple);
                 self.isn_from_syn = !live.tcp.flags.ack();
                 self.new_incarnation = false;
@@ -733,6 +750,7 @@ impl<'a> Exec<'a> {
             }
         }
         let want = flags_of(&t.flags);
+        let psh_either = t.flags.contains('p');
         for (bit, name) in [
             (TcpFlags::FIN, "tcp_fin"),
             (TcpFlags::SYN, "tcp_syn"),
@@ -745,12 +763,12 @@ impl<'a> Exec<'a> {
             (TcpFlags::AE, "tcp_ae"),
         ] {
             let (w, g) = (want.contains(bit), l.flags.contains(bit));
-            if w != g {
+            if w != g && !(psh_either && bit == TcpFlags::PSH) {
                 return Some((name.into(), num(u64::from(w)), num(u64::from(g))));
             }
         }
         if let Some(s) = t.seq {
-            let got = l.seq.0.wrapping_sub(self.local_isn.unwrap_or(0));
+            let got = l.seq.0.wrapping_sub(self.isn_for((l.src_port, l.dst_port)));
             if got != s {
                 return Some(("tcp_seq".into(), num(u64::from(s)), num(u64::from(got))));
             }

@@ -270,6 +270,9 @@ pub enum TcpOpt {
     FastOpenExp(Vec<u8>),
     /// `md5 [hex]`.
     Md5(Vec<u8>),
+    /// tcpdrill's `bytes 0xHEX`: raw bytes put into the options area as they are, length bytes included, to craft
+    /// malformed options (inbound packets only).
+    Bytes(Vec<u8>),
     /// tcpdrill's `opt KIND [0xHEX]` for any other kind.
     Raw {
         /// Kind.

@@ -38,7 +38,8 @@ pub fn parse(file: &str, text: &str, opts: &ParseOptions) -> Result<Script, Scri
 }
 
 /// TCP option names, for hints.
-pub const OPTION_NAMES: &[&str] = &["nop", "eol", "mss", "wscale", "sackOK", "sack", "TS", "FO", "FOEXP", "md5", "opt"];
+pub const OPTION_NAMES: &[&str] =
+    &["nop", "eol", "mss", "wscale", "sackOK", "sack", "TS", "FO", "FOEXP", "md5", "opt", "bytes"];
 
 struct Parser<'a> {
     src: &'a str,
@@ -542,8 +543,9 @@ impl<'a> Parser<'a> {
         let raw = &self.src[fstart..self.pos];
         let flags_span = Span::new(fstart, self.pos);
         let flags = normalize_flags(raw).map_err(|bad| {
-            self.err(flags_span, format!("bad TCP flags {raw:?}"), format!("{bad:?} is not a flag"))
-                .with_help("flags are F S R P . U E W A (. is ACK), or - for none; e.g. S. for a SYN-ACK")
+            self.err(flags_span, format!("bad TCP flags {raw:?}"), format!("{bad:?} is not a flag")).with_help(
+                "flags are F S R P . U E W A (. is ACK; p: PSH either way), or - for none; e.g. S. for a SYN-ACK",
+            )
         })?;
         self.skip_ws()?;
         let sstart = self.pos;
@@ -696,6 +698,20 @@ impl<'a> Parser<'a> {
                     "FOEXP" => TcpOpt::FastOpenExp(bytes),
                     _ => TcpOpt::Md5(bytes),
                 }
+            }
+            "bytes" => {
+                self.skip_blanks();
+                let s = self.pos;
+                if !self.eat("0x") {
+                    return Err(self.err(Span::new(s, s + 1), "expected 0x and hex bytes after bytes", "here"));
+                }
+                let h = self.pos;
+                while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                    self.bump();
+                }
+                let data = crate::hex::decode(&self.src[h..self.pos])
+                    .map_err(|e| self.err(Span::new(s, self.pos), format!("bad option bytes: {e}"), "hex bytes"))?;
+                TcpOpt::Bytes(data)
             }
             "opt" => {
                 let kind = byte(self, "an option kind")?;
@@ -938,7 +954,12 @@ impl<'a> Parser<'a> {
 
 /// Validates flag letters and writes them in packetdrill's order (F S R P . U E W A), `-` for none.
 pub fn normalize_flags(raw: &str) -> Result<String, char> {
-    const ORDER: &str = "FSRP.UEWA";
+    // `p` is tcpdrill's "PSH either way" for outbound packets: RFC 9293 leaves PSH to the sender except on the
+    // last segment of the queued data (MUST-61), so portable scripts may wildcard it on the others.
+    const ORDER: &str = "FSRPp.UEWA";
+    if raw.contains('P') && raw.contains('p') {
+        return Err('p');
+    }
     if raw == "-" {
         return Ok("-".to_string());
     }

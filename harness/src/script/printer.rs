@@ -138,6 +138,7 @@ pub fn option(o: &TcpOpt) -> String {
         TcpOpt::FastOpenExp(c) => format!("FOEXP {}", hex(c)),
         TcpOpt::Md5(c) if c.is_empty() => "md5".into(),
         TcpOpt::Md5(c) => format!("md5 {}", hex(c)),
+        TcpOpt::Bytes(b) => format!("bytes 0x{}", hex(b)),
         TcpOpt::Raw { kind, data } if data.is_empty() => format!("opt {kind}"),
         TcpOpt::Raw { kind, data } => format!("opt {kind} 0x{}", hex(data)),
     }

@@ -295,7 +295,10 @@ impl Tcb {
             }
             self.snd_una = seg.ack;
             self.snd_wnd = u32::from(seg.window) << self.opts.snd_wscale;
-            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            // The largest window starts afresh from this first scaled one, as Linux's child socket does
+            // (tcp_create_openreq_child): the SYN's unscaled window says nothing about the windows to come, and
+            // counting it would hold back every short segment (sender SWS avoidance) on a small scaled window.
+            self.max_snd_wnd = self.snd_wnd;
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
             self.become_established(ctx);
@@ -440,7 +443,7 @@ impl Tcb {
             self.snd_nxt = self.snd_una;
         }
         self.retransmits = 0;
-        self.retrans_stamp = (self.snd_una < self.snd_max).then_some(ctx.now);
+        self.retrans_stamp = None;
         // RFC 5681: slow start, congestion avoidance, and leaving fast recovery.
         let mss = u32::from(self.snd_mss);
         if let Some(recover) = self.recover {

@@ -309,7 +309,10 @@ impl Tcb {
             if !retransmission && self.rtt_probe.is_none() {
                 self.rtt_probe = Some((self.snd_nxt, ctx.now));
             }
-            if self.retrans_stamp.is_none() {
+            // The retransmission budget (tcp_retries2, TCP_USER_TIMEOUT) counts from the first retransmission,
+            // as Linux's retrans_stamp does (measured on 6.18: a 1 s user timeout ends the connection 1 s after
+            // the first retransmission, not after the original send).
+            if retransmission && self.retrans_stamp.is_none() {
                 self.retrans_stamp = Some(ctx.now);
             }
             if self.timers[Timer::Retransmit as usize].is_none() {

@@ -158,10 +158,23 @@ impl Tcb {
                 self.rto = (self.rto * 2).min(rto_max);
                 self.snd_nxt = self.snd_una;
                 self.output(ctx);
-                self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+                let wait = self.clamp_to_user_timeout(ctx, self.rto);
+                self.set_timer(Timer::Retransmit, ctx.now + wait);
             }
             _ => {}
         }
+    }
+
+    /// The next retransmission timeout, cut short so that it fires when TCP_USER_TIMEOUT runs out rather than a
+    /// whole backed-off RTO later (Linux's tcp_clamp_rto_to_user_timeout): the abort then comes on time.
+    fn clamp_to_user_timeout(&self, ctx: &Ctx<'_>, rto: Duration) -> Duration {
+        let (Some(start), uto) = (self.retrans_stamp, self.sockopts.user_timeout_ms) else { return rto };
+        if uto == 0 {
+            return rto;
+        }
+        let left = Duration::from_millis(u64::from(uto)).saturating_sub(ctx.now.saturating_since(start));
+        // Past the deadline: fire at once (Linux: one jiffy).
+        rto.min(left.max(Duration::from_millis(1)))
     }
 
     /// Whether the data retransmission budget is spent: TCP_USER_TIMEOUT if set, else tcp_retries2 (or
