@@ -66,6 +66,26 @@ enum Command {
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         tolerance_scale: f64,
     },
+    /// Report what the suite covers: the RFC requirements its scripts are tagged with (`// requirement: MUST-13`)
+    /// and each script's result on both backends, as markdown; or, with --transitions, the state x stimulus matrix
+    /// the reference stack went through.
+    Coverage {
+        /// Scripts or folders (names in the report are relative to a single folder given).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the transition matrix instead (terminal table; markdown with --output).
+        #[arg(long)]
+        transitions: bool,
+        /// Write the markdown report to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Compare the report with FILE and exit 1 if it differs (for CI).
+        #[arg(long, value_name = "FILE", conflicts_with = "output")]
+        check: Option<PathBuf>,
+        /// Scripts run at once; default: the number of CPUs.
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
+    },
     /// Parse scripts and report problems with file:line:column and a caret; exit 1 if any has an error.
     Check {
         /// Script files.
@@ -102,6 +122,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             run(&setup, &backend, Show { verbose, diagram, pcap })
+        }
+        Command::Coverage { paths, transitions, output, check, jobs } => {
+            let Some(setup) = Setup::new(&paths, &[], &[], 1.0, jobs) else {
+                return ExitCode::from(2);
+            };
+            coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref())
         }
         Command::Diff { paths, jobs, define, sysctl, tolerance_scale } => {
             let Some(setup) = Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs) else {
@@ -450,5 +476,104 @@ fn short(r: &tcpdrill::report::ScriptResult) -> &'static str {
         "skipped"
     } else {
         "ok"
+    }
+}
+
+fn coverage(
+    setup: &Setup,
+    paths: &[PathBuf],
+    transitions: bool,
+    output: Option<&std::path::Path>,
+    check: Option<&std::path::Path>,
+) -> ExitCode {
+    use tcpdrill::report::coverage as cov;
+    use tcpdrill::report::{self, BackendKind};
+    let root = match paths {
+        [one] if one.is_dir() => Some(one.clone()),
+        _ => None,
+    };
+    let name_of = |p: &std::path::Path| {
+        let rel = root.as_ref().and_then(|r| p.strip_prefix(r).ok()).unwrap_or(p);
+        rel.with_extension("").to_string_lossy().replace('\\', "/")
+    };
+    let mut texts = Vec::new();
+    let mut bad_tags = false;
+    for f in &setup.files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for t in cov::unknown_tags(&text) {
+            eprintln!("{}: unknown requirement tag {t:?} (see `tcpdrill coverage --help`)", f.display());
+            bad_tags = true;
+        }
+        texts.push(text);
+    }
+    if bad_tags {
+        return ExitCode::from(2);
+    }
+    let report = if transitions {
+        let mut cells = std::collections::BTreeSet::new();
+        let jobs = setup.jobs_for(&[BackendKind::Reference]);
+        report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |_, r| {
+            if let Ok(o) = &r.outcome {
+                cells.extend(o.exercised.iter().copied());
+            }
+        });
+        cov::transitions_table(&cells, output.is_some() || check.is_some())
+    } else {
+        let linux = tcpdrill::backend::linux::available();
+        let kinds =
+            if linux.is_ok() { vec![BackendKind::Reference, BackendKind::Linux] } else { vec![BackendKind::Reference] };
+        if let Err(why) = &linux {
+            eprintln!("linux column not run: {why}");
+        }
+        let jobs = setup.jobs_for(&kinds);
+        let mut results: std::collections::BTreeMap<(usize, BackendKind), &'static str> = Default::default();
+        let per = kinds.len();
+        report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
+            results.insert((i / per, jobs[i].backend), cov::status_word(&r));
+        });
+        let scripts: Vec<cov::ScriptStatus> = setup
+            .files
+            .iter()
+            .zip(&texts)
+            .enumerate()
+            .map(|(i, (f, text))| cov::ScriptStatus {
+                name: name_of(f),
+                tags: cov::tags(text),
+                reference: results.get(&(i, BackendKind::Reference)).copied().unwrap_or("not run").to_string(),
+                linux: results.get(&(i, BackendKind::Linux)).copied().unwrap_or("not run").to_string(),
+                linux_divergence: text.contains("#ifdef Linux"),
+            })
+            .collect();
+        cov::requirements_markdown(&scripts)
+    };
+    if let Some(file) = check {
+        let current = std::fs::read_to_string(file).unwrap_or_default();
+        if current == report {
+            println!("{} is up to date", file.display());
+            return ExitCode::SUCCESS;
+        }
+        eprintln!(
+            "{} is out of date: regenerate it with tcpdrill coverage {} --output {}",
+            file.display(),
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+            file.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    match output {
+        Some(file) => match std::fs::write(file, &report) {
+            Ok(()) => {
+                eprintln!("wrote {}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::from(2)
+            }
+        },
+        None => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
     }
 }

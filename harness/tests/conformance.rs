@@ -6,8 +6,10 @@
 //! with the reason printed.
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tcpdrill::report::{self, BackendKind};
+use std::sync::{Arc, Mutex};
+use tcpdrill::report::{self, coverage, BackendKind};
 use tcpdrill::run::{RunOptions, Verdict};
 use tcpdrill::script::ParseOptions;
 
@@ -25,9 +27,13 @@ fn run_reference(path: &Path) -> Result<report::ScriptResult, Failed> {
     Ok(report::run_file(path, &name, BackendKind::Reference, &ParseOptions::default(), &RunOptions::default()))
 }
 
-fn run_linux(path: &Path) -> Result<(), Failed> {
+/// Each script's result word per backend, for the REQUIREMENTS.md check after all cases ran.
+type Results = Arc<Mutex<BTreeMap<(String, BackendKind), &'static str>>>;
+
+fn run_linux(path: &Path, results: &Results) -> Result<(), Failed> {
     let name = format!("scripts/{}.pkt", name_of(path));
     let r = report::run_file(path, &name, BackendKind::Linux, &ParseOptions::default(), &RunOptions::default());
+    results.lock().expect("not poisoned").insert((name_of(path), BackendKind::Linux), coverage::status_word(&r));
     match r.outcome {
         Err(e) => Err(e.into()),
         Ok(o) => match o.verdict {
@@ -38,19 +44,62 @@ fn run_linux(path: &Path) -> Result<(), Failed> {
     }
 }
 
+/// `scripts/REQUIREMENTS.md` must be what `tcpdrill coverage scripts/` makes of the tags and of this run's
+/// results; checked only when every case ran (no filter, linux cases not ignored).
+fn check_requirements(results: &Results, scripts: &[PathBuf]) -> Result<(), String> {
+    let results = results.lock().expect("not poisoned");
+    let mut statuses = Vec::new();
+    for p in scripts {
+        let text = std::fs::read_to_string(p).map_err(|e| e.to_string())?;
+        let unknown = coverage::unknown_tags(&text);
+        if !unknown.is_empty() {
+            return Err(format!("{}: unknown requirement tags {unknown:?}", p.display()));
+        }
+        let n = name_of(p);
+        let get = |b| results.get(&(n.clone(), b)).copied().unwrap_or("not run").to_string();
+        statuses.push(coverage::ScriptStatus {
+            name: n.clone(),
+            tags: coverage::tags(&text),
+            reference: get(BackendKind::Reference),
+            linux: get(BackendKind::Linux),
+            linux_divergence: text.contains("#ifdef Linux"),
+        });
+    }
+    let want = coverage::requirements_markdown(&statuses);
+    let file = root().join("scripts/REQUIREMENTS.md");
+    let have = std::fs::read_to_string(&file).unwrap_or_default();
+    if have == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is out of date: regenerate it with `sudo tcpdrill coverage scripts/ --output scripts/REQUIREMENTS.md`",
+            file.display()
+        ))
+    }
+}
+
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // The linux cases spend their time waiting on real timers (TIME-WAIT alone is a minute), not on the CPU: run
+    // many at once unless told otherwise.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(8);
+    }
+    let results: Results = Arc::default();
+    let complete = args.filter.is_none() && args.skip.is_empty() && !args.list && !args.ignored;
     let linux = tcpdrill::backend::linux::available();
     if let Err(why) = &linux {
         eprintln!("linux::* cases ignored: {why}");
     }
     let scripts = report::collect_scripts(&[root().join("scripts")]).expect("scripts/ is readable");
     let mut trials = Vec::new();
-    for path in scripts {
+    for path in scripts.clone() {
         let name = name_of(&path);
         let p = path.clone();
+        let res = results.clone();
         trials.push(Trial::test(format!("reference::{name}"), move || {
             let r = run_reference(&p)?;
+            res.lock().expect("not poisoned").insert((name_of(&p), BackendKind::Reference), coverage::status_word(&r));
             match r.outcome {
                 Err(parse) => Err(parse.into()),
                 Ok(o) => match o.verdict {
@@ -61,7 +110,9 @@ fn main() {
             }
         }));
         let p = path.clone();
-        trials.push(Trial::test(format!("linux::{name}"), move || run_linux(&p)).with_ignored_flag(linux.is_err()));
+        let res = results.clone();
+        trials
+            .push(Trial::test(format!("linux::{name}"), move || run_linux(&p, &res)).with_ignored_flag(linux.is_err()));
         let p = path.clone();
         let n = name.clone();
         trials.push(Trial::test(format!("golden::{name}"), move || {
@@ -88,5 +139,17 @@ fn main() {
             })
         }));
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if complete && linux.is_ok() && !conclusion.has_failed() {
+        match check_requirements(&results, &scripts) {
+            Ok(()) => println!("scripts/REQUIREMENTS.md is up to date"),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(101);
+            }
+        }
+    } else if complete && linux.is_err() {
+        println!("scripts/REQUIREMENTS.md not checked: its linux column needs the linux cases");
+    }
+    conclusion.exit();
 }

@@ -104,8 +104,9 @@ fn syscall_result_and_errno_checked() {
 
 #[test]
 fn blocking_call_timing_and_never_returning() {
-    // read() blocks until data arrives at +0.2, but the script says it returns at +0.1.
-    let f = failure("+0...0.2 read(4, ..., 10) = 5\n+.2 < P. 1:6(5) ack 1 win 65535\n+0 > . 1:1(0) ack 6\n");
+    // read() blocks until data arrives 0.2 s after the handshake, but the script says it returns after 0.1 s (both
+    // ends of `+0...0.1` count from the previous event, at 0.1).
+    let f = failure("+0...0.1 read(4, ..., 10) = 5\n+.2 < P. 1:6(5) ack 1 win 65535\n+0 > . 1:1(0) ack 6\n");
     assert!(f.contains("timing error: expected read to return at 0.200000 sec but it returned at 0.300000 sec"), "{f}");
     let f = failure("+0...0.2 read(4, ..., 10) = 5\n");
     assert!(f.contains("blocking call read never returned"), "{f}");
@@ -160,4 +161,151 @@ fn tolerance_scale_widens_timing() {
     };
     assert!(matches!(run_with(1.0), Verdict::Fail(_)));
     assert!(matches!(run_with(3.0), Verdict::Pass));
+}
+
+fn run_whole(text: &str) -> Verdict {
+    let r = run_text(
+        Path::new("t.pkt"),
+        "t.pkt",
+        text,
+        BackendKind::Reference,
+        &ParseOptions::default(),
+        &RunOptions::default(),
+    );
+    match r.outcome {
+        Ok(o) => o.verdict,
+        Err(parse) => panic!("did not parse: {parse}"),
+    }
+}
+
+#[test]
+fn lowercase_p_accepts_psh_either_way_but_uppercase_insists() {
+    // The reference stack sets PSH on the last segment of a write.
+    assert!(matches!(run("+0 write(4, ..., 100) = 100\n+0 > p. 1:101(100) ack 1\n"), Verdict::Pass));
+    assert!(matches!(run("+0 write(4, ..., 100) = 100\n+0 > P. 1:101(100) ack 1\n"), Verdict::Pass));
+    let f = failure("+0 write(4, ..., 100) = 100\n+0 > . 1:101(100) ack 1\n");
+    assert!(f.contains("live packet field tcp_psh: expected: 0 (0x0) vs actual: 1 (0x1)"), "{f}");
+}
+
+#[test]
+fn bytes_option_reaches_the_stack_as_written() {
+    let text = format!("{PASSIVE}+0 < P. 1:11(10) ack 1 win 65535 <bytes 0x6300,nop,nop>\n");
+    let r = run_text(
+        Path::new("t.pkt"),
+        "t.pkt",
+        &text,
+        BackendKind::Reference,
+        &ParseOptions::default(),
+        &RunOptions::default(),
+    );
+    let o = r.outcome.expect("parses");
+    let injected = o
+        .trace
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            tcpdrill::run::TraceEntry::Inbound { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .next_back()
+        .expect("an inbound packet");
+    // IPv4 header 20 bytes, TCP header 20 bytes, then the options area exactly as written.
+    assert_eq!(&injected[40..44], &[0x63, 0x00, 0x01, 0x01]);
+    assert_eq!(injected[32] >> 4, 6, "data offset covers the 4 option bytes");
+}
+
+#[test]
+fn blocking_end_time_shifts_with_a_relative_start() {
+    // packetdrill: in `+.1...0.2` both ends count from the previous event (5 s here), so connect() returns at 5.2.
+    let script = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++5 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++.1...0.2 connect(3, ..., ...) = 0
++0 > S 0:0(0) <...>
++.1 < S. 0:0(0) ack 1 win 65535 <mss 1460>
++0 > . 1:1(0) ack 1
+";
+    assert!(matches!(run_whole(script), Verdict::Pass));
+    // Absolute ends stay absolute.
+    let absolute = script.replace("+.1...0.2 connect", "5.1...5.3 connect");
+    match run_whole(&absolute) {
+        Verdict::Fail(f) => assert!(f.text().contains("expected connect to return at 5.300000"), "{}", f.text()),
+        other => panic!("expected a timing failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn isn_extensions_compare_learned_isns() {
+    let two = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 2) = 0
++0 < 40001>8080 S 0:0(0) win 65535 <mss 1460>
++0 > 8080>40001 S. 0:0(0) ack 1 <...>
++0 < 40002>8080 S 0:0(0) win 65535 <mss 1460>
++0 > 8080>40002 S. 0:0(0) ack 1 <...>
+";
+    assert!(matches!(run_whole(&format!("{two}+0 tcp_isn_distinct() = 1\n")), Verdict::Pass));
+    match run_whole(&format!("{two}+0 tcp_isn_distinct() = 0\n")) {
+        Verdict::Fail(f) => {
+            assert!(f.text().contains("tcp_isn_distinct() = 1 but the script expects 0"), "{}", f.text())
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    // With one connection there is nothing to compare: an error, not a pass.
+    match run("+0 tcp_isn_distinct() = 1\n") {
+        Verdict::Fail(f) => assert!(f.text().contains("needs two connections"), "{}", f.text()),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    match run("+0 tcp_isn_beyond_previous() = 1\n") {
+        Verdict::Fail(f) => assert!(f.text().contains("no earlier incarnation"), "{}", f.text()),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn inbound_acks_are_relative_to_their_own_connections_isn() {
+    // Two handshakes in flight; each third ACK (ack 1) must complete its own connection.
+    let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 2) = 0
++0 < 40001>8080 S 0:0(0) win 65535 <mss 1460>
++0 > 8080>40001 S. 0:0(0) ack 1 <...>
++0 < 40002>8080 S 0:0(0) win 65535 <mss 1460>
++0 > 8080>40002 S. 0:0(0) ack 1 <...>
++.1 < 40001>8080 . 1:1(0) ack 1 win 65535
++0 tcp_state({local_port=8080, remote_port=40001}) = TCP_ESTABLISHED
++0 < 40002>8080 . 1:1(0) ack 1 win 65535
++0 tcp_state({local_port=8080, remote_port=40002}) = TCP_ESTABLISHED
+";
+    assert!(matches!(run_whole(text), Verdict::Pass));
+}
+
+#[test]
+fn divergence_names_the_first_line_where_two_runs_part() {
+    use tcpdrill::report::{divergence, run_text_with, Divergence};
+    let text = format!("{PASSIVE}+0 close(4) = 0\n+0 > F. 1:1(0) ack 1\n+.1 < F. 1:1(0) ack 2 win 65535\n+0 > . 2:2(0) ack 2\n+1 < R 2:2(0) win 0\n+0 tcp_state() = TCP_CLOSE\n");
+    let go = |knobs: &[(String, String)]| {
+        run_text_with(
+            Path::new("t.pkt"),
+            "t.pkt",
+            &text,
+            BackendKind::Reference,
+            &ParseOptions::default(),
+            &RunOptions::default(),
+            knobs,
+        )
+    };
+    let default = go(&[]);
+    let rfc1337 = go(&[("net.ipv4.tcp_rfc1337".to_string(), "1".to_string())]);
+    assert_eq!(divergence(&text, &default, &default), Divergence::None);
+    match divergence(&text, &default, &rfc1337) {
+        Divergence::At { line, source, first, second } => {
+            assert_eq!(line, 14);
+            assert_eq!(source, "+0 tcp_state() = TCP_CLOSE");
+            assert!(first.contains("tcp_state() = TCP_CLOSE -> TCP_CLOSE"), "{first}");
+            assert!(second.contains("expected TCP_CLOSE but the connection is in TCP_TIME_WAIT"), "{second}");
+        }
+        Divergence::None => panic!("tcp_rfc1337=1 keeps TIME-WAIT: the runs must differ"),
+    }
 }

@@ -11,6 +11,7 @@
 //! (the harness's executor) waits on `poll`.
 
 use crate::config::Config;
+use crate::coverage::{CallKind, SegmentKind, Stimulus, TimerKind};
 use crate::errno::Errno;
 use crate::isn::{splitmix, FourTuple, IsnGenerator};
 use crate::listen::{Listener, SynCookies};
@@ -21,7 +22,7 @@ use crate::tcb::{ChallengeAckBudget, Ctx, SockOpts, Tcb, TcpState, Timer};
 use crate::time::Instant;
 use crate::wire::{Checksums, TcpDatagram, TcpRepr, WireError};
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A file descriptor, as the application sees it. The first is 3, as in a process with stdin/out/err open.
 pub type Fd = i32;
@@ -193,6 +194,8 @@ pub struct Host {
     now: Instant,
     /// Datagrams dropped because they did not parse.
     malformed: u64,
+    /// Every (state, stimulus) met, for the transition matrix.
+    exercised: BTreeSet<(TcpState, Stimulus)>,
 }
 
 const LOOPBACK_LIMIT: usize = 10_000;
@@ -215,6 +218,28 @@ impl Host {
             challenge: ChallengeAckBudget::default(),
             now: Instant::ZERO,
             malformed: 0,
+            exercised: BTreeSet::new(),
+        }
+    }
+
+    /// Every (state, stimulus) pair this host has handled: segments by kind in the state of the connection (or
+    /// LISTEN, or CLOSED) they reached, user calls in the state of their socket, timers in their connection's state.
+    pub fn exercised(&self) -> &BTreeSet<(TcpState, Stimulus)> {
+        &self.exercised
+    }
+
+    fn fd_state(&self, fd: Fd) -> TcpState {
+        match self.sockets.get(&fd).map(|s| &s.state) {
+            Some(SockState::Conn { tuple, .. }) => self.conns.get(tuple).map_or(TcpState::Closed, Tcb::state),
+            Some(SockState::Listening { .. }) => TcpState::Listen,
+            _ => TcpState::Closed,
+        }
+    }
+
+    fn note_call(&mut self, fd: Fd, call: CallKind) {
+        if self.sockets.contains_key(&fd) {
+            let st = self.fd_state(fd);
+            self.exercised.insert((st, Stimulus::Call(call)));
         }
     }
 
@@ -387,6 +412,12 @@ impl Host {
             local: SocketAddr::new(dst, seg.dst_port),
             remote: SocketAddr::new(d.ip.src_addr(), seg.src_port),
         };
+        let st = match self.conns.get(&tuple) {
+            Some(t) => t.state,
+            None if self.listener_for(&tuple.local).is_some() => TcpState::Listen,
+            None => TcpState::Closed,
+        };
+        self.exercised.insert((st, Stimulus::Segment(SegmentKind::of(seg.flags, seg.payload.len()))));
         if self.conns.contains_key(&tuple) {
             if let Some(reopen) = self.deliver_to_connection(now, tuple, seg) {
                 // TIME-WAIT accepted a new SYN: the old incarnation goes, the listener takes the SYN.
@@ -591,6 +622,13 @@ impl Host {
         let due: Vec<FourTuple> =
             self.conns.iter().filter(|(_, t)| t.poll_timeout().is_some_and(|at| at <= now)).map(|(k, _)| *k).collect();
         for tuple in due {
+            if let Some(t) = self.conns.get(&tuple) {
+                for timer in Timer::ALL {
+                    if t.timer(timer).is_some_and(|at| at <= now) {
+                        self.exercised.insert((t.state, Stimulus::Timeout(TimerKind::of(timer))));
+                    }
+                }
+            }
             let (mut ctx, conns) = self.ctx_parts(now);
             if let Some(t) = conns.get_mut(&tuple) {
                 t.on_timeout(&mut ctx);
@@ -755,6 +793,7 @@ impl Host {
 
     /// `listen(fd, backlog)`; the backlog is capped at `somaxconn`.
     pub fn listen(&mut self, fd: Fd, backlog: i32) -> Result<(), Errno> {
+        self.note_call(fd, CallKind::OpenPassive);
         let s = self.sock(fd)?;
         let backlog = (backlog.max(0) as u32).min(self.config.somaxconn);
         let (domain, opts) = (s.domain, s.opts);
@@ -812,6 +851,7 @@ impl Host {
     /// while it runs, then `Ok` once (or the error), then `EISCONN`, as Linux's inet_stream_connect does.
     pub fn connect(&mut self, now: Instant, fd: Fd, remote: SocketAddr) -> Result<(), Errno> {
         self.advance(now);
+        self.note_call(fd, CallKind::OpenActive);
         let s = self.sock(fd)?;
         let (domain, opts) = (s.domain, s.opts);
         let bound = match &s.state {
@@ -875,6 +915,7 @@ impl Host {
     /// `write(fd, data)` / `send()`: queues what fits in the send buffer and returns how much, or `EAGAIN`.
     pub fn write(&mut self, now: Instant, fd: Fd, data: &[u8]) -> Result<usize, Errno> {
         self.advance(now);
+        self.note_call(fd, CallKind::Send);
         let tuple = match &mut self.sock_mut(fd)?.state {
             SockState::Conn { tuple, .. } => *tuple,
             SockState::Dead(t) => return Err(t.error.take().unwrap_or(Errno::EPIPE)),
@@ -910,6 +951,7 @@ impl Host {
     /// `read(fd, len)` / `recv()` (with `peek`, MSG_PEEK): data, or an empty vector at end of stream, or `EAGAIN`.
     pub fn read(&mut self, now: Instant, fd: Fd, len: usize, peek: bool) -> Result<Vec<u8>, Errno> {
         self.advance(now);
+        self.note_call(fd, CallKind::Receive);
         let tuple = match &mut self.sock_mut(fd)?.state {
             SockState::Conn { tuple, .. } => *tuple,
             SockState::Dead(t) => return read_from(t, len, peek, true),
@@ -936,6 +978,9 @@ impl Host {
     /// `shutdown(fd, how)`.
     pub fn shutdown(&mut self, now: Instant, fd: Fd, how: Shutdown) -> Result<(), Errno> {
         self.advance(now);
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            self.note_call(fd, CallKind::Close);
+        }
         let tuple = match &self.sock(fd)?.state {
             SockState::Conn { tuple, .. } => *tuple,
             _ => return Err(Errno::ENOTCONN),
@@ -959,6 +1004,8 @@ impl Host {
     /// `close(fd)`.
     pub fn close(&mut self, now: Instant, fd: Fd) -> Result<(), Errno> {
         self.advance(now);
+        let aborts = self.fd_connection(fd).is_some_and(|t| !t.recv_buf.is_empty() || t.sockopts.linger == Some(0));
+        self.note_call(fd, if aborts { CallKind::Abort } else { CallKind::Close });
         let s = self.sockets.remove(&fd).ok_or(Errno::EBADF)?;
         match s.state {
             SockState::Fresh { .. } | SockState::Dead(_) => {}

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod coverage;
 pub mod errno;
 pub mod host;
 pub mod isn;

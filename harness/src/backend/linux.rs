@@ -683,3 +683,56 @@ impl Backend for Linux {
         Self::proc_state(tuple)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_info_fields_read_the_kernel_layout_and_stop_at_its_length() {
+        let mut b = vec![0u8; 248];
+        b[0] = 1; // TCP_ESTABLISHED
+        b[6] = 0x7a; // rcv_wscale 7, snd_wscale 10
+        b[16..20].copy_from_slice(&1448u32.to_ne_bytes()); // snd_mss
+        b[80..84].copy_from_slice(&10u32.to_ne_bytes()); // snd_cwnd
+        b[120..128].copy_from_slice(&5000u64.to_ne_bytes()); // bytes_acked
+        b[240..242].copy_from_slice(&3u16.to_ne_bytes()); // total_rto
+        let f: BTreeMap<&str, i64> = tcp_info_fields(&b).into_iter().collect();
+        assert_eq!(f["tcpi_state"], 1);
+        assert_eq!(f["tcpi_snd_wscale"], 10);
+        assert_eq!(f["tcpi_rcv_wscale"], 7);
+        assert_eq!(f["tcpi_snd_mss"], 1448);
+        assert_eq!(f["tcpi_snd_cwnd"], 10);
+        assert_eq!(f["tcpi_bytes_acked"], 5000);
+        assert_eq!(f["tcpi_total_rto"], 3);
+        // An older kernel's shorter struct: nothing past its end is made up.
+        let short: BTreeMap<&str, i64> = tcp_info_fields(&b[..104]).into_iter().collect();
+        assert!(short.contains_key("tcpi_total_retrans") && !short.contains_key("tcpi_pacing_rate"));
+    }
+
+    #[test]
+    fn offloaded_checksums_are_completed() {
+        use tcpdrill_stack::wire::{Checksums, TcpDatagram, TcpFlags, TcpOptions, TcpRepr};
+        use tcpdrill_stack::SeqNum;
+        let tcp = TcpRepr {
+            src_port: 8080,
+            dst_port: 40000,
+            seq: SeqNum(7),
+            ack: SeqNum(0),
+            flags: TcpFlags::SYN,
+            window: 64240,
+            urgent: 0,
+            options: TcpOptions::EMPTY,
+            payload: b"",
+        };
+        // A SYN with both checksums zeroed, as the kernel hands it over with offload on.
+        let mut d = TcpDatagram::new(IpAddr::V4(LOCAL_IP), IpAddr::V4(REMOTE_IP), tcp).to_vec().unwrap();
+        d[10] = 0;
+        d[11] = 0;
+        d[36] = 0;
+        d[37] = 0;
+        assert!(TcpDatagram::parse(&d, Checksums::Verify).is_err());
+        complete_checksums(&mut d);
+        assert!(TcpDatagram::parse(&d, Checksums::Verify).is_ok());
+    }
+}

@@ -113,6 +113,11 @@ pub trait Backend {
     }
     /// The state of any connection, fd-less ones included; `None` for CLOSED (no connection).
     fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState>;
+    /// The (state, stimulus) pairs the stack handled so far, for `tcpdrill coverage --transitions`; empty where
+    /// the backend cannot tell.
+    fn exercised(&self) -> Vec<(TcpState, tcpdrill_stack::coverage::Stimulus)> {
+        Vec::new()
+    }
     /// State changes since the last call, for traces: (time, tuple, from, to).
     fn state_changes(&mut self) -> Vec<(Micros, FourTuple, TcpState, TcpState)> {
         Vec::new()

@@ -203,6 +203,10 @@ impl Backend for Reference {
         Err(format!("the reference backend runs no shell commands ({cmd:?})"))
     }
 
+    fn exercised(&self) -> Vec<(TcpState, tcpdrill_stack::coverage::Stimulus)> {
+        self.host.exercised().iter().copied().collect()
+    }
+
     fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState> {
         Self::state_of(&self.host, tuple)
     }

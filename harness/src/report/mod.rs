@@ -1,6 +1,7 @@
 //! Running scripts from files and presenting the results: the per-script line, the failure text, the summary,
 //! the ladder diagram and the pcap file.
 
+pub mod coverage;
 pub mod diagram;
 pub mod pcap;
 
@@ -41,7 +42,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// Which implementation a script runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BackendKind {
     /// tcpdrill's reference stack on a virtual clock.
     Reference,
@@ -169,7 +170,12 @@ pub fn run_text_with(
             let (name, text, opts, sysctls) = (name.to_string(), text.to_string(), opts.clone(), sysctls.to_vec());
             std::thread::spawn(move || {
                 if let Err(why) = linux::unshare_netns() {
-                    return Ok(Outcome { verdict: Verdict::Skipped(why), trace: Default::default(), script_micros: 0 });
+                    return Ok(Outcome {
+                        verdict: Verdict::Skipped(why),
+                        trace: Default::default(),
+                        script_micros: 0,
+                        exercised: Vec::new(),
+                    });
                 }
                 let mut b = backend.make(&sysctls)?;
                 Ok(run::run(&name, &text, &s, b.as_mut(), opts))

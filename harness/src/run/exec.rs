@@ -128,14 +128,15 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
     };
     x.remote_port = x.opts.remote_port;
     if let Some(reason) = x.preflight(script) {
-        return Outcome { verdict: Verdict::Skipped(reason), trace: x.trace, script_micros: 0 };
+        return Outcome { verdict: Verdict::Skipped(reason), trace: x.trace, script_micros: 0, exercised: Vec::new() };
     }
     let verdict = match x.events(script) {
         Ok(()) => Verdict::Pass,
         Err(f) => Verdict::Fail(f),
     };
     x.collect_states();
-    Outcome { verdict, trace: x.trace, script_micros: x.last_time }
+    let exercised = x.backend.exercised();
+    Outcome { verdict, trace: x.trace, script_micros: x.last_time, exercised }
 }
 
 /// A Python string literal holding `s`.
@@ -343,7 +344,9 @@ impl<'a> Exec<'a> {
             match &e.action {
                 Action::Packet(p) if p.direction == Direction::Outbound => {
                     let actual = self.expect_packet(e, p, start, end)?;
-                    self.prev = if matches!(e.time, TimeSpec::At(_)) { start } else { actual };
+                    // As packetdrill does, the next relative time counts from when the packet really came, so a
+                    // real-time stack's small lateness does not add up over a chain of timers.
+                    self.prev = actual;
                 }
                 Action::Packet(p) => {
                     self.advance(start)?;
@@ -1309,4 +1312,45 @@ fn script_notation(t: &TcpRepr<'_>, isn: u32, ts_offset: Option<u32>) -> String 
         s.push_str(&format!(" <{}>", script_notation_options(&t.options, ts_offset)));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(text: &str) -> Code {
+        Code { text: text.to_string(), span: Span::default() }
+    }
+
+    #[test]
+    fn python_program_runs_each_block_with_its_own_snapshot() {
+        if std::process::Command::new("python3").arg("-c").arg("pass").output().is_err() {
+            eprintln!("python3 not installed: skipped");
+            return;
+        }
+        let run = |blocks: &[(Code, Vec<(&'static str, i64)>)]| {
+            let p = std::env::temp_dir().join(format!("tcpdrill-test-{}.py", std::process::id()));
+            std::fs::write(&p, python_program(blocks)).unwrap();
+            let out = std::process::Command::new("python3").arg(&p).output().unwrap();
+            let _ = std::fs::remove_file(&p);
+            (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+        };
+        // Indented, continued and quoted text as packetdrill scripts write it.
+        let ok = [
+            (
+                block(" assert tcpi_state == 1, tcpi_state; \\\n      assert tcpi_ca_state == TCP_CA_Open "),
+                vec![("tcpi_state", 1), ("tcpi_ca_state", 0)],
+            ),
+            (block("assert tcpi_snd_cwnd == 10, \"cwnd\""), vec![("tcpi_snd_cwnd", 10)]),
+        ];
+        assert_eq!(run(&ok), (true, String::new()));
+        // The second block sees its own snapshot, not the first one's: its assertion fails and names block 1.
+        let bad = [
+            (block("assert tcpi_snd_cwnd == 10"), vec![("tcpi_snd_cwnd", 10)]),
+            (block("assert tcpi_snd_cwnd == 10, tcpi_snd_cwnd"), vec![("tcpi_snd_cwnd", 4)]),
+        ];
+        let (pass, err) = run(&bad);
+        assert!(!pass);
+        assert!(err.starts_with("block 1: AssertionError: 4"), "{err}");
+    }
 }

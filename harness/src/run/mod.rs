@@ -65,4 +65,6 @@ pub struct Outcome {
     pub trace: Trace,
     /// Script time covered (the last event's time), microseconds.
     pub script_micros: i64,
+    /// The (state, stimulus) pairs the stack handled, where the backend can tell (the reference stack).
+    pub exercised: Vec<(tcpdrill_stack::TcpState, tcpdrill_stack::coverage::Stimulus)>,
 }

@@ -438,7 +438,8 @@ impl<'a> Parser<'a> {
                         .with_help("use a relative time (+0.1) or a later absolute time"));
                 }
             }
-            let t1 = resolve(end, t0);
+            // As in the executor: with a relative start, an unsigned end counts from the same base.
+            let t1 = if start.relative && !end.relative { base + end.micros } else { resolve(end, t0) };
             if t1 < t0 {
                 return Err(self.err(e.time_span, "the end of this time range is before its start", "reversed range"));
             }
