@@ -919,7 +919,8 @@ impl Host {
         let tuple = match &mut self.sock_mut(fd)?.state {
             SockState::Conn { tuple, .. } => *tuple,
             SockState::Dead(t) => return Err(t.error.take().unwrap_or(Errno::EPIPE)),
-            _ => return Err(Errno::ENOTCONN),
+            // Linux: a socket that is neither connected nor connecting cannot send (sk_stream_wait_connect).
+            _ => return Err(Errno::EPIPE),
         };
         let (mut ctx, conns) = self.ctx_parts(now);
         let t = conns.get_mut(&tuple).ok_or(Errno::EPIPE)?;

@@ -942,9 +942,14 @@ impl<'a> Exec<'a> {
             "accept" => Call::Accept(self.fd(arg(0)?)?),
             "connect" => {
                 let addr = self.sockaddr(arg(1)?, remote)?;
+                let fd = self.fd(arg(0)?)?;
+                // A new connection's port is learned from its SYN; connect() again on the same socket (EALREADY,
+                // EISCONN) keeps the one already learned.
+                if self.under_test != Some(fd) {
+                    self.local_port = None;
+                }
                 self.remote_port = addr.port();
-                self.local_port = None;
-                Call::Connect(self.fd(arg(0)?)?, addr)
+                Call::Connect(fd, addr)
             }
             "read" | "recv" | "recvfrom" => {
                 let peek = c.name != "read" && a.get(3).and_then(|f| self.int(f).ok()).is_some_and(|f| f & 2 != 0);
