@@ -326,6 +326,12 @@ impl<'a> Exec<'a> {
             self.shell_or_sysctl(c)?;
         }
         self.backend.start_clock();
+        // The init commands ran before the clock started: they belong at its 0, not at the times they took.
+        for e in &mut self.trace.entries {
+            if let TraceEntry::Note { t, .. } = e {
+                *t = 0;
+            }
+        }
         for e in &s.events {
             let (start, end) = match e.time {
                 TimeSpec::At(p) => {
