@@ -309,3 +309,29 @@ fn divergence_names_the_first_line_where_two_runs_part() {
         Divergence::None => panic!("tcp_rfc1337=1 keeps TIME-WAIT: the runs must differ"),
     }
 }
+
+#[test]
+fn tsval_is_checked_within_the_tolerance_in_ticks() {
+    // With --tcp_ts_tick_usecs the stack's TSval is checked (relative to its first one) within packetdrill's
+    // tolerance: 4 ms at 1 ms per tick allows 4 ticks either way, not 50.
+    let base = "--tcp_ts_tick_usecs=1000
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0>
++0 > S. 0:0(0) ack 1 <mss 1460,sackOK,TS val 100 ecr 100>
++.1 < . 1:1(0) ack 1 win 65535 <nop,nop,TS val 200 ecr 100>
++0 accept(3, ..., ...) = 4
++0 write(4, ..., 10) = 10
+";
+    // 100 ms after the SYN-ACK at 1 ms per tick the stack's TSval is 200.
+    let exact = format!("{base}+0 > P. 1:11(10) ack 1 <nop,nop,TS val 200 ecr 200>\n");
+    assert!(matches!(run_whole(&exact), Verdict::Pass));
+    let near = format!("{base}+0 > P. 1:11(10) ack 1 <nop,nop,TS val 203 ecr 200>\n");
+    assert!(matches!(run_whole(&near), Verdict::Pass));
+    match run_whole(&format!("{base}+0 > P. 1:11(10) ack 1 <nop,nop,TS val 250 ecr 200>\n")) {
+        Verdict::Fail(f) => assert!(f.text().contains("live packet field tcp_options"), "{}", f.text()),
+        other => panic!("a TSval 50 ticks off must fail, got {other:?}"),
+    }
+}

@@ -76,6 +76,8 @@ struct Exec<'a> {
     isn_history: Vec<((u16, u16), u32, u32)>,
     ts_offset: Option<u32>,
     ts_tick_usecs: Option<i64>,
+    /// The TSval tolerance of the packet being checked, microseconds.
+    ts_tolerance_usecs: i64,
     fds: BTreeMap<i64, i32>,
     nonblocking: BTreeMap<i32, bool>,
     pending: Option<Pending>,
@@ -118,6 +120,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         isn_history: Vec::new(),
         ts_offset: None,
         ts_tick_usecs: None,
+        ts_tolerance_usecs: 0,
         fds: BTreeMap::new(),
         nonblocking: BTreeMap::new(),
         pending: None,
@@ -696,6 +699,9 @@ impl<'a> Exec<'a> {
                 format!("actual packet:  {} {}", secs(actual), x.outbound_text(&bytes)),
             ]
         };
+        // packetdrill's TSval tolerance grows with the time since the script's start, not since the last event.
+        let ts_tol = (self.opts.tolerance_usecs as f64).max(self.opts.tolerance_percent / 100.0 * start.max(0) as f64);
+        self.ts_tolerance_usecs = (ts_tol * self.opts.tolerance_scale) as i64;
         if let Some((field, want, got)) = self.mismatch(t, p.ecn, &live) {
             let msg = format!("live packet field {field}: expected: {want} vs actual: {got}");
             return Err(self.fail(e.span, "error handling packet", msg, details(self), "this packet"));
@@ -820,7 +826,11 @@ impl<'a> Exec<'a> {
                         }
                         (TcpOption::Timestamps { tsval, tsecr }, TcpOpt::Ts { val, ecr }) => {
                             let val_ok = match (self.ts_tick_usecs, val) {
-                                (Some(_), Some(v)) => self.ts_offset.is_none_or(|o| tsval.wrapping_sub(o) == *v),
+                                // Within the tolerance, in ticks of --tcp_ts_tick_usecs, as packetdrill checks it.
+                                (Some(tick), Some(v)) => self.ts_offset.is_none_or(|o| {
+                                    let off = i64::from(tsval.wrapping_sub(o).wrapping_sub(*v) as i32);
+                                    off.abs() * tick <= self.ts_tolerance_usecs
+                                }),
                                 _ => true,
                             };
                             val_ok && ecr.is_none_or(|e| *tsecr == e)
