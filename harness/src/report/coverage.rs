@@ -189,23 +189,6 @@ pub fn requirements_markdown(scripts: &[ScriptStatus]) -> String {
     out
 }
 
-/// The matrix cells: every state against every stimulus.
-fn states() -> [TcpState; 11] {
-    [
-        TcpState::Closed,
-        TcpState::Listen,
-        TcpState::SynSent,
-        TcpState::SynReceived,
-        TcpState::Established,
-        TcpState::FinWait1,
-        TcpState::FinWait2,
-        TcpState::CloseWait,
-        TcpState::Closing,
-        TcpState::LastAck,
-        TcpState::TimeWait,
-    ]
-}
-
 /// Whether RFC 9293 section 3.10 says what happens for this (state, stimulus): every segment kind in every state
 /// (3.10.7), every user call in every state (3.10.1-3.10.6), the retransmission timeout where something can be
 /// outstanding and TIME-WAIT's timeout in TIME-WAIT (3.10.8). The other timers are not part of 3.10.
@@ -227,7 +210,7 @@ pub fn transitions_table(cells: &BTreeSet<(TcpState, Stimulus)>, markdown: bool)
     let cols: Vec<Stimulus> = Stimulus::all().collect();
     let mut out = String::new();
     let (mut defined, mut hit) = (0, 0);
-    for st in states() {
+    for st in TcpState::ALL {
         for c in &cols {
             if rfc_defined(st, *c) {
                 defined += 1;
@@ -244,7 +227,7 @@ pub fn transitions_table(cells: &BTreeSet<(TcpState, Stimulus)>, markdown: bool)
         out.push_str("\n|---|");
         out.push_str(&"---|".repeat(cols.len()));
         out.push('\n');
-        for st in states() {
+        for st in TcpState::ALL {
             let _ = write!(out, "| {} |", st.linux_name().trim_start_matches("TCP_"));
             for c in &cols {
                 let mark = match (cells.contains(&(st, *c)), rfc_defined(st, *c)) {
@@ -263,7 +246,7 @@ pub fn transitions_table(cells: &BTreeSet<(TcpState, Stimulus)>, markdown: bool)
             let _ = write!(out, " {:>4}", short(*c));
         }
         out.push('\n');
-        for st in states() {
+        for st in TcpState::ALL {
             let _ = write!(out, "{:w$}", st.linux_name().trim_start_matches("TCP_"));
             for c in &cols {
                 let mark = match (cells.contains(&(st, *c)), rfc_defined(st, *c)) {
