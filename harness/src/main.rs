@@ -310,6 +310,15 @@ impl Setup {
     }
 }
 
+/// A progress bar on a terminal, for runs of at least `min` jobs.
+fn progress(len: usize, min: usize) -> Option<indicatif::ProgressBar> {
+    (len >= min && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(len as u64);
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
+        b
+    })
+}
+
 fn linux_or_exit() -> Result<(), ExitCode> {
     tcpdrill::backend::linux::available().map_err(|why| {
         eprintln!("{why}");
@@ -338,11 +347,7 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
     };
     let jobs = setup.jobs_for(&kinds);
     let both = kinds.len() > 1;
-    let bar = (jobs.len() > 1 && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(jobs.len() as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
-        b
-    });
+    let bar = progress(jobs.len(), 2);
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let mut failures = Vec::new();
     report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
@@ -419,11 +424,7 @@ fn diff(setup: &Setup) -> ExitCode {
         return code;
     }
     let jobs = setup.jobs_for(&[BackendKind::Reference, BackendKind::Linux]);
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(jobs.len() as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
-        b
-    });
+    let bar = progress(jobs.len(), 1);
     let width = setup.files.iter().map(|f| f.display().to_string().len()).max().unwrap_or(6).max(6);
     println!("{:width$}  {:9}  {:9}  first divergence", "script", "reference", "linux");
     let mut held: Option<report::ScriptResult> = None;
@@ -536,12 +537,9 @@ fn coverage(
             .iter()
             .zip(&texts)
             .enumerate()
-            .map(|(i, (f, text))| cov::ScriptStatus {
-                name: name_of(f),
-                tags: cov::tags(text),
-                reference: results.get(&(i, BackendKind::Reference)).copied().unwrap_or("not run").to_string(),
-                linux: results.get(&(i, BackendKind::Linux)).copied().unwrap_or("not run").to_string(),
-                linux_divergence: text.contains("#ifdef Linux"),
+            .map(|(i, (f, text))| {
+                let get = |b| results.get(&(i, b)).copied();
+                cov::ScriptStatus::of(name_of(f), text, get(BackendKind::Reference), get(BackendKind::Linux))
             })
             .collect();
         cov::requirements_markdown(&scripts)

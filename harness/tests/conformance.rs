@@ -56,14 +56,13 @@ fn check_requirements(results: &Results, scripts: &[PathBuf]) -> Result<(), Stri
             return Err(format!("{}: unknown requirement tags {unknown:?}", p.display()));
         }
         let n = name_of(p);
-        let get = |b| results.get(&(n.clone(), b)).copied().unwrap_or("not run").to_string();
-        statuses.push(coverage::ScriptStatus {
-            name: n.clone(),
-            tags: coverage::tags(&text),
-            reference: get(BackendKind::Reference),
-            linux: get(BackendKind::Linux),
-            linux_divergence: text.contains("#ifdef Linux"),
-        });
+        let get = |b| results.get(&(n.clone(), b)).copied();
+        statuses.push(coverage::ScriptStatus::of(
+            n.clone(),
+            &text,
+            get(BackendKind::Reference),
+            get(BackendKind::Linux),
+        ));
     }
     let want = coverage::requirements_markdown(&statuses);
     let file = root().join("scripts/REQUIREMENTS.md");

@@ -16,12 +16,12 @@ const PASSIVE: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 accept(3, ..., ...) = 4
 ";
 
-fn run(tail: &str) -> Verdict {
-    let text = format!("{PASSIVE}{tail}");
+/// Runs a whole script on the reference backend.
+fn run_whole(text: &str) -> Verdict {
     let r = run_text(
         Path::new("t.pkt"),
         "t.pkt",
-        &text,
+        text,
         BackendKind::Reference,
         &ParseOptions::default(),
         &RunOptions::default(),
@@ -32,12 +32,33 @@ fn run(tail: &str) -> Verdict {
     }
 }
 
-fn failure(tail: &str) -> String {
-    match run(tail) {
+/// Runs `tail` after an established passive open.
+fn run(tail: &str) -> Verdict {
+    run_whole(&format!("{PASSIVE}{tail}"))
+}
+
+/// The failure text of a whole script that must fail.
+fn failure_whole(text: &str) -> String {
+    match run_whole(text) {
         Verdict::Fail(f) => f.text(),
-        other => panic!("expected a failure for {tail:?}, got {other:?}"),
+        other => panic!("expected a failure for {text:?}, got {other:?}"),
     }
 }
+
+fn failure(tail: &str) -> String {
+    failure_whole(&format!("{PASSIVE}{tail}"))
+}
+
+/// A listener with two handshakes half done, from ports 40001 and 40002.
+const TWO_SYNS: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 2) = 0
++0 < 40001>8080 S 0:0(0) win 65535 <mss 1460>
++0 > 8080>40001 S. 0:0(0) ack 1 <...>
++0 < 40002>8080 S 0:0(0) win 65535 <mss 1460>
++0 > 8080>40002 S. 0:0(0) ack 1 <...>
+";
 
 #[test]
 fn the_base_script_passes() {
@@ -163,21 +184,6 @@ fn tolerance_scale_widens_timing() {
     assert!(matches!(run_with(3.0), Verdict::Pass));
 }
 
-fn run_whole(text: &str) -> Verdict {
-    let r = run_text(
-        Path::new("t.pkt"),
-        "t.pkt",
-        text,
-        BackendKind::Reference,
-        &ParseOptions::default(),
-        &RunOptions::default(),
-    );
-    match r.outcome {
-        Ok(o) => o.verdict,
-        Err(parse) => panic!("did not parse: {parse}"),
-    }
-}
-
 #[test]
 fn lowercase_p_accepts_psh_either_way_but_uppercase_insists() {
     // The reference stack sets PSH on the last segment of a write.
@@ -227,58 +233,33 @@ fn blocking_end_time_shifts_with_a_relative_start() {
     assert!(matches!(run_whole(script), Verdict::Pass));
     // Absolute ends stay absolute.
     let absolute = script.replace("+.1...0.2 connect", "5.1...5.3 connect");
-    match run_whole(&absolute) {
-        Verdict::Fail(f) => assert!(f.text().contains("expected connect to return at 5.300000"), "{}", f.text()),
-        other => panic!("expected a timing failure, got {other:?}"),
-    }
+    let f = failure_whole(&absolute);
+    assert!(f.contains("expected connect to return at 5.300000"), "{f}");
 }
 
 #[test]
 fn isn_extensions_compare_learned_isns() {
-    let two = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 2) = 0
-+0 < 40001>8080 S 0:0(0) win 65535 <mss 1460>
-+0 > 8080>40001 S. 0:0(0) ack 1 <...>
-+0 < 40002>8080 S 0:0(0) win 65535 <mss 1460>
-+0 > 8080>40002 S. 0:0(0) ack 1 <...>
-";
-    assert!(matches!(run_whole(&format!("{two}+0 tcp_isn_distinct() = 1\n")), Verdict::Pass));
-    match run_whole(&format!("{two}+0 tcp_isn_distinct() = 0\n")) {
-        Verdict::Fail(f) => {
-            assert!(f.text().contains("tcp_isn_distinct() = 1 but the script expects 0"), "{}", f.text())
-        }
-        other => panic!("expected a failure, got {other:?}"),
-    }
+    assert!(matches!(run_whole(&format!("{TWO_SYNS}+0 tcp_isn_distinct() = 1\n")), Verdict::Pass));
+    let f = failure_whole(&format!("{TWO_SYNS}+0 tcp_isn_distinct() = 0\n"));
+    assert!(f.contains("tcp_isn_distinct() = 1 but the script expects 0"), "{f}");
     // With one connection there is nothing to compare: an error, not a pass.
-    match run("+0 tcp_isn_distinct() = 1\n") {
-        Verdict::Fail(f) => assert!(f.text().contains("needs two connections"), "{}", f.text()),
-        other => panic!("expected a failure, got {other:?}"),
-    }
-    match run("+0 tcp_isn_beyond_previous() = 1\n") {
-        Verdict::Fail(f) => assert!(f.text().contains("no earlier incarnation"), "{}", f.text()),
-        other => panic!("expected a failure, got {other:?}"),
-    }
+    let f = failure("+0 tcp_isn_distinct() = 1\n");
+    assert!(f.contains("needs two connections"), "{f}");
+    let f = failure("+0 tcp_isn_beyond_previous() = 1\n");
+    assert!(f.contains("no earlier incarnation"), "{f}");
 }
 
 #[test]
 fn inbound_acks_are_relative_to_their_own_connections_isn() {
     // Two handshakes in flight; each third ACK (ack 1) must complete its own connection.
-    let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 2) = 0
-+0 < 40001>8080 S 0:0(0) win 65535 <mss 1460>
-+0 > 8080>40001 S. 0:0(0) ack 1 <...>
-+0 < 40002>8080 S 0:0(0) win 65535 <mss 1460>
-+0 > 8080>40002 S. 0:0(0) ack 1 <...>
-+.1 < 40001>8080 . 1:1(0) ack 1 win 65535
-+0 tcp_state({local_port=8080, remote_port=40001}) = TCP_ESTABLISHED
+    let text = format!(
+        "{TWO_SYNS}+.1 < 40001>8080 . 1:1(0) ack 1 win 65535
++0 tcp_state({{local_port=8080, remote_port=40001}}) = TCP_ESTABLISHED
 +0 < 40002>8080 . 1:1(0) ack 1 win 65535
-+0 tcp_state({local_port=8080, remote_port=40002}) = TCP_ESTABLISHED
-";
-    assert!(matches!(run_whole(text), Verdict::Pass));
++0 tcp_state({{local_port=8080, remote_port=40002}}) = TCP_ESTABLISHED
+"
+    );
+    assert!(matches!(run_whole(&text), Verdict::Pass));
 }
 
 #[test]
@@ -330,8 +311,6 @@ fn tsval_is_checked_within_the_tolerance_in_ticks() {
     assert!(matches!(run_whole(&exact), Verdict::Pass));
     let near = format!("{base}+0 > P. 1:11(10) ack 1 <nop,nop,TS val 203 ecr 200>\n");
     assert!(matches!(run_whole(&near), Verdict::Pass));
-    match run_whole(&format!("{base}+0 > P. 1:11(10) ack 1 <nop,nop,TS val 250 ecr 200>\n")) {
-        Verdict::Fail(f) => assert!(f.text().contains("live packet field tcp_options"), "{}", f.text()),
-        other => panic!("a TSval 50 ticks off must fail, got {other:?}"),
-    }
+    let f = failure_whole(&format!("{base}+0 > P. 1:11(10) ack 1 <nop,nop,TS val 250 ecr 200>\n"));
+    assert!(f.contains("live packet field tcp_options"), "{f}");
 }

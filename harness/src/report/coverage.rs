@@ -131,6 +131,19 @@ fn summary(results: &[&str]) -> String {
     format!("{pass}/{} pass ({})", results.len(), others.into_iter().collect::<Vec<_>>().join(", "))
 }
 
+impl ScriptStatus {
+    /// A script's row data from its text (tags, whether it records a Linux divergence) and its results.
+    pub fn of(name: String, text: &str, reference: Option<&str>, linux: Option<&str>) -> ScriptStatus {
+        ScriptStatus {
+            name,
+            tags: tags(text),
+            reference: reference.unwrap_or("not run").to_string(),
+            linux: linux.unwrap_or("not run").to_string(),
+            linux_divergence: text.contains("#ifdef Linux"),
+        }
+    }
+}
+
 /// A script result as the report words it.
 pub fn status_word(r: &super::ScriptResult) -> &'static str {
     if r.failed() {
