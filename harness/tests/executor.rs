@@ -5,6 +5,7 @@ use std::path::Path;
 use tcpdrill::report::{run_text, BackendKind};
 use tcpdrill::run::{RunOptions, Verdict};
 use tcpdrill::script::ParseOptions;
+use tcpdrill_stack::wire::{Checksums, TcpDatagram, WireError};
 
 const PASSIVE: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
@@ -218,6 +219,40 @@ fn bytes_option_reaches_the_stack_as_written() {
     // IPv4 header 20 bytes, TCP header 20 bytes, then the options area exactly as written.
     assert_eq!(&injected[40..44], &[0x63, 0x00, 0x01, 0x01]);
     assert_eq!(injected[32] >> 4, 6, "data offset covers the 4 option bytes");
+}
+
+#[test]
+fn bad_csum_sends_a_wrong_checksum_the_stack_drops() {
+    // With bad_csum the data is dropped: no ACK comes, and the script's expected ACK makes the run fail.
+    let f = failure("+0 < P. 1:11(10) ack 1 win 65535 bad_csum\n+0~+.2 > . 1:1(0) ack 11\n");
+    assert!(f.contains("Timed out waiting for packet"), "{f}");
+    let text = format!("{PASSIVE}+0 < P. 1:11(10) ack 1 win 65535 bad_csum\n+.1 ioctl(4, SIOCINQ, [0]) = 0\n");
+    let r = run_text(
+        Path::new("t.pkt"),
+        "t.pkt",
+        &text,
+        BackendKind::Reference,
+        &ParseOptions::default(),
+        &RunOptions::default(),
+    );
+    let o = r.outcome.expect("parses");
+    assert!(matches!(o.verdict, Verdict::Pass), "{:?}", o.verdict);
+    let injected = o
+        .trace
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            tcpdrill::run::TraceEntry::Inbound { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .next_back()
+        .expect("an inbound packet");
+    assert_eq!(
+        TcpDatagram::parse(&injected, Checksums::Verify).err(),
+        Some(WireError::BadTcpChecksum),
+        "the checksum on the wire is wrong"
+    );
+    assert!(TcpDatagram::parse(&injected, Checksums::Ignore).is_ok(), "and only the checksum");
 }
 
 #[test]

@@ -81,6 +81,8 @@ fn packet_lines() {
     assert_eq!(tcp("0 < - 0:0(0) win 100").1.flags, "-");
     assert_eq!(tcp("0 > S. ...(0) ack 65538 win 65535").1.seq, None, "nplab's unchecked seq");
     assert_eq!(tcp("0 < 50000>8080 S 0:0(0) win 1").1.ports, Some((50000, 8080)));
+    assert!(tcp("0 < S 0:0(0) win 1 <mss 1460> bad_csum").1.bad_csum);
+    assert!(!tcp("0 < S 0:0(0) win 1 <mss 1460>").1.bad_csum);
     let (_, t) = tcp("0 > . 1:1(0) ack 1 <nop,nop,sack 1001:2001 3001:4001>");
     let Some(Options::List(o, _)) = t.options else { panic!() };
     assert_eq!(o[2], TcpOpt::Sack(vec![(1001, 2001), (3001, 4001)]));
@@ -198,6 +200,7 @@ fn diagnostics() {
         ("inconsistent_seq", "0 < . 1:1001(100) ack 1 win 100\n"),
         ("unknown_option", "0 < S 0:0(0) win 100 <mss 1460,sackok>\n"),
         ("unknown_field", "0 < S 0:0(0) window 100\n"),
+        ("bad_csum_outbound", "0 > S 0:0(0) <...> bad_csum\n"),
         ("unknown_syscall", "0 sockte(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"),
         ("unknown_symbol", "0 socket(..., SOCK_STREEM, IPPROTO_TCP) = 3\n"),
         ("unknown_errno", "0 connect(3, ..., ...) = -1 ECONREFUSED\n"),
@@ -263,14 +266,17 @@ fn packet() -> impl Strategy<Value = (Packet, bool)> {
         proptest::option::of(any::<u32>()),
         proptest::option::of(any::<u32>()),
         proptest::option::of(prop_oneof![Just(None), proptest::collection::vec(tcp_opt(), 1..6).prop_map(Some)]),
+        any::<bool>(),
     )
-        .prop_map(|(outbound, ecn, ports, flags, seq, len, ack, win, urg, opts)| {
+        .prop_map(|(outbound, ecn, ports, flags, seq, len, ack, win, urg, opts, bad_csum)| {
             let seq = if outbound { seq } else { Some(seq.unwrap_or(0)) };
             let options = opts.map(|o| match o {
                 None => Options::Any,
                 Some(list) => Options::List(list, sp()),
             });
-            let t = TcpSpec { ports, flags, flags_span: sp(), seq, len, seq_span: sp(), ack, win, urg, options };
+            let bad_csum = bad_csum && !outbound;
+            let t =
+                TcpSpec { ports, flags, flags_span: sp(), seq, len, seq_span: sp(), ack, win, urg, options, bad_csum };
             let direction = if outbound { Direction::Outbound } else { Direction::Inbound };
             (Packet { direction, ecn, body: PacketBody::Tcp(t), span: sp() }, outbound)
         })

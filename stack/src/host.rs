@@ -885,6 +885,11 @@ impl Host {
         if remote.is_ipv4() != (domain == Domain::Inet) {
             return Err(Errno::EAFNOSUPPORT);
         }
+        if is_multicast_or_broadcast(remote.ip()) {
+            // RFC 9293 MUST-46: an OPEN to a broadcast or multicast address is an error; Linux's tcp_v4_connect
+            // says ENETUNREACH.
+            return Err(Errno::ENETUNREACH);
+        }
         let local = match bound {
             Some(b) if !b.ip().is_unspecified() => b,
             Some(b) => SocketAddr::new(self.default_ip(domain)?, b.port()),
@@ -1005,7 +1010,10 @@ impl Host {
     /// `close(fd)`.
     pub fn close(&mut self, now: Instant, fd: Fd) -> Result<(), Errno> {
         self.advance(now);
-        let aborts = self.fd_connection(fd).is_some_and(|t| !t.recv_buf.is_empty() || t.sockopts.linger == Some(0));
+        // SO_LINGER {1, 0} makes close() the RFC's ABORT in every state, a fresh or listening socket's included.
+        let linger0 = self.sockets.get(&fd).is_some_and(|s| s.opts.linger == Some(0));
+        let aborts =
+            linger0 || self.fd_connection(fd).is_some_and(|t| !t.recv_buf.is_empty() || t.sockopts.linger == Some(0));
         self.note_call(fd, if aborts { CallKind::Abort } else { CallKind::Close });
         let s = self.sockets.remove(&fd).ok_or(Errno::EBADF)?;
         match s.state {
@@ -1025,9 +1033,10 @@ impl Host {
                             | TcpState::FinWait2
                             | TcpState::SynReceived
                     );
-                    if (unread || linger0) && t.state != TcpState::TimeWait {
+                    if linger0 || (unread && t.state != TcpState::TimeWait) {
                         // RFC 9293 3.10.4 / RFC 2525 2.17: closing with unread data (or SO_LINGER {1, 0}) aborts
-                        // with a RST instead of a FIN, as Linux does.
+                        // with a RST instead of a FIN, as Linux does. ABORT deletes even a TIME-WAIT TCB (3.10.5);
+                        // Linux cannot, its TIME-WAIT is no longer attached to the socket.
                         if resets {
                             t.send_active_reset(&mut ctx);
                         }
@@ -1271,6 +1280,14 @@ fn conn_readiness(t: &Tcb) -> u16 {
     r
 }
 
+/// A group or broadcast destination, which TCP must never open to (RFC 9293 MUST-46).
+fn is_multicast_or_broadcast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_multicast(),
+    }
+}
+
 fn read_from(t: &mut Tcb, len: usize, peek: bool, dead: bool) -> Result<Vec<u8>, Errno> {
     if !t.recv_buf.is_empty() && len > 0 {
         let n = len.min(t.recv_buf.len());
@@ -1280,10 +1297,15 @@ fn read_from(t: &mut Tcb, len: usize, peek: bool, dead: bool) -> Result<Vec<u8>,
         }
         return Ok(data);
     }
+    // The peer's FIN was the end of its data, whatever came after: Linux's tcp_recvmsg reports end of stream
+    // (SOCK_DONE) before a pending error, which a later write() still gets.
+    if t.fin_received {
+        return Ok(Vec::new());
+    }
     if let Some(e) = t.error.take() {
         return Err(e);
     }
-    if t.fin_received || t.shut_rd || dead || t.state == TcpState::Closed {
+    if t.shut_rd || dead || t.state == TcpState::Closed {
         return Ok(Vec::new());
     }
     Err(Errno::EAGAIN)

@@ -665,7 +665,28 @@ fn test_close_wait_rst_reports_epipe_like_linux() {
     t.recv();
     t.send(R, PEER_ISN + 2, 0, 0, &[], b"");
     assert_eq!(t.state(), None);
-    assert_eq!(t.host.read(t.now, fd, 10, false), Err(Errno::EPIPE));
+    // The FIN came first: read() reports the end of the peer's data (Linux's SOCK_DONE), and the error waits for
+    // SO_ERROR (or a write) instead of being lost.
+    assert_eq!(t.host.read(t.now, fd, 10, false), Ok(Vec::new()));
+    assert_eq!(t.host.getsockopt(fd, SockOptName::Error), Ok(SockOptValue::Int(i64::from(Errno::EPIPE.number()))));
+    assert_eq!(t.host.write(t.now, fd, b"x"), Err(Errno::EPIPE));
+}
+
+#[test]
+fn test_abort_in_time_wait_deletes_the_tcb() {
+    // RFC 9293 3.10.5, TIME-WAIT: ABORT "delete[s] the TCB, enter[s] CLOSED state". The socket is still open
+    // because only shutdown(SHUT_WR) closed our side.
+    let mut t = T::new();
+    let (_l, fd, iss) = t.established_passive();
+    t.host.shutdown(t.now, fd, Shutdown::Write).unwrap();
+    recv!(t, F | A, iss + 1, PEER_ISN + 1);
+    t.send(F | A, PEER_ISN + 1, iss + 2, 65535, &[], b"");
+    recv!(t, A, iss + 2, PEER_ISN + 2);
+    assert_eq!(t.state(), Some(TcpState::TimeWait));
+    t.host.setsockopt(fd, SockOptName::Linger, SockOptValue::Linger { onoff: true, linger: 0 }).unwrap();
+    t.host.close(t.now, fd).unwrap();
+    assert!(t.host.poll_transmit().is_none(), "ABORT in TIME-WAIT sends nothing");
+    assert_eq!(t.state(), None);
 }
 
 #[test]

@@ -600,9 +600,12 @@ impl<'a> Exec<'a> {
                 Ecn::Ce => 3,
             };
         }
-        let bytes = d
+        let mut bytes = d
             .to_vec()
             .map_err(|err| self.fail(p.span, "error handling packet", err.to_string(), vec![], "this packet"))?;
+        if t.bad_csum {
+            corrupt_tcp_checksum(&mut bytes);
+        }
         let t_now = self.backend.now();
         self.trace.entries.push(TraceEntry::Inbound { t: t_now, text: printer::tcp(t), bytes: bytes.clone() });
         if flags.syn() && !flags.ack() {
@@ -1017,13 +1020,20 @@ impl<'a> Exec<'a> {
         if c.name.starts_with("tcp_isn_") {
             return self.isn_extension(e, c);
         }
+        let ports = (self.local_port, self.remote_port);
         let call =
             self.translate(c).map_err(|m| self.fail(e.span, "error handling syscall", m, vec![], "this call"))?;
         let res = self.backend.call(&call);
         self.collect_states();
         if let Call::Connect(fd, _) = call {
-            self.under_test = Some(fd);
-            self.new_incarnation = true;
+            if matches!(res, CallResult::Err(Errno::EISCONN | Errno::EBADF | Errno::EINVAL)) {
+                // A connect() refused outright (say on an accepted socket) started no connection: the script's
+                // connection stays the one it was.
+                (self.local_port, self.remote_port) = ports;
+            } else {
+                self.under_test = Some(fd);
+                self.new_incarnation = true;
+            }
         }
         let blocks = matches!(res, CallResult::Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EALREADY))
             && matches!(call, Call::Accept(_) | Call::Connect(..) | Call::Read { .. } | Call::Write(..))
@@ -1333,6 +1343,18 @@ fn script_notation(t: &TcpRepr<'_>, isn: u32, ts_offset: Option<u32>) -> String 
         s.push_str(&format!(" <{}>", script_notation_options(&t.options, ts_offset)));
     }
     s
+}
+
+/// Makes the TCP checksum of an IPv4 or IPv6 datagram wrong. Flipping the lowest bit never lands on the other
+/// one's-complement form of the same sum (0x0000 and 0xffff differ in every bit), so the result is always wrong.
+fn corrupt_tcp_checksum(datagram: &mut [u8]) {
+    let ip_len = match datagram.first().map(|b| b >> 4) {
+        Some(4) => usize::from(datagram[0] & 0x0f) * 4,
+        _ => 40,
+    };
+    if let Some(b) = datagram.get_mut(ip_len + 17) {
+        *b ^= 1;
+    }
 }
 
 #[cfg(test)]

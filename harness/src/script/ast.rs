@@ -231,6 +231,8 @@ pub struct TcpSpec {
     pub urg: Option<u32>,
     /// The option list; `None` when absent (no options), `Some(Options::Any)` for `<...>`.
     pub options: Option<Options>,
+    /// tcpdrill's `bad_csum`: an inbound segment sent with a wrong TCP checksum (RFC 9293 MUST-3).
+    pub bad_csum: bool,
 }
 
 /// A TCP option list.

@@ -503,7 +503,7 @@ impl<'a> Parser<'a> {
             }
             PacketBody::Icmp { words }
         } else {
-            PacketBody::Tcp(self.tcp()?)
+            PacketBody::Tcp(self.tcp(direction)?)
         };
         if direction == Direction::Inbound {
             if let PacketBody::Tcp(t) = &body {
@@ -519,7 +519,7 @@ impl<'a> Parser<'a> {
         Ok(Packet { direction, ecn, body, span: Span::new(start, self.pos) })
     }
 
-    fn tcp(&mut self) -> R<TcpSpec> {
+    fn tcp(&mut self, direction: Direction) -> R<TcpSpec> {
         // Optional explicit ports `src>dst`.
         let mut ports = None;
         if self.peek().is_some_and(|c| c.is_ascii_digit()) {
@@ -583,8 +583,19 @@ impl<'a> Parser<'a> {
         let (len, _) = self.u32_("a payload length")?;
         self.expect(")", ")")?;
         let seq_span = Span::new(sstart, self.pos);
-        let mut t =
-            TcpSpec { ports, flags, flags_span, seq, len, seq_span, ack: None, win: None, urg: None, options: None };
+        let mut t = TcpSpec {
+            ports,
+            flags,
+            flags_span,
+            seq,
+            len,
+            seq_span,
+            ack: None,
+            win: None,
+            urg: None,
+            options: None,
+            bad_csum: false,
+        };
         loop {
             self.skip_blanks();
             let save = self.pos;
@@ -596,6 +607,15 @@ impl<'a> Parser<'a> {
                 continue;
             }
             let Some((word, span)) = self.ident() else { break };
+            if word == "bad_csum" {
+                if direction == Direction::Outbound {
+                    return Err(self
+                        .err(span, "bad_csum only goes on inbound packets", "on an outbound packet")
+                        .with_help("bad_csum makes tcpdrill send a wrong checksum; what the stack sends is checked"));
+                }
+                t.bad_csum = true;
+                continue;
+            }
             let slot = match word.as_str() {
                 "ack" => &mut t.ack,
                 "win" => &mut t.win,
@@ -606,7 +626,7 @@ impl<'a> Parser<'a> {
                     if let Some(n) = nearest(&word, ["ack", "win", "urg"]) {
                         e = e.with_help(format!("did you mean {n}?"));
                     } else {
-                        e = e.with_help("after seq:end(len) come ack N, win N, urg N and <options>");
+                        e = e.with_help("after seq:end(len) come ack N, win N, urg N, <options> and bad_csum");
                     }
                     return Err(e);
                 }

@@ -111,6 +111,9 @@ pub fn tcp(t: &TcpSpec) -> String {
             write!(out, " <{}>", list.join(",")).expect("writing to a String");
         }
     }
+    if t.bad_csum {
+        out.push_str(" bad_csum");
+    }
     out
 }
 
