@@ -284,6 +284,20 @@ fn test_syn_sent_syn_simultaneous_open() {
 }
 
 #[test]
+fn test_connect_to_multicast_or_broadcast_is_refused() {
+    // MUST-46: an active OPEN to a group or broadcast address is an error, and no SYN leaves.
+    let mut t = T::new();
+    let fd = t.host.socket(Domain::Inet).unwrap();
+    for ip in [[224, 0, 0, 1], [239, 1, 2, 3], [255, 255, 255, 255]] {
+        let to = SocketAddr::new(IpAddr::from(ip), 80);
+        assert_eq!(t.host.connect(t.now, fd, to), Err(Errno::ENETUNREACH), "{to}");
+    }
+    recv_nothing!(t);
+    // The socket is still fresh: a unicast connect works.
+    assert_eq!(t.host.connect(t.now, fd, SocketAddr::new(REMOTE_IP.into(), 80)), Err(Errno::EINPROGRESS));
+}
+
+#[test]
 fn test_self_connect() {
     let mut t = T::new();
     let fd = t.host.socket(Domain::Inet).unwrap();
