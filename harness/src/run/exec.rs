@@ -659,6 +659,15 @@ impl<'a> Exec<'a> {
                 "while expecting this",
             )
         })?;
+        if let Some(problem) = options_problem(&live.tcp.options) {
+            return Err(self.fail(
+                e.span,
+                "error handling packet",
+                format!("the stack sent malformed options: {problem}"),
+                vec![],
+                "while expecting this",
+            ));
+        }
         // Learn the stack's ISN, port and TS offset from this packet where the script fixes them.
         if live.tcp.flags.syn() {
             let tuple = (live.tcp.src_port, live.tcp.dst_port);
@@ -1345,6 +1354,21 @@ fn script_notation(t: &TcpRepr<'_>, isn: u32, ts_offset: Option<u32>) -> String 
     s
 }
 
+/// What is wrong with a stack's option area, checked on every segment it sends: each option but EOL and NOP carries
+/// a length that fits (RFC 9293 MUST-68), and whatever follows EOL is zero padding (MUST-69).
+fn options_problem(options: &TcpOptions) -> Option<String> {
+    for o in options.iter() {
+        match o {
+            Err(e) => return Some(format!("{e} (RFC 9293 MUST-68)")),
+            Ok(TcpOption::Padding(p)) => {
+                return Some(format!("non-zero bytes {p:02x?} after EOL (RFC 9293 MUST-69: padding is zeros)"))
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
 /// Makes the TCP checksum of an IPv4 or IPv6 datagram wrong. Flipping the lowest bit never lands on the other
 /// one's-complement form of the same sum (0x0000 and 0xffff differ in every bit), so the result is always wrong.
 fn corrupt_tcp_checksum(datagram: &mut [u8]) {
@@ -1359,6 +1383,16 @@ fn corrupt_tcp_checksum(datagram: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn outbound_options_need_lengths_and_zero_padding() {
+        use super::{options_problem, TcpOptions};
+        let ok = |b: &[u8]| options_problem(&TcpOptions::from_bytes(b).expect("fits in an option area"));
+        assert_eq!(ok(&[2, 4, 5, 0xb4, 1, 1, 0, 0]), None, "MSS, NOP, NOP, EOL and zero padding");
+        assert!(ok(&[2, 4, 5, 0xb4, 0, 0, 7, 0]).unwrap().contains("MUST-69"), "a non-zero byte after EOL");
+        assert!(ok(&[1, 1, 1, 99]).unwrap().contains("MUST-68"), "kind 99 without its length byte");
+        assert!(ok(&[99, 1, 1, 1]).unwrap().contains("MUST-68"), "a length below 2");
+    }
+
     use super::*;
 
     fn block(text: &str) -> Code {
