@@ -50,6 +50,31 @@ fn failure(tail: &str) -> String {
     failure_whole(&format!("{PASSIVE}{tail}"))
 }
 
+/// Runs `tail` after an established passive open; the verdict and the bytes of the last segment injected.
+fn last_injected(tail: &str) -> (Verdict, Vec<u8>) {
+    let text = format!("{PASSIVE}{tail}");
+    let r = run_text(
+        Path::new("t.pkt"),
+        "t.pkt",
+        &text,
+        BackendKind::Reference,
+        &ParseOptions::default(),
+        &RunOptions::default(),
+    );
+    let o = r.outcome.expect("parses");
+    let injected = o
+        .trace
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            tcpdrill::run::TraceEntry::Inbound { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .next_back()
+        .expect("an inbound packet");
+    (o.verdict, injected)
+}
+
 /// A listener with two handshakes half done, from ports 40001 and 40002.
 const TWO_SYNS: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
@@ -196,26 +221,7 @@ fn lowercase_p_accepts_psh_either_way_but_uppercase_insists() {
 
 #[test]
 fn bytes_option_reaches_the_stack_as_written() {
-    let text = format!("{PASSIVE}+0 < P. 1:11(10) ack 1 win 65535 <bytes 0x6300,nop,nop>\n");
-    let r = run_text(
-        Path::new("t.pkt"),
-        "t.pkt",
-        &text,
-        BackendKind::Reference,
-        &ParseOptions::default(),
-        &RunOptions::default(),
-    );
-    let o = r.outcome.expect("parses");
-    let injected = o
-        .trace
-        .entries
-        .iter()
-        .filter_map(|e| match e {
-            tcpdrill::run::TraceEntry::Inbound { bytes, .. } => Some(bytes.clone()),
-            _ => None,
-        })
-        .next_back()
-        .expect("an inbound packet");
+    let (_, injected) = last_injected("+0 < P. 1:11(10) ack 1 win 65535 <bytes 0x6300,nop,nop>\n");
     // IPv4 header 20 bytes, TCP header 20 bytes, then the options area exactly as written.
     assert_eq!(&injected[40..44], &[0x63, 0x00, 0x01, 0x01]);
     assert_eq!(injected[32] >> 4, 6, "data offset covers the 4 option bytes");
@@ -226,27 +232,9 @@ fn bad_csum_sends_a_wrong_checksum_the_stack_drops() {
     // With bad_csum the data is dropped: no ACK comes, and the script's expected ACK makes the run fail.
     let f = failure("+0 < P. 1:11(10) ack 1 win 65535 bad_csum\n+0~+.2 > . 1:1(0) ack 11\n");
     assert!(f.contains("Timed out waiting for packet"), "{f}");
-    let text = format!("{PASSIVE}+0 < P. 1:11(10) ack 1 win 65535 bad_csum\n+.1 ioctl(4, SIOCINQ, [0]) = 0\n");
-    let r = run_text(
-        Path::new("t.pkt"),
-        "t.pkt",
-        &text,
-        BackendKind::Reference,
-        &ParseOptions::default(),
-        &RunOptions::default(),
-    );
-    let o = r.outcome.expect("parses");
-    assert!(matches!(o.verdict, Verdict::Pass), "{:?}", o.verdict);
-    let injected = o
-        .trace
-        .entries
-        .iter()
-        .filter_map(|e| match e {
-            tcpdrill::run::TraceEntry::Inbound { bytes, .. } => Some(bytes.clone()),
-            _ => None,
-        })
-        .next_back()
-        .expect("an inbound packet");
+    let (verdict, injected) =
+        last_injected("+0 < P. 1:11(10) ack 1 win 65535 bad_csum\n+.1 ioctl(4, SIOCINQ, [0]) = 0\n");
+    assert!(matches!(verdict, Verdict::Pass), "{verdict:?}");
     assert_eq!(
         TcpDatagram::parse(&injected, Checksums::Verify).err(),
         Some(WireError::BadTcpChecksum),
