@@ -1012,8 +1012,7 @@ impl Host {
         self.advance(now);
         // SO_LINGER {1, 0} makes close() the RFC's ABORT in every state, a fresh or listening socket's included.
         let linger0 = self.sockets.get(&fd).is_some_and(|s| s.opts.linger == Some(0));
-        let aborts =
-            linger0 || self.fd_connection(fd).is_some_and(|t| !t.recv_buf.is_empty() || t.sockopts.linger == Some(0));
+        let aborts = linger0 || self.fd_connection(fd).is_some_and(|t| !t.recv_buf.is_empty());
         self.note_call(fd, if aborts { CallKind::Abort } else { CallKind::Close });
         let s = self.sockets.remove(&fd).ok_or(Errno::EBADF)?;
         match s.state {
@@ -1024,7 +1023,6 @@ impl Host {
                 if let Some(t) = conns.get_mut(&tuple) {
                     t.orphan = true;
                     let unread = !t.recv_buf.is_empty();
-                    let linger0 = t.sockopts.linger == Some(0);
                     let resets = matches!(
                         t.state,
                         TcpState::Established
