@@ -46,6 +46,8 @@ enum Command {
         /// Multiply every timing tolerance (for a slow machine running the real-time linux backend).
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         tolerance_scale: f64,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Run each script on the reference stack and on Linux and print a table script x backend; for scripts whose
     /// results differ, the first divergent line and what each backend did there. Exit 1 if any script differs.
@@ -65,6 +67,8 @@ enum Command {
         /// Multiply every timing tolerance.
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         tolerance_scale: f64,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Report what the suite covers: the RFC requirements its scripts are tagged with (`// requirement: MUST-13`)
     /// and each script's result on both backends, as markdown; or, with --transitions, the state x stimulus matrix
@@ -85,10 +89,13 @@ enum Command {
         /// Scripts run at once; default: the number of CPUs.
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
+        #[command(flatten)]
+        limits: Limits,
     },
-    /// Parse scripts and report problems with file:line:column and a caret; exit 1 if any has an error.
+    /// Parse scripts (files, or folders searched recursively for .pkt) and report problems with
+    /// file:line:column and a caret; exit 1 if any has an error.
     Check {
-        /// Script files.
+        /// Scripts or folders.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Print each script back in canonical notation.
@@ -112,46 +119,87 @@ enum Command {
     },
 }
 
+/// Options every command that runs scripts takes.
+#[derive(clap::Args, Clone, Copy)]
+struct Limits {
+    /// Each script's time limit in seconds (wall time; on the reference backend also the script time a call may
+    /// block in place): a script that needs longer fails alone with that reason.
+    #[arg(long, default_value_t = 180.0, value_name = "SECS")]
+    timeout: f64,
+    /// Match each outbound packet line to exactly one segment, as packetdrill's --strict_segments; by default
+    /// consecutive segments whose sequence ranges join are taken together (TSO, GSO, cwnd-cut data).
+    #[arg(long, alias = "strict_segments")]
+    strict_segments: bool,
+}
+
+/// The exit statuses, as the README lists them.
+mod exit {
+    /// Every script selected passed (some may have been skipped).
+    pub const PASS: u8 = 0;
+    /// A script failed or did not parse.
+    pub const FAIL: u8 = 1;
+    /// Bad arguments, an unreadable path or a missing privilege.
+    pub const USAGE: u8 = 2;
+    /// The paths hold no script.
+    pub const NOTHING: u8 = 3;
+    /// Every script was skipped: nothing was tested.
+    pub const ALL_SKIPPED: u8 = 4;
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
-        Command::Run { paths, backend, jobs, verbose, define, sysctl, diagram, pcap, tolerance_scale } => {
-            let Some(setup) = Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs) else {
-                return ExitCode::from(2);
-            };
-            run(&setup, &backend, Show { verbose, diagram, pcap })
+        Command::Run { paths, backend, jobs, verbose, define, sysctl, diagram, pcap, tolerance_scale, limits } => {
+            match Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs, limits) {
+                Ok(setup) => run(&setup, &backend, Show { verbose, diagram, pcap }),
+                Err(code) => code,
+            }
         }
-        Command::Coverage { paths, transitions, output, check, jobs } => {
-            let Some(setup) = Setup::new(&paths, &[], &[], 1.0, jobs) else {
-                return ExitCode::from(2);
-            };
-            coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref())
+        Command::Coverage { paths, transitions, output, check, jobs, limits } => {
+            match Setup::new(&paths, &[], &[], 1.0, jobs, limits) {
+                Ok(setup) => coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref()),
+                Err(code) => code,
+            }
         }
-        Command::Diff { paths, jobs, define, sysctl, tolerance_scale } => {
-            let Some(setup) = Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs) else {
-                return ExitCode::from(2);
-            };
-            diff(&setup)
+        Command::Diff { paths, jobs, define, sysctl, tolerance_scale, limits } => {
+            match Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs, limits) {
+                Ok(setup) => diff(&setup),
+                Err(code) => code,
+            }
         }
     }
 }
 
 fn decode(args: Vec<String>, ignore_checksums: bool) -> ExitCode {
-    let inputs: Vec<String> = if args.is_empty() {
-        std::io::stdin().lines().map_while(Result::ok).filter(|l| !l.trim().is_empty()).collect()
+    // Arguments are a datagram each; standard input is a capture as text (tcpdump -x, xxd -p, hex lines).
+    let inputs: Vec<(String, Result<Vec<u8>, String>)> = if args.is_empty() {
+        let mut raw = Vec::new();
+        if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut raw) {
+            eprintln!("standard input: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+        // Bytes that are not UTF-8 become U+FFFD, so such a line is reported where it is, not the end of input.
+        let text = String::from_utf8_lossy(&raw);
+        tcpdrill::hex::datagrams(&text).into_iter().map(|(line, r)| (format!("line {line}"), r)).collect()
     } else {
-        args
+        args.iter()
+            .enumerate()
+            .map(|(i, a)| (format!("datagram {}", i + 1), tcpdrill::hex::decode(a).map_err(|e| e.to_string())))
+            .collect()
     };
+    if inputs.is_empty() {
+        eprintln!("no datagram on standard input");
+        return ExitCode::from(exit::NOTHING);
+    }
     let checksums = if ignore_checksums { Checksums::Ignore } else { Checksums::Verify };
     let mut failed = false;
-    for (i, text) in inputs.iter().enumerate() {
-        let n = i + 1;
-        let bytes = match tcpdrill::hex::decode(text) {
+    for (n, input) in inputs {
+        let bytes = match input {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("datagram {n}: {e}");
+                eprintln!("{n}: {e}");
                 failed = true;
                 continue;
             }
@@ -160,20 +208,16 @@ fn decode(args: Vec<String>, ignore_checksums: bool) -> ExitCode {
             Ok(d) => {
                 println!("{d}");
                 if let Err(e) = d.tcp.options.validate() {
-                    eprintln!("datagram {n}: warning: {e}");
+                    eprintln!("{n}: warning: {e}");
                 }
             }
             Err(e) => {
-                eprintln!("datagram {n}: {e}");
+                eprintln!("{n}: {e}");
                 failed = true;
             }
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    ExitCode::from(if failed { exit::FAIL } else { exit::PASS })
 }
 
 fn parse_options(defines: &[String], backend: &str) -> ParseOptions {
@@ -195,15 +239,19 @@ fn render(e: &script::ScriptError) -> String {
     }
 }
 
-fn check(files: &[PathBuf], print: bool, defines: &[String], backend: &str) -> ExitCode {
+fn check(paths: &[PathBuf], print: bool, defines: &[String], backend: &str) -> ExitCode {
     let opts = parse_options(defines, backend);
+    let files = match scripts_in(paths) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
     let mut failed = false;
-    for f in files {
+    for f in &files {
         let name = f.display().to_string();
-        let text = match std::fs::read_to_string(f) {
+        let text = match tcpdrill::report::read_script(f) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("{name}: cannot read: {e}");
+                eprintln!("{name}: {e}");
                 failed = true;
                 continue;
             }
@@ -224,11 +272,21 @@ fn check(files: &[PathBuf], print: bool, defines: &[String], backend: &str) -> E
             }
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    ExitCode::from(if failed { exit::FAIL } else { exit::PASS })
+}
+
+/// The scripts under `paths`: exit 2 for a path that does not exist, 3 when they hold none.
+fn scripts_in(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
+    let files = tcpdrill::report::collect_scripts(paths).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(exit::USAGE)
+    })?;
+    if files.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("no .pkt script in {}", shown.join(", "));
+        return Err(ExitCode::from(exit::NOTHING));
     }
+    Ok(files)
 }
 
 /// What `tcpdrill run` shows besides the verdicts.
@@ -256,29 +314,29 @@ struct Setup {
 }
 
 impl Setup {
-    /// Checks the arguments; `None` (after printing why) for exit status 2.
+    /// Checks the arguments; the exit status (after printing why) if they do not do.
     fn new(
         paths: &[PathBuf],
         defines: &[String],
         sysctls: &[String],
         scale: f64,
         jobs: Option<usize>,
-    ) -> Option<Setup> {
+        limits: Limits,
+    ) -> Result<Setup, ExitCode> {
+        let usage = |msg: &str| {
+            eprintln!("{msg}");
+            ExitCode::from(exit::USAGE)
+        };
         if !(scale.is_finite() && scale > 0.0) {
-            eprintln!("--tolerance-scale must be a positive number, e.g. --tolerance-scale 2");
-            return None;
+            return Err(usage("--tolerance-scale must be a positive number, e.g. --tolerance-scale 2"));
         }
         if jobs == Some(0) {
-            eprintln!("--jobs must be at least 1");
-            return None;
+            return Err(usage("--jobs must be at least 1"));
         }
-        let files = match tcpdrill::report::collect_scripts(paths) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("{e}");
-                return None;
-            }
-        };
+        if !(limits.timeout.is_finite() && limits.timeout > 0.0) {
+            return Err(usage("--timeout must be a positive number of seconds, e.g. --timeout 60"));
+        }
+        let files = scripts_in(paths)?;
         let mut opts = ParseOptions::default();
         for d in defines {
             let (k, v) = d.split_once('=').unwrap_or((d, ""));
@@ -289,14 +347,20 @@ impl Setup {
             match kv.split_once('=') {
                 Some((k, v)) => knobs.push((k.to_string(), v.to_string())),
                 None => {
-                    eprintln!("--sysctl {kv:?}: expected NAME=VALUE, e.g. --sysctl net.ipv4.tcp_rfc1337=1");
-                    return None;
+                    return Err(usage(&format!(
+                        "--sysctl {kv:?}: expected NAME=VALUE, e.g. --sysctl net.ipv4.tcp_rfc1337=1"
+                    )))
                 }
             }
         }
         let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let opts_run = tcpdrill::run::RunOptions { tolerance_scale: scale, ..Default::default() };
-        Some(Setup { files, defines: opts, knobs, opts: opts_run, jobs })
+        let opts_run = tcpdrill::run::RunOptions {
+            tolerance_scale: scale,
+            timeout: std::time::Duration::from_secs_f64(limits.timeout),
+            strict_segments: limits.strict_segments,
+            ..Default::default()
+        };
+        Ok(Setup { files, defines: opts, knobs, opts: opts_run, jobs })
     }
 
     fn jobs_for(&self, kinds: &[tcpdrill::report::BackendKind]) -> Vec<tcpdrill::report::Job> {
@@ -322,7 +386,7 @@ fn progress(len: usize, min: usize) -> Option<indicatif::ProgressBar> {
 fn linux_or_exit() -> Result<(), ExitCode> {
     tcpdrill::backend::linux::available().map_err(|why| {
         eprintln!("{why}");
-        ExitCode::from(2)
+        ExitCode::from(exit::USAGE)
     })
 }
 
@@ -342,7 +406,7 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
         }
         other => {
             eprintln!("unknown backend {other:?}: use --backend reference, linux or both");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let jobs = setup.jobs_for(&kinds);
@@ -412,9 +476,12 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
     }
     println!("\n{passed} passed, {failed} failed, {skipped} skipped");
     if failed > 0 {
-        ExitCode::FAILURE
+        ExitCode::from(exit::FAIL)
+    } else if passed == 0 {
+        eprintln!("every script was skipped: nothing was tested");
+        ExitCode::from(exit::ALL_SKIPPED)
     } else {
-        ExitCode::SUCCESS
+        ExitCode::from(exit::PASS)
     }
 }
 
@@ -439,7 +506,7 @@ fn diff(setup: &Setup) -> ExitCode {
             held = Some(r);
             return;
         };
-        let text = std::fs::read_to_string(&jobs[i].path).unwrap_or_default();
+        let text = tcpdrill::report::read_script(&jobs[i].path).unwrap_or_default();
         let d = report::divergence(&text, &reference, &r);
         let row = format!("{:width$}  {:9}  {:9}", jobs[i].name, short(&reference), short(&r));
         let out = match &d {
@@ -462,11 +529,7 @@ fn diff(setup: &Setup) -> ExitCode {
         b.finish_and_clear();
     }
     println!("\n{same} agree, {differ} differ");
-    if differ > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    ExitCode::from(if differ > 0 { exit::FAIL } else { exit::PASS })
 }
 
 /// `ok`, `FAIL` or `skipped` for a table cell.
@@ -500,7 +563,7 @@ fn coverage(
     let mut texts = Vec::new();
     let mut bad_tags = false;
     for f in &setup.files {
-        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let text = report::read_script(f).unwrap_or_default();
         for t in cov::unknown_tags(&text) {
             eprintln!("{}: unknown requirement tag {t:?} (see `tcpdrill coverage --help`)", f.display());
             bad_tags = true;
@@ -508,7 +571,7 @@ fn coverage(
         texts.push(text);
     }
     if bad_tags {
-        return ExitCode::from(2);
+        return ExitCode::from(exit::USAGE);
     }
     let report = if transitions {
         let mut cells = std::collections::BTreeSet::new();
@@ -548,7 +611,7 @@ fn coverage(
         let current = std::fs::read_to_string(file).unwrap_or_default();
         if current == report {
             println!("{} is up to date", file.display());
-            return ExitCode::SUCCESS;
+            return ExitCode::from(exit::PASS);
         }
         eprintln!(
             "{} is out of date: regenerate it with tcpdrill coverage {} --output {}",
@@ -556,7 +619,7 @@ fn coverage(
             paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
             file.display()
         );
-        return ExitCode::FAILURE;
+        return ExitCode::from(exit::FAIL);
     }
     match output {
         Some(file) => match std::fs::write(file, &report) {
@@ -566,7 +629,7 @@ fn coverage(
             }
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
-                ExitCode::from(2)
+                ExitCode::from(exit::USAGE)
             }
         },
         None => {

@@ -110,7 +110,16 @@ fn wrong_flags_seq_len_window_options() {
         .contains("live packet field tcp_psh: expected: 0 (0x0) vs actual: 1 (0x1)"));
     assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 2:12(10) ack 1\n")
         .contains("live packet field tcp_seq: expected: 2 (0x2) vs actual: 1 (0x1)"));
-    assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 1:12(11) ack 1\n")
+    // A short segment is the start of a merged packet (packetdrill's default); what comes next here is its
+    // retransmission, which does not continue it.
+    assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 1:12(11) ack 1\n").contains(
+        "segment 2 does not continue segment 1 of this packet: tcp_seq: expected: 11 (0xb) vs actual: 1 (0x1)"
+    ));
+    assert!(failure("+0 write(4, ..., 10) = 10\n+0 < . 1:1(0) ack 11 win 65535\n+0 > P. 1:12(11) ack 1\n")
+        .contains("live packet payload: expected 11 bytes vs actual 10 bytes"));
+    assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 1:10(9) ack 1\n")
+        .contains("live packet field tcp_payload_len: expected: 9"));
+    assert!(failure_whole(&format!("--strict_segments\n{PASSIVE}+0 write(4, ..., 10) = 10\n+0 > P. 1:12(11) ack 1\n"))
         .contains("live packet field tcp_payload_len: expected: 11"));
     assert!(failure("+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 win 1\n")
         .contains("live packet field tcp_window: expected: 1"));
@@ -336,4 +345,78 @@ fn tsval_is_checked_within_the_tolerance_in_ticks() {
     assert!(matches!(run_whole(&near), Verdict::Pass));
     let f = failure_whole(&format!("{base}+0 > P. 1:11(10) ack 1 <nop,nop,TS val 250 ecr 200>\n"));
     assert!(f.contains("live packet field tcp_options"), "{f}");
+}
+
+#[test]
+fn inbound_numbers_after_a_nonzero_syn_are_relative_to_the_scripts_isn() {
+    // packetdrill (socket.h, remote_seq_script_to_live_offset): a SYN's numbers are as written, every other
+    // segment's count from the script's ISN; the SYN-ACK's ACK of it is absolute, later ACKs relative.
+    let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 1000:1000(0) win 65535 <mss 1460>
++0 > S. 0:0(0) ack 1001 <...>
++.1 < . 1:1(0) ack 1 win 65535
++0 accept(3, ..., ...) = 4
++0 < P. 1:11(10) ack 1 win 65535
++0 > . 1:1(0) ack 11
+";
+    assert!(matches!(run_whole(text), Verdict::Pass), "{}", failure_whole(&text.replace("ack 11\n", "ack 1011\n")));
+    let r = run_text(
+        Path::new("t.pkt"),
+        "t.pkt",
+        text,
+        BackendKind::Reference,
+        &ParseOptions::default(),
+        &RunOptions::default(),
+    );
+    let seqs: Vec<u32> = r
+        .outcome
+        .expect("parses")
+        .trace
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            tcpdrill::run::TraceEntry::Inbound { bytes, .. } => {
+                Some(TcpDatagram::parse(bytes, Checksums::Verify).expect("valid").tcp.seq.0)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [1000, 1001, 1001], "live sequence numbers of the SYN, the ACK and the data");
+    // A SYN in ESTABLISHED does not change the script's ISN: the challenge ACK's number stays relative to 1000.
+    let syn = text.replace(
+        "+0 > . 1:1(0) ack 11\n",
+        "+0 > . 1:1(0) ack 11\n+.1 < S 5000:5000(0) win 65535 <mss 1460>\n+0 > . 1:1(0) ack 11\n",
+    );
+    assert!(matches!(run_whole(&syn), Verdict::Pass), "{}", failure_whole(&syn.replace("ack 11\n", "ack 1\n")));
+}
+
+#[test]
+fn a_null_buffer_is_efault() {
+    // Linux: tcp_sendmsg / tcp_recvmsg fail to copy from or to NULL (measured on 6.18 by the oracle case).
+    assert!(matches!(run("+0 write(4, NULL, 1000) = -1 EFAULT (Bad address)\n"), Verdict::Pass));
+    assert!(matches!(run("+0 write(4, NULL, 0) = 0\n"), Verdict::Pass));
+    let read =
+        "+0 < P. 1:11(10) ack 1 win 65535\n+0 > . 1:1(0) ack 11\n+0 read(4, NULL, 10) = -1 EFAULT (Bad address)\n";
+    assert!(matches!(run(read), Verdict::Pass), "{}", failure(&read.replace("EFAULT (Bad address)", "EAGAIN")));
+    assert!(failure("+0 write(4, NULL, 1000) = 1000\n").contains("EFAULT"));
+}
+
+#[test]
+fn header_options_tcpdrill_cannot_honour_skip_the_script_with_a_reason() {
+    for (header, why) in [
+        ("--non_fatal=packet", "every mismatch fails"),
+        ("--local_ip=10.0.0.1", "has address 192.168.0.1"),
+        ("--remote_ip=198.51.100.1", "has address 192.0.2.1"),
+        ("--mss=1000", "--mss"),
+    ] {
+        match run_whole(&format!("{header}\n{PASSIVE}")) {
+            Verdict::Skipped(r) => assert!(r.contains(why), "{header}: {r}"),
+            other => panic!("{header}: {other:?}"),
+        }
+    }
+    // The defaults packetdrill's runner passes are honoured as they are.
+    assert!(matches!(run_whole(&format!("--local_ip=192.168.0.1\n--remote_ip=192.0.2.1\n{PASSIVE}")), Verdict::Pass));
 }

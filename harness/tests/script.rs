@@ -108,7 +108,7 @@ fn times() {
     assert_eq!(t[2], TimeSpec::At(TimePoint { micros: 250_000, relative: true }));
     let s = parse(
         "t",
-        "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 > S 0:0(0)\n* > . 1:1(0) ack 1\n1~+2 > F. 1:1(0) ack 1\n",
+        "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 > S 0:0(0)\n* > . 1:1(0) ack 1\n+1~+2 > F. 1:1(0) ack 1\n",
         &ParseOptions::default(),
     )
     .unwrap();
@@ -116,7 +116,7 @@ fn times() {
     assert!(matches!(
         s.events[3].time,
         TimeSpec::Range(
-            TimePoint { micros: 1_000_000, relative: false },
+            TimePoint { micros: 1_000_000, relative: true },
             TimePoint { micros: 2_000_000, relative: true }
         )
     ));
@@ -206,6 +206,8 @@ fn diagnostics() {
         ("unknown_errno", "0 connect(3, ..., ...) = -1 ECONREFUSED\n"),
         ("time_backwards", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n1 close(3) = 0\n0.5 close(3) = 0\n"),
         ("first_not_zero", "1 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"),
+        ("range_mixed", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 > S 0:0(0) <...>\n+1~2 > S 0:0(0) <...>\n"),
+        ("blocking_end_signed", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0...+1 connect(3, ..., ...) = 0\n"),
         ("range_inbound", "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n0~1 < S 0:0(0) win 100\n"),
         ("unterminated_command", "0 `sysctl -q net.ipv4.tcp_rfc1337=1\n"),
         ("unterminated_comment", "0 close(3) = 0 /* forever\n"),
@@ -352,9 +354,16 @@ fn fix_times(events: &mut [Event]) {
         };
         match &mut e.time {
             TimeSpec::At(a) => fix(a),
-            TimeSpec::Range(a, b) | TimeSpec::Blocking(a, b) => {
+            // packetdrill's forms: `a~b` or `+a~+b`; `a...b` or `+a...b` (the end never signed).
+            TimeSpec::Range(a, b) => {
                 fix(a);
-                b.relative = true;
+                b.relative = a.relative;
+                b.micros = b.micros.max(a.micros);
+            }
+            TimeSpec::Blocking(a, b) => {
+                fix(a);
+                b.relative = false;
+                b.micros = b.micros.max(a.micros);
             }
             TimeSpec::Any => {}
         }
@@ -387,7 +396,7 @@ more init`
 +0      fcntl(3, F_GETFL) = 0x802 (flags O_RDWR|O_NONBLOCK)
 0.25...0.500 connect(3, ..., ...) = -1 ECONNREFUSED (Connection refused)
 0.25    > S  0:0(0)   <mss 1460, sackOK,TS val ... ecr 0, nop,wscale 7>
-0.3~+0.2 > .P 1:1001(1000) ack 1
+0.3~0.5 > .P 1:1001(1000) ack 1
 *       > [ect01] FP. 1001:1001(0) ack 1 win 257 urg 3 <nop,nop,sack 1:2 3:4>
 0.6     < 50000>8080 SEW 0:0(0) win 1 <FO abcd1234,FOEXP,opt 253 0x0102,md5,eol>
 #ifdef Linux
@@ -404,4 +413,24 @@ tcpi_state }%
     let s = parse("tricky.pkt", src, &ParseOptions::with_symbols(["Linux"]))
         .unwrap_or_else(|e| panic!("{}", e.render_plain()));
     insta::assert_snapshot!(print(&s));
+}
+
+#[test]
+fn header_options_are_known_and_well_formed() {
+    let err = |text: &str| parse("t.pkt", text, &ParseOptions::default()).map(|_| ()).unwrap_err().render_plain();
+    let e = err("--tso=of\n0 close(3) = 0\n");
+    assert!(e.contains("t.pkt:1:1") && e.contains("did you mean --tso=off?"), "{e}");
+    let e = err("--bogus_flag=1\n0 close(3) = 0\n");
+    assert!(e.contains("unknown header option --bogus_flag"), "{e}");
+    let e = err("--tolerance_usec=1000\n0 close(3) = 0\n");
+    assert!(e.contains("did you mean --tolerance_usecs?"), "{e}");
+    let e = err("--tolerance_usecs=abc\n0 close(3) = 0\n");
+    assert!(e.contains("--tolerance_usecs=\"abc\" is not a whole number"), "{e}");
+    let e = err("--strict_segments=1\n0 close(3) = 0\n");
+    assert!(e.contains("--strict_segments takes no value"), "{e}");
+    let e = err("--ip_version=ipv5\n0 close(3) = 0\n");
+    assert!(e.contains("is not one of ipv4, ipv6, ipv4-mapped-ipv6"), "{e}");
+    for ok in ["--strict_segments", "--tolerance_percent=2.5", "--local_ip=192.168.0.1", "--ip_version=ipv6"] {
+        assert!(parse("t.pkt", &format!("{ok}\n0 close(3) = 0\n"), &ParseOptions::default()).is_ok(), "{ok}");
+    }
 }

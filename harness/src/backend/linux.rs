@@ -408,7 +408,7 @@ impl Backend for Linux {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: true, python: python3_available() }
+        Capabilities { shell: true, python: python3_available(), real_time: true }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {
@@ -503,14 +503,16 @@ impl Backend for Linux {
                     let (sa, len) = Self::sockaddr(a);
                     Self::ret(libc::connect(*fd, (&sa as *const libc::sockaddr_in).cast(), len) as isize)
                 }
-                Call::Read { fd, len, peek } => {
-                    let mut buf = vec![0u8; (*len).min(1 << 24)];
+                Call::Read { fd, len, peek, null } => {
+                    let mut buf = vec![0u8; if *null { 0 } else { (*len).min(1 << 24) }];
+                    let ptr = if *null { std::ptr::null_mut() } else { buf.as_mut_ptr().cast() };
                     let flags = libc::MSG_DONTWAIT | if *peek { libc::MSG_PEEK } else { 0 };
-                    Self::ret(libc::recv(*fd, buf.as_mut_ptr().cast(), buf.len(), flags))
+                    Self::ret(libc::recv(*fd, ptr, (*len).min(1 << 24), flags))
                 }
-                Call::Write(fd, len) => {
-                    let buf = vec![0u8; *len];
-                    Self::ret(libc::send(*fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL))
+                Call::Write { fd, len, null } => {
+                    let buf = vec![0u8; if *null { 0 } else { *len }];
+                    let ptr = if *null { std::ptr::null() } else { buf.as_ptr().cast() };
+                    Self::ret(libc::send(*fd, ptr, *len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL))
                 }
                 Call::Shutdown(fd, how) => {
                     let h = match how {
@@ -637,7 +639,7 @@ impl Backend for Linux {
     fn ready(&mut self, call: &Call) -> bool {
         let (fd, events) = match call {
             Call::Accept(fd) | Call::Read { fd, .. } => (*fd, libc::POLLIN),
-            Call::Write(fd, _) | Call::Connect(fd, _) => (*fd, libc::POLLOUT),
+            Call::Write { fd, .. } | Call::Connect(fd, _) => (*fd, libc::POLLOUT),
             _ => return true,
         };
         let mut pfd = libc::pollfd { fd, events, revents: 0 };

@@ -32,9 +32,18 @@ pub enum Call {
         len: usize,
         /// MSG_PEEK.
         peek: bool,
+        /// The script passed NULL for the buffer: it reaches the stack as NULL (Linux answers EFAULT).
+        null: bool,
     },
     /// `write(fd, len)` / `send()`: `len` bytes of zeros.
-    Write(i32, usize),
+    Write {
+        /// fd.
+        fd: i32,
+        /// Bytes to send.
+        len: usize,
+        /// The script passed NULL for the buffer, as for [`Call::Read`].
+        null: bool,
+    },
     /// `shutdown(fd, how)`.
     Shutdown(i32, Shutdown),
     /// `close(fd)`.
@@ -71,6 +80,9 @@ pub struct Capabilities {
     pub shell: bool,
     /// Runs `%{ python }%` blocks.
     pub python: bool,
+    /// Runs on the real clock: waiting takes as long as it says, so the executor bounds every wait by the run's
+    /// time limit. A virtual clock jumps instead.
+    pub real_time: bool,
 }
 
 /// A TCP implementation under test.

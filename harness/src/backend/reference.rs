@@ -79,7 +79,7 @@ impl Backend for Reference {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: false, python: false }
+        Capabilities { shell: false, python: false, real_time: false }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {
@@ -135,8 +135,18 @@ impl Backend for Reference {
             Call::Listen(fd, b) => h.listen(*fd, *b).map(|()| 0),
             Call::Accept(fd) => h.accept(*fd).map(|(f, _)| i64::from(f)),
             Call::Connect(fd, a) => h.connect(now, *fd, *a).map(|()| 0),
-            Call::Read { fd, len, peek } => h.read(now, *fd, *len, *peek).map(|d| d.len() as i64),
-            Call::Write(fd, len) => h.write(now, *fd, &vec![0u8; *len]).map(|n| n as i64),
+            Call::Read { fd, len, null: true, .. } => match h.read(now, *fd, *len, true) {
+                Ok(d) if !d.is_empty() => Err(Errno::EFAULT),
+                other => other.map(|d| d.len() as i64),
+            },
+            Call::Read { fd, len, peek, null: false } => h.read(now, *fd, *len, *peek).map(|d| d.len() as i64),
+            // A NULL buffer: whatever the socket's state says first (EPIPE, ENOTCONN, EAGAIN, end of stream),
+            // else the copy from or to it fails, as in Linux's tcp_sendmsg / tcp_recvmsg.
+            Call::Write { fd, len, null: true } => match h.write(now, *fd, &[]) {
+                Ok(_) if *len > 0 => Err(Errno::EFAULT),
+                other => other.map(|n| n as i64),
+            },
+            Call::Write { fd, len, null: false } => h.write(now, *fd, &vec![0u8; *len]).map(|n| n as i64),
             Call::Shutdown(fd, how) => h.shutdown(now, *fd, *how).map(|()| 0),
             Call::Close(fd) => h.close(now, *fd).map(|()| 0),
             Call::SetSockOpt(fd, n, v) => h.setsockopt(*fd, *n, *v).map(|()| 0),
@@ -169,13 +179,13 @@ impl Backend for Reference {
 
     fn ready(&mut self, call: &Call) -> bool {
         let fd = match call {
-            Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write(fd, _) => *fd,
+            Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write { fd, .. } => *fd,
             _ => return true,
         };
         let Ok(bits) = self.host.poll(fd) else { return true };
         match call {
             Call::Accept(_) | Call::Read { .. } => bits & (pollbits::IN | pollbits::ERR | pollbits::HUP) != 0,
-            Call::Write(..) => bits & (pollbits::OUT | pollbits::ERR | pollbits::HUP) != 0,
+            Call::Write { .. } => bits & (pollbits::OUT | pollbits::ERR | pollbits::HUP) != 0,
             Call::Connect(..) => {
                 let state = self.host.fd_connection(fd).map(|t| t.state());
                 !matches!(state, Some(TcpState::SynSent | TcpState::SynReceived))

@@ -41,6 +41,16 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A script's text. Bytes that are not UTF-8 (a Latin-1 comment, say) read as U+FFFD, as packetdrill reads
+/// such files as bytes: a script fails on them only where they matter, with a located error.
+pub fn read_script(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
 /// Which implementation a script runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BackendKind {
@@ -123,9 +133,9 @@ pub fn run_file_with(
     opts: &RunOptions,
     sysctls: &[(String, String)],
 ) -> ScriptResult {
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_script(path) {
         Ok(t) => t,
-        Err(e) => return ScriptResult { path: path.into(), outcome: Err(format!("{name}: cannot read: {e}")) },
+        Err(e) => return ScriptResult { path: path.into(), outcome: Err(format!("{name}: {e}")) },
     };
     run_text_with(path, name, &text, backend, defines, opts, sysctls)
 }
@@ -295,8 +305,10 @@ pub fn divergence(text: &str, a: &ScriptResult, b: &ScriptResult) -> Divergence 
         Err(_) => Some(1),
         _ => None,
     };
+    // Two failures agree only for the same reason at the same line: the headline says both.
     let key = |r: &ScriptResult| match &r.outcome {
         Ok(Outcome { verdict: Verdict::Fail(f), .. }) => format!("FAIL {}", f.headline),
+        Err(parse) => format!("FAIL {parse}"),
         _ => r.status(),
     };
     if key(a) == key(b) {

@@ -31,6 +31,12 @@ pub struct RunOptions {
     pub remote_port: u16,
     /// The script's folder: shell commands run there, as packetdrill's runners do.
     pub script_dir: Option<std::path::PathBuf>,
+    /// The run's time limit (`--timeout`), in wall time and, for a call blocked in place, in script time: a
+    /// script that needs longer fails alone with that reason. packetdrill's runner allows 180 s.
+    pub timeout: std::time::Duration,
+    /// `--strict_segments`: an outbound packet line matches exactly one segment; by default consecutive segments
+    /// whose sequence ranges join are taken together, as packetdrill does for TSO/GSO and cwnd-cut data.
+    pub strict_segments: bool,
 }
 
 impl Default for RunOptions {
@@ -43,6 +49,8 @@ impl Default for RunOptions {
             port: 8080,
             remote_port: 40_123,
             script_dir: None,
+            timeout: std::time::Duration::from_secs(180),
+            strict_segments: false,
         }
     }
 }
@@ -58,10 +66,17 @@ struct Exec<'a> {
     /// The stack's port for the script's connection (learned from its SYN for active opens).
     local_port: Option<u16>,
     remote_port: u16,
-    local_isn: Option<u32>,
-    /// The ISN of every connection seen, by (stack port, harness port): each connection's numbers are relative to
-    /// its own, as packetdrill keeps one per socket.
-    isns: BTreeMap<(u16, u16), u32>,
+    /// The stack's ISN last learned: numbers of a connection whose own ISN is unknown are relative to it.
+    local_isn: Option<Isn>,
+    /// The stack's ISN of every connection seen, by (stack port, harness port): each connection's numbers are
+    /// relative to its own, as packetdrill keeps one per socket.
+    isns: BTreeMap<(u16, u16), Isn>,
+    /// The script's (the harness's) ISN last set by an inbound SYN or SYN-ACK, and each connection's.
+    remote_isn: Option<u32>,
+    remote_isns: BTreeMap<(u16, u16), u32>,
+    /// A connect() started a connection whose SYN-ACK has not come yet: the next inbound SYN-ACK sets the script's
+    /// ISN for it.
+    awaiting_synack: bool,
     /// The 4-tuple (stack port, harness port) the ISN was learned on: a later SYN on the same tuple (a
     /// simultaneous open's SYN-ACK) is checked against it, not learned from.
     isn_tuple: Option<(u16, u16)>,
@@ -85,15 +100,33 @@ struct Exec<'a> {
     under_test: Option<i32>,
     /// `%{ }%` blocks with their TCP_INFO snapshots, run by python3 once the script has passed.
     code: Vec<(Code, Vec<(&'static str, i64)>)>,
-    /// Script time of the previous event (for relative times and tolerance gaps).
+    /// Script time the previous event was due at (the start of its window): tolerance gaps count from it.
     prev: Micros,
+    /// The previous event was an inbound packet: a relative inbound packet right after it counts from its script
+    /// time rather than from the clock, as packetdrill anchors them.
+    prev_inbound: bool,
     last_time: Micros,
+    /// When the run's time limit runs out, on the wall clock.
+    deadline: std::time::Instant,
+    /// The backend runs on the real clock (its waits take wall time).
+    real_time: bool,
+    /// The event being run, for failures found while waiting.
+    current: Span,
 }
 
+/// The stack's ISN on one connection: the live one, and the sequence number the script's SYN line gave it.
+#[derive(Debug, Clone, Copy)]
+struct Isn {
+    live: u32,
+    script: u32,
+}
+
+/// A call written `t1...t2` that blocked: it runs on meanwhile, as on packetdrill's syscall thread.
 struct Pending {
     call: Call,
     event: Event,
-    expected_end: Option<Micros>,
+    /// Its `t2`.
+    end: Micros,
     start: Micros,
 }
 
@@ -102,6 +135,8 @@ type Res<T> = Result<T, Box<Failure>>;
 /// Runs `script` (parsed from `text`, named `file`) on `backend`.
 pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, opts: RunOptions) -> Outcome {
     let (local_ip, remote_ip) = backend.addresses();
+    let real_time = backend.capabilities().real_time;
+    let deadline = std::time::Instant::now() + opts.timeout;
     let mut x = Exec {
         file: Arc::from(file),
         source: Arc::from(text),
@@ -114,6 +149,9 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         remote_port: 0,
         local_isn: None,
         isns: BTreeMap::new(),
+        remote_isn: None,
+        remote_isns: BTreeMap::new(),
+        awaiting_synack: false,
         isn_tuple: None,
         isn_from_syn: false,
         new_incarnation: false,
@@ -127,7 +165,11 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         under_test: None,
         code: Vec::new(),
         prev: 0,
+        prev_inbound: false,
         last_time: 0,
+        deadline,
+        real_time,
+        current: Span::default(),
     };
     x.remote_port = x.opts.remote_port;
     if let Some(reason) = x.preflight(script) {
@@ -234,11 +276,26 @@ impl<'a> Exec<'a> {
         let name = self.backend.name();
         for o in &s.options {
             let v = o.value.as_deref().unwrap_or("");
+            // The parser let through only known options with well-formed values.
+            if let Some(why) = crate::script::options::spec(&o.name).and_then(|spec| spec.unsupported) {
+                return Some(why.to_string());
+            }
+            let address = |want: IpAddr| v.parse::<IpAddr>().ok() == Some(want);
             match o.name.as_str() {
                 "tolerance_usecs" => self.opts.tolerance_usecs = v.parse().unwrap_or(self.opts.tolerance_usecs),
                 "tolerance_percent" => self.opts.tolerance_percent = v.parse().unwrap_or(self.opts.tolerance_percent),
                 "tcp_ts_tick_usecs" => self.ts_tick_usecs = v.parse().ok().filter(|t| *t > 0),
                 "bind_port" | "connect_port" => self.opts.port = v.parse().unwrap_or(self.opts.port),
+                "strict_segments" => self.opts.strict_segments = true,
+                "local_ip" | "gateway_ip" if !address(self.local_ip) => {
+                    return Some(format!("--{}={v}: the {name} backend's stack has address {}", o.name, self.local_ip))
+                }
+                "remote_ip" if !address(self.remote_ip) => {
+                    return Some(format!("--remote_ip={v}: the {name} backend's peer has address {}", self.remote_ip))
+                }
+                "netmask_ip" if v != "255.255.0.0" => {
+                    return Some(format!("--netmask_ip={v}: the {name} backend's link is a /16 (255.255.0.0)"))
+                }
                 "ip_version" if v != "ipv4" => {
                     return Some(format!("--ip_version={v}: the {name} backend runs IPv4 scripts only for now"))
                 }
@@ -310,18 +367,63 @@ impl<'a> Exec<'a> {
 
     // ---- the loop ----------------------------------------------------------------------------------------
 
-    fn point(&self, p: TimePoint, base: Micros) -> Micros {
-        if p.relative {
-            base + p.micros
-        } else {
-            p.micros
-        }
+    /// packetdrill's tolerance for something due at `expected` (run.c, `verify_time`): the larger of
+    /// --tolerance_usecs and --tolerance_percent of the gap since the previous event.
+    fn tolerance(&self, expected: Micros) -> Micros {
+        self.tolerance_over(expected - self.prev)
     }
 
-    fn tolerance(&self, expected: Micros) -> Micros {
-        let gap = (expected - self.prev).max(0) as f64;
-        let t = (self.opts.tolerance_usecs as f64).max(self.opts.tolerance_percent / 100.0 * gap);
+    fn tolerance_over(&self, gap: Micros) -> Micros {
+        let t = (self.opts.tolerance_usecs as f64).max(self.opts.tolerance_percent / 100.0 * gap.max(0) as f64);
         (t * self.opts.tolerance_scale) as Micros
+    }
+
+    // ---- the time limit ----------------------------------------------------------------------------------
+
+    /// Fails once the run has used up its time limit (`--timeout`).
+    fn within_limit(&self) -> Res<()> {
+        if std::time::Instant::now() < self.deadline {
+            return Ok(());
+        }
+        Err(self.out_of_time())
+    }
+
+    fn out_of_time(&self) -> Box<Failure> {
+        let msg = format!("the script ran past its time limit of {} s (--timeout)", self.opts.timeout.as_secs_f64());
+        self.fail(self.current, "error running script", msg, vec![], "still running here")
+    }
+
+    /// The latest script time a wait may reach: on a real clock, no later than the time limit allows; a virtual
+    /// clock's jumps take no time.
+    fn bounded(&self, t: Micros) -> Micros {
+        if !self.real_time {
+            return t;
+        }
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now()).as_micros();
+        t.min(self.backend.now().saturating_add(i64::try_from(left).unwrap_or(i64::MAX)))
+    }
+
+    /// packetdrill's check that an event ran when it was due (run.c, `check_event_time`): one can run late only
+    /// after a call that blocked the script (or on a busy machine, on a real clock).
+    fn check_on_time(&self, e: &Event, due: Micros) -> Res<()> {
+        let now = self.backend.now();
+        let tol = self.tolerance(due);
+        if now <= due.saturating_add(tol) {
+            return Ok(());
+        }
+        let what = match &e.action {
+            Action::Packet(_) => "inbound packet",
+            Action::Syscall(_) => "system call start",
+            Action::Shell(_) => "command",
+            Action::Code(_) => "data collection for code",
+        };
+        let msg = format!(
+            "timing error: expected {what} at {} sec but happened at {} sec; tolerance {} sec",
+            secs(due),
+            secs(now),
+            secs(tol)
+        );
+        Err(self.fail(e.time_span, "error handling event", msg, vec![], "due here"))
     }
 
     fn events(&mut self, s: &Script) -> Res<()> {
@@ -335,57 +437,52 @@ impl<'a> Exec<'a> {
                 *t = 0;
             }
         }
-        for e in &s.events {
-            let (start, end) = match e.time {
-                TimeSpec::At(p) => {
-                    let t = self.point(p, self.prev);
-                    (t, t)
-                }
-                TimeSpec::Range(a, b) | TimeSpec::Blocking(a, b) => {
-                    let t0 = self.point(a, self.prev);
-                    // packetdrill shifts both ends by the same offset: in `+.08...0.180` the end is 0.180 after
-                    // the previous event, like the start's 0.08, not an absolute time.
-                    let end = if a.relative && !b.relative { self.prev + b.micros } else { self.point(b, t0) };
-                    (t0, end)
-                }
-                TimeSpec::Any => (self.prev, Micros::MAX),
-            };
+        for (i, e) in s.events.iter().enumerate() {
+            self.current = e.span;
+            self.within_limit()?;
+            // packetdrill's base for relative times (run.c, `adjust_relative_event_times`): the clock when the
+            // event comes up, so that a real-time stack's small lateness does not add up over a chain of events
+            // (after an outbound packet that is when it came; after a call, when it returned), except that an
+            // inbound packet right after another counts from that one's script time.
+            let inbound = matches!(&e.action, Action::Packet(p) if p.direction == Direction::Inbound);
+            let base = if inbound && self.prev_inbound { self.prev } else { self.backend.now() };
+            let (start, end) = e.time.window(base);
+            let on_time = |x: &Self| if i == 0 { Ok(()) } else { x.check_on_time(e, start) };
             match &e.action {
                 Action::Packet(p) if p.direction == Direction::Outbound => {
-                    let actual = self.expect_packet(e, p, start, end)?;
-                    // As packetdrill does, the next relative time counts from when the packet really came, so a
-                    // real-time stack's small lateness does not add up over a chain of timers.
-                    self.prev = actual;
+                    self.expect_packet(e, p, start, end)?;
                 }
                 Action::Packet(p) => {
                     self.advance(start)?;
+                    on_time(self)?;
                     self.inject(e, p)?;
-                    self.prev = start;
                 }
                 Action::Syscall(c) => {
                     self.advance(start)?;
+                    on_time(self)?;
                     let expected_end = matches!(e.time, TimeSpec::Blocking(..)).then_some(end);
                     self.syscall(e, c, start, expected_end)?;
-                    self.prev = start;
                 }
                 Action::Shell(c) => {
                     self.advance(start)?;
+                    on_time(self)?;
                     self.shell_or_sysctl(c)?;
-                    self.prev = start;
                 }
                 Action::Code(code) => {
                     self.advance(start)?;
+                    on_time(self)?;
                     self.snapshot(code)?;
-                    self.prev = start;
                 }
             }
-            self.last_time = self.last_time.max(self.prev);
+            self.prev = start;
+            self.prev_inbound = inbound;
+            self.last_time = self.last_time.max(self.backend.now());
             self.poll_pending()?;
         }
         // A call still blocked may return after the last line, by the script's own account (`0...3 connect()`).
-        if let Some(end) = self.pending.as_ref().and_then(|p| p.expected_end) {
-            let tol = self.tolerance(end);
-            self.advance(end + tol)?;
+        if let Some(p) = &self.pending {
+            let tol = self.tolerance_over(p.end - p.start);
+            self.advance(p.end + tol)?;
         }
         // Anything the stack sent up to the last event that no line accounted for.
         let last = self.backend.now();
@@ -475,6 +572,7 @@ impl<'a> Exec<'a> {
             match self.backend.next_event_time() {
                 // A real-time backend cannot say when the stack will act: look every 5 ms.
                 None if now < t => {
+                    self.within_limit()?;
                     self.backend.advance_to((now + 5_000).min(t));
                     self.collect_states();
                     self.poll_pending()?;
@@ -490,8 +588,11 @@ impl<'a> Exec<'a> {
                 _ => break,
             }
         }
-        self.backend.advance_to(t);
+        self.backend.advance_to(self.bounded(t));
         self.collect_states();
+        if self.backend.now() < t {
+            return Err(self.out_of_time());
+        }
         self.poll_pending()
     }
 
@@ -529,7 +630,18 @@ impl<'a> Exec<'a> {
         let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
         let (lp, rp) = self.default_tuple(t.ports, true);
         let flags = flags_of(&t.flags);
-        let isn = self.isn_for((lp, rp));
+        // The script's own ISN for a connection comes from the inbound SYN that opens it or the SYN-ACK that
+        // answers its connect(), as packetdrill sets it when it creates a socket for them; a later SYN on the same
+        // connection (a SYN in ESTABLISHED, a retransmission) changes nothing.
+        let opens = if flags.ack() { self.awaiting_synack } else { !self.remote_isns.contains_key(&(lp, rp)) };
+        if flags.syn() && opens {
+            let isn = t.seq.unwrap_or(0);
+            self.remote_isn = Some(isn);
+            self.remote_isns.insert((lp, rp), isn);
+            self.awaiting_synack &= !flags.ack();
+        }
+        let (seq_offset, ack_offset) =
+            (self.remote_offset((lp, rp), flags.syn()), self.local_offset((lp, rp), flags.syn()));
         let mut options = TcpOptions::EMPTY;
         if let Some(Options::List(list, lspan)) = &t.options {
             for o in list {
@@ -549,7 +661,7 @@ impl<'a> Exec<'a> {
                         // Inbound SACK blocks acknowledge the stack's data: relative to its ISN.
                         let blocks: Vec<_> = b
                             .iter()
-                            .map(|(l, r)| (SeqNum(isn.wrapping_add(*l)), SeqNum(isn.wrapping_add(*r))))
+                            .map(|(l, r)| (SeqNum(ack_offset.wrapping_add(*l)), SeqNum(ack_offset.wrapping_add(*r))))
                             .collect();
                         TcpOption::Sack(SackBlocks::new(&blocks).unwrap_or_default())
                     }
@@ -583,8 +695,8 @@ impl<'a> Exec<'a> {
         let repr = TcpRepr {
             src_port: rp,
             dst_port: lp,
-            seq: SeqNum(t.seq.unwrap_or(0)),
-            ack: SeqNum(t.ack.map_or(0, |a| isn.wrapping_add(a))),
+            seq: SeqNum(t.seq.unwrap_or(0).wrapping_add(seq_offset)),
+            ack: SeqNum(t.ack.map_or(0, |a| ack_offset.wrapping_add(a))),
             flags,
             window: t.win.unwrap_or(0).min(u32::from(u16::MAX)) as u16,
             urgent: t.urg.unwrap_or(0) as u16,
@@ -620,62 +732,64 @@ impl<'a> Exec<'a> {
 
     // ---- outbound packets --------------------------------------------------------------------------------
 
-    /// The ISN the numbers of connection (stack port, harness port) are relative to: its own once seen, else the
+    /// What to add to a script number of the stack's sequence space on connection (stack port, harness port) to
+    /// get the live one (packetdrill's `local_seq_script_to_live_offset`): a SYN's numbers are the script's SYN
+    /// line's, every other segment's count from the live ISN as 0. A connection whose ISN is unknown uses the
     /// last one learned (a reset to an unknown tuple echoes numbers the script wrote relative to it).
-    fn isn_for(&self, tuple: (u16, u16)) -> u32 {
-        self.isns.get(&tuple).copied().or(self.local_isn).unwrap_or(0)
+    fn local_offset(&self, tuple: (u16, u16), syn: bool) -> u32 {
+        let isn = self.isns.get(&tuple).copied().or(self.local_isn).unwrap_or(Isn { live: 0, script: 0 });
+        if syn {
+            isn.live.wrapping_sub(isn.script)
+        } else {
+            isn.live
+        }
+    }
+
+    /// The same for the harness's sequence space (`remote_seq_script_to_live_offset`): SYNs as written, every
+    /// other segment relative to the ISN of the script's inbound SYN or SYN-ACK.
+    fn remote_offset(&self, tuple: (u16, u16), syn: bool) -> u32 {
+        if syn {
+            0
+        } else {
+            self.remote_isns.get(&tuple).copied().or(self.remote_isn).unwrap_or(0)
+        }
     }
 
     /// The stack's packet in script notation: its numbers relative to its ISN, ours as they are.
     fn outbound_text(&self, d: &[u8]) -> String {
         match TcpDatagram::parse(d, Checksums::Ignore) {
-            Ok(p) => script_notation(&p.tcp, self.isn_for((p.tcp.src_port, p.tcp.dst_port)), self.ts_offset),
+            Ok(p) => {
+                let (tuple, syn) = ((p.tcp.src_port, p.tcp.dst_port), p.tcp.flags.syn());
+                script_notation(&p.tcp, self.local_offset(tuple, syn), self.remote_offset(tuple, syn), self.ts_offset)
+            }
             Err(e) => format!("(unparsable: {e})"),
         }
     }
 
-    fn expect_packet(&mut self, e: &Event, p: &Packet, start: Micros, end: Micros) -> Res<Micros> {
+    fn expect_packet(&mut self, e: &Event, p: &Packet, start: Micros, end: Micros) -> Res<()> {
         let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
         let tol = if matches!(e.time, TimeSpec::Any) { 0 } else { self.tolerance(start) };
         let deadline = if end == Micros::MAX { Micros::MAX / 2 } else { end + tol + self.opts.packet_timeout_usecs };
         let script_text = printer::tcp(t);
-        let Some((actual, bytes)) = self.backend.next_outbound(deadline) else {
-            self.collect_states();
-            return Err(self.fail(
-                e.span,
-                "error handling packet",
-                "Timed out waiting for packet".into(),
-                vec![format!("script packet: {} {script_text}", secs(start))],
-                "expected this packet",
-            ));
+        let (actual, bytes) = self.sniff(e, deadline, &script_text, start)?;
+        let first_len = self.check_wire(e, &bytes)?.tcp.payload.len();
+        // Merged segments are traced as they come; a single one once its numbers are learned (below).
+        let merging = first_len < t.len as usize && !self.opts.strict_segments;
+        let (actual, bytes) = if merging {
+            self.merge(e, (actual, bytes), t.len as usize, deadline, &script_text, start)?
+        } else {
+            (actual, bytes)
         };
-        self.collect_states();
-        let live = TcpDatagram::parse(&bytes, Checksums::Verify).map_err(|err| {
-            self.fail(
-                e.span,
-                "error handling packet",
-                format!("the stack sent a malformed datagram: {err}"),
-                vec![],
-                "while expecting this",
-            )
-        })?;
-        if let Some(problem) = options_problem(&live.tcp.options) {
-            return Err(self.fail(
-                e.span,
-                "error handling packet",
-                format!("the stack sent malformed options: {problem}"),
-                vec![],
-                "while expecting this",
-            ));
-        }
+        let live = TcpDatagram::parse(&bytes, Checksums::Verify).expect("checked by check_wire or built by merge");
         // Learn the stack's ISN, port and TS offset from this packet where the script fixes them.
         if live.tcp.flags.syn() {
             let tuple = (live.tcp.src_port, live.tcp.dst_port);
             let simultaneous_open = self.isn_from_syn && live.tcp.flags.ack();
             let relearn = self.isn_tuple != Some(tuple) || (self.new_incarnation && !simultaneous_open);
             if let Some(s) = t.seq.filter(|_| relearn) {
-                self.local_isn = Some(live.tcp.seq.0.wrapping_sub(s));
-                self.isns.insert(tuple, live.tcp.seq.0.wrapping_sub(s));
+                let isn = Isn { live: live.tcp.seq.0, script: s };
+                self.local_isn = Some(isn);
+                self.isns.insert(tuple, isn);
                 self.isn_tuple = Some(tuple);
                 self.isn_from_syn = !live.tcp.flags.ack();
                 self.new_incarnation = false;
@@ -696,8 +810,10 @@ impl<'a> Exec<'a> {
                 }
             }
         }
+        if !merging {
+            self.trace_outbound(actual, &bytes);
+        }
         let text = self.outbound_text(&bytes);
-        self.trace.entries.push(TraceEntry::Outbound { t: actual, text: text.clone(), bytes: bytes.clone() });
         self.trace.lines.push((line_of(&self.source, e.span), format!("{} > {text}", secs(actual))));
         if let Some(h) = self.isn_history.last_mut().filter(|h| h.0 == (live.tcp.src_port, live.tcp.dst_port)) {
             let end = live.tcp.seq.0.wrapping_add(live.tcp.segment_len() as u32);
@@ -742,7 +858,164 @@ impl<'a> Exec<'a> {
             };
             return Err(self.fail(e.time_span, "error handling packet", msg, details(self), "expected time"));
         }
-        Ok(actual)
+        Ok(())
+    }
+
+    /// The next packet the stack sends, by `deadline`; packetdrill's "Timed out waiting for packet" without one.
+    fn sniff(&mut self, e: &Event, deadline: Micros, script_text: &str, start: Micros) -> Res<(Micros, Vec<u8>)> {
+        let got = self.backend.next_outbound(self.bounded(deadline));
+        self.collect_states();
+        if let Some(p) = got {
+            return Ok(p);
+        }
+        self.within_limit()?;
+        Err(self.fail(
+            e.span,
+            "error handling packet",
+            "Timed out waiting for packet".into(),
+            vec![format!("script packet: {} {script_text}", secs(start))],
+            "expected this packet",
+        ))
+    }
+
+    /// What every segment the stack sends must be, whatever the script expects: a well-formed datagram with
+    /// valid checksums and a well-formed option area.
+    fn check_wire<'b>(&self, e: &Event, bytes: &'b [u8]) -> Res<TcpDatagram<'b>> {
+        let bad = |x: &Self, m: String| x.fail(e.span, "error handling packet", m, vec![], "while expecting this");
+        let live = TcpDatagram::parse(bytes, Checksums::Verify)
+            .map_err(|err| bad(self, format!("the stack sent a malformed datagram: {err}")))?;
+        if let Some(problem) = options_problem(&live.tcp.options) {
+            return Err(bad(self, format!("the stack sent malformed options: {problem}")));
+        }
+        Ok(live)
+    }
+
+    fn trace_outbound(&mut self, t: Micros, bytes: &[u8]) {
+        let text = self.outbound_text(bytes);
+        self.trace.entries.push(TraceEntry::Outbound { t, text, bytes: bytes.to_vec() });
+    }
+
+    /// packetdrill's merging of consecutive segments into one expected packet (run_packet.c,
+    /// `do_outbound_script_packet` and `verify_packet_fragments`; packet.c, `aggregate_packets`), so that data cut
+    /// by TSO/GSO, the MSS or the congestion window matches a line that sends it whole. Segments are read while
+    /// their payloads add up to less than `want`; each must continue the previous one (its sequence number where
+    /// the previous one ended; the same SYN, RST, ACK, URG, ECE and AE flags, ACK number, window, urgent pointer
+    /// and option length; FIN, PSH and CWR may differ) and, unless it is the last, be as long as the previous
+    /// one. The packet checked is the last segment with the first one's sequence number and CWR flag and all
+    /// the payload, at the last one's time. `--strict_segments` turns this off.
+    fn merge(
+        &mut self,
+        e: &Event,
+        first: (Micros, Vec<u8>),
+        want: usize,
+        deadline: Micros,
+        script_text: &str,
+        start: Micros,
+    ) -> Res<(Micros, Vec<u8>)> {
+        self.trace_outbound(first.0, &first.1);
+        let mut segments = vec![first];
+        let mut total = self.check_wire(e, &segments[0].1)?.tcp.payload.len();
+        while total < want {
+            let Some((t, bytes)) = self.backend.next_outbound(self.bounded(deadline)) else {
+                self.collect_states();
+                self.within_limit()?;
+                let msg = format!("live packet payload: expected {want} bytes vs actual {total} bytes");
+                let mut details = vec![format!("script packet:  {} {script_text}", secs(start))];
+                for (i, (t, b)) in segments.iter().enumerate() {
+                    details.push(format!("actual #{}:      {} {}", i + 1, secs(*t), self.outbound_text(b)));
+                }
+                details.push(format!(
+                    "no further segment came by {} s to merge with these (--strict_segments matches one segment a line)",
+                    secs(deadline)
+                ));
+                return Err(self.fail(e.span, "error handling packet", msg, details, "this packet"));
+            };
+            self.collect_states();
+            self.trace_outbound(t, &bytes);
+            let cur = self.check_wire(e, &bytes)?;
+            let prev_bytes = &segments.last().expect("one at least").1;
+            let prev = TcpDatagram::parse(prev_bytes, Checksums::Ignore).expect("checked when read");
+            let (p, c) = (&prev.tcp, &cur.tcp);
+            let num = |v: u64| format!("{v} ({v:#x})");
+            let flags = [
+                (TcpFlags::SYN, "tcp_syn"),
+                (TcpFlags::RST, "tcp_rst"),
+                (TcpFlags::ACK, "tcp_ack"),
+                (TcpFlags::URG, "tcp_urg"),
+                (TcpFlags::ECE, "tcp_ece"),
+                (TcpFlags::AE, "tcp_ae"),
+            ];
+            let differs = if (c.src_port, c.dst_port) != (p.src_port, p.dst_port)
+                || cur.ip.src_addr() != prev.ip.src_addr()
+            {
+                Some((
+                    "the connection".to_string(),
+                    format!("{}:{}", p.src_port, p.dst_port),
+                    format!("{}:{}", c.src_port, c.dst_port),
+                ))
+            } else if let Some((_, name)) = flags.iter().find(|(f, _)| p.flags.contains(*f) != c.flags.contains(*f)) {
+                let bit = |x: &TcpRepr<'_>| u64::from(flags.iter().any(|(f, n)| n == name && x.flags.contains(*f)));
+                Some((name.to_string(), num(bit(p)), num(bit(c))))
+            } else if c.seq != p.seq + p.payload.len() as u32 {
+                // In script numbers, as the rest of the report.
+                let off = self.local_offset((c.src_port, c.dst_port), false);
+                let next = (p.seq + p.payload.len() as u32).0.wrapping_sub(off);
+                Some(("tcp_seq".into(), num(u64::from(next)), num(u64::from(c.seq.0.wrapping_sub(off)))))
+            } else if c.ack != p.ack {
+                let off = self.remote_offset((c.src_port, c.dst_port), false);
+                let script = |x: SeqNum| num(u64::from(x.0.wrapping_sub(off)));
+                Some(("tcp_ack_seq".into(), script(p.ack), script(c.ack)))
+            } else if c.window != p.window {
+                Some(("tcp_window".into(), num(u64::from(p.window)), num(u64::from(c.window))))
+            } else if c.urgent != p.urgent {
+                Some(("tcp_urg_ptr".into(), num(u64::from(p.urgent)), num(u64::from(c.urgent))))
+            } else if c.options.as_bytes().len() != p.options.as_bytes().len() {
+                let len = |x: &TcpRepr<'_>| num(x.options.as_bytes().len() as u64);
+                Some(("tcp_options length".into(), len(p), len(c)))
+            } else {
+                None
+            };
+            let n = segments.len() + 1;
+            let shown = |x: &Self| {
+                let mut d = vec![format!("script packet:  {} {script_text}", secs(start))];
+                for (i, (t, b)) in segments.iter().enumerate() {
+                    d.push(format!("actual #{}:      {} {}", i + 1, secs(*t), x.outbound_text(b)));
+                }
+                d.push(format!("actual #{n}:      {} {}", secs(t), x.outbound_text(&bytes)));
+                d
+            };
+            if let Some((field, was, got)) = differs {
+                let msg = format!(
+                    "segment {n} does not continue segment {} of this packet: {field}: expected: {was} vs actual: {got}",
+                    n - 1
+                );
+                return Err(self.fail(e.span, "error handling packet", msg, shown(self), "this packet"));
+            }
+            let len = c.payload.len();
+            if len < want - total && len != p.payload.len() {
+                let msg = format!(
+                    "fragment payload: expected {} bytes vs actual {len} bytes; total payload: expected {want} bytes vs \
+                     actual {} bytes",
+                    p.payload.len(),
+                    total + len
+                );
+                return Err(self.fail(e.span, "error handling packet", msg, shown(self), "this packet"));
+            }
+            total += len;
+            segments.push((t, bytes));
+        }
+        let firsts = TcpDatagram::parse(&segments[0].1, Checksums::Ignore).expect("checked when read");
+        let (t, last_bytes) = segments.last().expect("one at least");
+        let last = TcpDatagram::parse(last_bytes, Checksums::Ignore).expect("checked when read");
+        let mut payload = Vec::with_capacity(total);
+        for (_, b) in &segments {
+            payload.extend_from_slice(TcpDatagram::parse(b, Checksums::Ignore).expect("checked when read").tcp.payload);
+        }
+        let flags = TcpFlags((last.tcp.flags.0 & !TcpFlags::CWR.0) | (firsts.tcp.flags.0 & TcpFlags::CWR.0));
+        let tcp = TcpRepr { seq: firsts.tcp.seq, flags, payload: &payload, ..last.tcp };
+        let merged =
+            TcpDatagram { ip: last.ip, tcp }.to_vec().expect("a merged segment fits: the script's length does");
+        Ok((*t, merged))
     }
 
     /// The first field where the live packet differs from the script, in packetdrill's order.
@@ -794,16 +1067,20 @@ impl<'a> Exec<'a> {
                 return Some((name.into(), num(u64::from(w)), num(u64::from(g))));
             }
         }
+        let (tuple, syn) = ((l.src_port, l.dst_port), l.flags.syn());
+        let remote_offset = self.remote_offset(tuple, syn);
         if let Some(s) = t.seq {
-            let got = l.seq.0.wrapping_sub(self.isn_for((l.src_port, l.dst_port)));
+            let got = l.seq.0.wrapping_sub(self.local_offset(tuple, syn));
             if got != s {
                 return Some(("tcp_seq".into(), num(u64::from(s)), num(u64::from(got))));
             }
         }
-        if let Some(a) = t.ack {
-            if l.ack.0 != a {
-                return Some(("tcp_ack_seq".into(), num(u64::from(a)), num(u64::from(l.ack.0))));
-            }
+        // An omitted ACK number is 0, and checked, as packetdrill's parser leaves it (only a segment with ACK set
+        // has its number mapped into script space).
+        let want_ack = t.ack.unwrap_or(0);
+        let got = if l.flags.ack() { l.ack.0.wrapping_sub(remote_offset) } else { l.ack.0 };
+        if got != want_ack {
+            return Some(("tcp_ack_seq".into(), num(u64::from(want_ack)), num(u64::from(got))));
         }
         if l.payload.len() as u32 != t.len {
             return Some(("tcp_payload_len".into(), num(u64::from(t.len)), num(l.payload.len() as u64)));
@@ -834,7 +1111,8 @@ impl<'a> Exec<'a> {
                         (TcpOption::Mss(a), TcpOpt::Mss(b)) => a == b,
                         (TcpOption::WindowScale(a), TcpOpt::WScale(b)) => a == b,
                         (TcpOption::Sack(a), TcpOpt::Sack(b)) => {
-                            a.as_slice().iter().map(|(l, r)| (l.0, r.0)).eq(b.iter().copied())
+                            let script = |x: SeqNum| x.0.wrapping_sub(remote_offset);
+                            a.as_slice().iter().map(|(l, r)| (script(*l), script(*r))).eq(b.iter().copied())
                         }
                         (TcpOption::Timestamps { tsval, tsecr }, TcpOpt::Ts { val, ecr }) => {
                             let val_ok = match (self.ts_tick_usecs, val) {
@@ -857,7 +1135,7 @@ impl<'a> Exec<'a> {
                     });
                 if !same {
                     let want: Vec<String> = list.iter().map(printer::option).collect();
-                    let got_text = script_notation_options(&l.options, self.ts_offset);
+                    let got_text = script_notation_options(&l.options, remote_offset, self.ts_offset);
                     return Some(("tcp_options".into(), format!("<{}>", want.join(",")), format!("<{got_text}>")));
                 }
             }
@@ -981,9 +1259,11 @@ impl<'a> Exec<'a> {
             }
             "read" | "recv" | "recvfrom" => {
                 let peek = c.name != "read" && a.get(3).and_then(|f| self.int(f).ok()).is_some_and(|f| f & 2 != 0);
-                Call::Read { fd: self.fd(arg(0)?)?, len: self.int(arg(2)?)? as usize, peek }
+                Call::Read { fd: self.fd(arg(0)?)?, len: self.int(arg(2)?)? as usize, peek, null: is_null(arg(1)?) }
             }
-            "write" | "send" | "sendto" => Call::Write(self.fd(arg(0)?)?, self.int(arg(2)?)? as usize),
+            "write" | "send" | "sendto" => {
+                Call::Write { fd: self.fd(arg(0)?)?, len: self.int(arg(2)?)? as usize, null: is_null(arg(1)?) }
+            }
             "shutdown" => {
                 let how = match self.int(arg(1)?)? {
                     0 => Shutdown::Read,
@@ -1042,12 +1322,16 @@ impl<'a> Exec<'a> {
             } else {
                 self.under_test = Some(fd);
                 self.new_incarnation = true;
+                self.awaiting_synack = true;
             }
         }
         let blocks = matches!(res, CallResult::Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EALREADY))
-            && matches!(call, Call::Accept(_) | Call::Connect(..) | Call::Read { .. } | Call::Write(..))
+            && matches!(call, Call::Accept(_) | Call::Connect(..) | Call::Read { .. } | Call::Write { .. })
             && !self.call_fd(&call).is_some_and(|fd| self.nonblocking.get(&fd).copied().unwrap_or(false));
         if blocks {
+            let Some(end) = expected_end else {
+                return self.block_in_place(e, c, call, start);
+            };
             // packetdrill runs a blocking call on a thread of its own: other calls go on meanwhile, but only one
             // call can be blocked at a time.
             if self.pending.is_some() {
@@ -1059,14 +1343,78 @@ impl<'a> Exec<'a> {
                     "this call",
                 ));
             }
-            self.pending = Some(Pending { call, event: e.clone(), expected_end, start });
+            self.pending = Some(Pending { call, event: e.clone(), end, start });
             return Ok(());
         }
         if let Some(end) = expected_end {
             // A call written as blocking that returned at once.
-            self.check_return_time(e, &c.name, end, start)?;
+            self.check_return_time(e, &c.name, start, end, start)?;
         }
         self.check_result(e, c, &call, res)
+    }
+
+    /// A call written without `t1...t2` that blocks. packetdrill makes such a call on its main thread, so the
+    /// script stops with it: time goes on, the stack's timers fire, and the call returns when the stack completes
+    /// it by itself; the events after it then run late and fail packetdrill's timing check. A call that nothing
+    /// but the script's own later events could complete fails here, where packetdrill would hang.
+    fn block_in_place(&mut self, e: &Event, c: &Syscall, call: Call, start: Micros) -> Res<()> {
+        let limit = start.saturating_add(i64::try_from(self.opts.timeout.as_micros()).unwrap_or(i64::MAX));
+        loop {
+            if let Some(res) = self.try_complete(&call) {
+                return self.check_result(e, c, &call, res);
+            }
+            self.within_limit()?;
+            let now = self.backend.now();
+            let next = match self.backend.next_event_time() {
+                None if self.real_time => Some(now + 5_000),
+                Some(w) if w >= now => Some(w.max(now + 1)),
+                _ => None,
+            };
+            match next.filter(|&w| w <= limit) {
+                Some(w) => {
+                    self.backend.advance_to(w);
+                    self.collect_states();
+                }
+                None => {
+                    let why = if next.is_some() {
+                        format!("it was still blocked {} s later (--timeout)", self.opts.timeout.as_secs_f64())
+                    } else {
+                        "nothing the stack does by itself can complete it, and the later events cannot run while it \
+                         blocks"
+                            .to_string()
+                    };
+                    return Err(self.fail(
+                        e.span,
+                        "error handling syscall",
+                        format!("{} blocks the script: {why}", c.name),
+                        vec![
+                            "a call written without an end time runs on the script's own thread, as in packetdrill"
+                                .into(),
+                            format!(
+                                "write `{}...END {}(...)` to let later events run while it blocks",
+                                secs(start),
+                                c.name
+                            ),
+                        ],
+                        "blocks",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Makes a blocked call again if the backend says it can make progress; `None` while it still blocks.
+    fn try_complete(&mut self, call: &Call) -> Option<CallResult> {
+        if !self.backend.ready(call) {
+            return None;
+        }
+        let res = self.backend.call(call);
+        self.collect_states();
+        match (call, &res) {
+            // connect() again after the handshake: 0 once, as Linux's inet_stream_connect reports.
+            (Call::Connect(..), CallResult::Err(Errno::EALREADY | Errno::EINPROGRESS)) => None,
+            _ => Some(res),
+        }
     }
 
     /// tcpdrill's ISN extensions, answered from the ISNs the executor learned (the stack's sequence numbers are
@@ -1110,9 +1458,9 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
-    /// A blocking call (`t1...t2`) must return at `t2`, within the tolerance.
-    fn check_return_time(&self, e: &Event, name: &str, end: Micros, returned: Micros) -> Res<()> {
-        let tol = self.tolerance(end);
+    /// A blocking call (`t1...t2`) must return at `t2`, within the tolerance of its own duration.
+    fn check_return_time(&self, e: &Event, name: &str, start: Micros, end: Micros, returned: Micros) -> Res<()> {
+        let tol = self.tolerance_over(end - start);
         if (returned - end).abs() <= tol {
             return Ok(());
         }
@@ -1127,33 +1475,18 @@ impl<'a> Exec<'a> {
 
     fn call_fd(&self, call: &Call) -> Option<i32> {
         match call {
-            Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write(fd, _) => Some(*fd),
+            Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write { fd, .. } => Some(*fd),
             _ => None,
         }
     }
 
     fn poll_pending(&mut self) -> Res<()> {
-        let Some(p) = &self.pending else { return Ok(()) };
-        if !self.backend.ready(&p.call) {
-            return Ok(());
-        }
+        let Some(call) = self.pending.as_ref().map(|p| p.call.clone()) else { return Ok(()) };
+        let Some(res) = self.try_complete(&call) else { return Ok(()) };
         let p = self.pending.take().expect("checked above");
-        let res = self.backend.call(&p.call);
-        self.collect_states();
-        let res = match (&p.call, res) {
-            // connect() again after the handshake: 0 once, as Linux's inet_stream_connect reports.
-            (Call::Connect(..), CallResult::Err(Errno::EALREADY | Errno::EINPROGRESS)) => {
-                self.pending = Some(p);
-                return Ok(());
-            }
-            (_, r) => r,
-        };
         let e = &p.event;
         let Action::Syscall(c) = &e.action else { unreachable!("pending calls come from syscall events") };
-        let now = self.backend.now();
-        if let Some(end) = p.expected_end {
-            self.check_return_time(e, &c.name, end, now)?;
-        }
+        self.check_return_time(e, &c.name, p.start, p.end, self.backend.now())?;
         self.check_result(e, c, &p.call, res)
     }
 
@@ -1302,9 +1635,14 @@ fn call_name(c: &Call) -> &'static str {
         Call::Accept(_) => "accept",
         Call::Connect(..) => "connect",
         Call::Read { .. } => "read",
-        Call::Write(..) => "write",
+        Call::Write { .. } => "write",
         _ => "call",
     }
+}
+
+/// A buffer argument written `NULL` (or 0), which must reach the stack as a null pointer.
+fn is_null(e: &Expr) -> bool {
+    matches!(&e.kind, ExprKind::Symbol(s) if s == "NULL") || matches!(e.kind, ExprKind::Int(0))
 }
 
 fn flags_of(s: &str) -> TcpFlags {
@@ -1326,11 +1664,19 @@ fn flags_of(s: &str) -> TcpFlags {
     f
 }
 
-fn script_notation_options(o: &TcpOptions, ts_offset: Option<u32>) -> String {
+fn script_notation_options(o: &TcpOptions, ack_offset: u32, ts_offset: Option<u32>) -> String {
     o.iter()
         .map(|x| match x {
             Ok(TcpOption::Timestamps { tsval, tsecr }) => {
                 format!("TS val {} ecr {tsecr}", tsval.wrapping_sub(ts_offset.unwrap_or(0)))
+            }
+            Ok(TcpOption::Sack(blocks)) => {
+                let b: Vec<String> = blocks
+                    .as_slice()
+                    .iter()
+                    .map(|(l, r)| format!("{}:{}", l.0.wrapping_sub(ack_offset), r.0.wrapping_sub(ack_offset)))
+                    .collect();
+                format!("sack {}", b.join(" "))
             }
             Ok(other) => other.to_string(),
             Err(e) => format!("bad({e})"),
@@ -1339,17 +1685,18 @@ fn script_notation_options(o: &TcpOptions, ts_offset: Option<u32>) -> String {
         .join(",")
 }
 
-/// A stack's segment in script notation: sequence relative to `isn`, TSval relative to the learned offset.
-fn script_notation(t: &TcpRepr<'_>, isn: u32, ts_offset: Option<u32>) -> String {
-    let seq = t.seq.0.wrapping_sub(isn);
+/// A stack's segment in script notation: the sequence number less `seq_offset`, the ACK number (and SACK blocks)
+/// less `ack_offset`, TSval relative to the learned offset.
+fn script_notation(t: &TcpRepr<'_>, seq_offset: u32, ack_offset: u32, ts_offset: Option<u32>) -> String {
+    let seq = t.seq.0.wrapping_sub(seq_offset);
     let len = t.payload.len() as u32;
     let mut s = format!("{} {seq}:{}({len})", t.flags.without_reserved(), seq.wrapping_add(len));
     if t.flags.ack() {
-        s.push_str(&format!(" ack {}", t.ack.0));
+        s.push_str(&format!(" ack {}", t.ack.0.wrapping_sub(ack_offset)));
     }
     s.push_str(&format!(" win {}", t.window));
     if !t.options.is_empty() {
-        s.push_str(&format!(" <{}>", script_notation_options(&t.options, ts_offset)));
+        s.push_str(&format!(" <{}>", script_notation_options(&t.options, ack_offset, ts_offset)));
     }
     s
 }

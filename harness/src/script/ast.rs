@@ -106,6 +106,36 @@ pub enum TimeSpec {
     Blocking(TimePoint, TimePoint),
 }
 
+impl TimePoint {
+    /// The script time this point names when relative times count from `base`.
+    pub fn at(self, base: i64) -> i64 {
+        if self.relative {
+            base.saturating_add(self.micros)
+        } else {
+            self.micros
+        }
+    }
+}
+
+impl TimeSpec {
+    /// The window `(start, end)` of script time this event is due in, microseconds, by packetdrill's rules
+    /// (run.c, `adjust_relative_event_times`), where `base` is the time relative times count from: one offset
+    /// moves both ends of `+a~+b` (`[base+a, base+b]`) and the end of a blocking `+a...b` (`base+b`), while
+    /// `a~b` and `a...b` are absolute. `*` is `(base, i64::MAX)`. The parser admits only these forms
+    /// (packetdrill's grammar has no `+a~b`, `a~+b` or `...+b`).
+    pub fn window(&self, base: i64) -> (i64, i64) {
+        match *self {
+            TimeSpec::At(p) => (p.at(base), p.at(base)),
+            TimeSpec::Any => (base, i64::MAX),
+            TimeSpec::Range(a, b) => (a.at(base), b.at(base)),
+            TimeSpec::Blocking(a, b) => {
+                let end = TimePoint { relative: a.relative, ..b };
+                (a.at(base), end.at(base))
+            }
+        }
+    }
+}
+
 /// A timed event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

@@ -3,6 +3,7 @@
 
 use super::ast::*;
 use super::diag::{nearest, ScriptError};
+use super::options;
 use super::preprocess::preprocess;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -272,7 +273,26 @@ impl<'a> Parser<'a> {
         } else {
             None
         };
-        Ok(HeaderOption { name, value, span: Span::new(start, self.pos) })
+        let span = Span::new(start, self.pos);
+        let Some(spec) = options::spec(&name) else {
+            let known = options::HEADER_OPTIONS.iter().map(|o| o.name);
+            let mut e =
+                self.err(span, format!("unknown header option --{name}"), "not an option packetdrill or tcpdrill has");
+            if let Some(n) = nearest(&name, known) {
+                e = e.with_help(format!("did you mean --{n}?"));
+            }
+            return Err(e);
+        };
+        if let Err(why) = spec.check(value.as_deref()) {
+            let mut e = self.err(span, why, "this option");
+            if let (options::Value::Choice(words), Some(v)) = (spec.value, value.as_deref()) {
+                if let Some(n) = nearest(v, words.iter().copied()) {
+                    e = e.with_help(format!("did you mean --{name}={n}?"));
+                }
+            }
+            return Err(e);
+        }
+        Ok(HeaderOption { name, value, span })
     }
 
     fn ident_dashed(&mut self) -> Option<(String, Span)> {
@@ -351,9 +371,31 @@ impl<'a> Parser<'a> {
         }
         let a = self.time_point()?;
         let spec = if self.eat("~") {
-            TimeSpec::Range(a, self.time_point()?)
+            let b = self.time_point()?;
+            if a.relative != b.relative {
+                // packetdrill's grammar: `time '~' time` or `'+' time '~' '+' time`.
+                let (fix, what) = if a.relative { ("+", "relative") } else { ("", "absolute") };
+                return Err(self
+                    .err(Span::new(start, self.pos), "the two ends of a time range differ: one is relative", "range")
+                    .with_help(format!(
+                        "write both ends {what}, as packetdrill requires: {}~{fix}{}",
+                        super::printer::point(a),
+                        fmt_secs(b.micros)
+                    )));
+            }
+            TimeSpec::Range(a, b)
         } else if self.eat("...") {
-            TimeSpec::Blocking(a, self.time_point()?)
+            let b = self.time_point()?;
+            if b.relative {
+                return Err(self
+                    .err(Span::new(start, self.pos), "the end of a blocking call is written without +", "end time")
+                    .with_help(format!(
+                        "in {}...{} the end counts from the same event as the start, as in packetdrill",
+                        super::printer::point(a),
+                        fmt_secs(b.micros)
+                    )));
+            }
+            TimeSpec::Blocking(a, b)
         } else {
             TimeSpec::At(a)
         };
@@ -409,23 +451,24 @@ impl<'a> Parser<'a> {
     fn check_timeline(&self, s: &Script) -> R<()> {
         let mut prev: Option<i64> = None;
         for e in &s.events {
-            let (start, end) = match e.time {
-                TimeSpec::Any => continue,
-                TimeSpec::At(a) => (a, a),
-                TimeSpec::Range(a, b) | TimeSpec::Blocking(a, b) => (a, b),
-            };
-            let resolve = |p: TimePoint, base: i64| if p.relative { base + p.micros } else { p.micros };
+            if e.time == TimeSpec::Any {
+                // Whenever it comes, from the previous event on (from 0 as the first event).
+                prev.get_or_insert(0);
+                continue;
+            }
             let base = prev.unwrap_or(0);
-            let t0 = resolve(start, base);
-            if prev.is_none() && t0 != 0 && !start.relative {
-                // packetdrill's clock starts at the first event: the first absolute time is 0.
+            let (t0, t1) = e.time.window(base);
+            if prev.is_none() && t0 != 0 {
+                // packetdrill's clock starts at the first event, which must be at 0 (run.c, `get_next_event`).
                 return Err(self
                     .err(
                         e.time_span,
                         format!("the first event is at {} s; scripts start at 0", fmt_secs(t0)),
                         "first event",
                     )
-                    .with_help("start the script at 0 (or +0) and give later events their times"));
+                    .with_help(
+                        "start the script at 0 (or +0), as packetdrill requires, and give later events their times",
+                    ));
             }
             if let Some(p) = prev {
                 if t0 < p {
@@ -438,8 +481,6 @@ impl<'a> Parser<'a> {
                         .with_help("use a relative time (+0.1) or a later absolute time"));
                 }
             }
-            // As in the executor: with a relative start, an unsigned end counts from the same base.
-            let t1 = if start.relative && !end.relative { base + end.micros } else { resolve(end, t0) };
             if t1 < t0 {
                 return Err(self.err(e.time_span, "the end of this time range is before its start", "reversed range"));
             }

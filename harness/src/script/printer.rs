@@ -35,7 +35,8 @@ fn quote_if_needed(v: &str) -> String {
     }
 }
 
-fn point(p: TimePoint) -> String {
+/// A time point as packetdrill writes it (`0.1`, `+0.1`).
+pub fn point(p: TimePoint) -> String {
     format!("{}{}", if p.relative { "+" } else { "" }, fmt_secs(p.micros))
 }
 
