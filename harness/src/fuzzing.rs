@@ -87,6 +87,12 @@ const SCRIPT_TOKENS: &[&str] = &[
     "udp (10)",
     "icmp unreachable",
     "50000>8080",
+    // Nesting, which the parser bounds (MAX_NESTING): a run of these must give a diagnostic, not a stack overflow.
+    "[[[[[[[[",
+    "{{{{{{{{",
+    "htons(htons(",
+    "]",
+    "}",
 ];
 
 /// `script_parse`: the parser on arbitrary text (first byte even) or on a soup of script tokens (odd). It must

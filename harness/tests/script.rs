@@ -434,3 +434,29 @@ fn header_options_are_known_and_well_formed() {
         assert!(parse("t.pkt", &format!("{ok}\n0 close(3) = 0\n"), &ParseOptions::default()).is_ok(), "{ok}");
     }
 }
+
+proptest! {
+    /// However deep a syscall argument nests `[`, `{` and calls, parsing ends in a result: a script within
+    /// MAX_NESTING parses, a deeper one gets the located nesting error (never a stack overflow).
+    #[test]
+    fn nesting_is_bounded(openers in proptest::collection::vec(0usize..3, 0..400)) {
+        let (open, close) = (["[", "{x=", "htons("], ["]", "}", ")"]);
+        let mut arg = String::new();
+        for &o in &openers {
+            arg.push_str(open[o]);
+        }
+        arg.push('1');
+        for &o in openers.iter().rev() {
+            arg.push_str(close[o]);
+        }
+        let text = format!("0 setsockopt(3, SOL_SOCKET, SO_LINGER, {arg}, 8) = 0\n");
+        let got = parse("t.pkt", &text, &ParseOptions::default());
+        // The argument itself is one level; each opener adds one.
+        if openers.len() < tcpdrill::script::parser::MAX_NESTING {
+            prop_assert!(got.is_ok(), "{}", got.unwrap_err().render_plain());
+        } else {
+            let e = got.unwrap_err().render_plain();
+            prop_assert!(e.contains("nests more than") && e.contains("t.pkt:1:"), "{}", e);
+        }
+    }
+}

@@ -112,6 +112,8 @@ struct Exec<'a> {
     real_time: bool,
     /// The event being run, for failures found while waiting.
     current: Span,
+    /// Byte offsets where the script's lines start.
+    line_starts: Vec<usize>,
 }
 
 /// The stack's ISN on one connection: the live one, and the sequence number the script's SYN line gave it.
@@ -170,6 +172,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         deadline,
         real_time,
         current: Span::default(),
+        line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
     };
     x.remote_port = x.opts.remote_port;
     if let Some(reason) = x.preflight(script) {
@@ -228,10 +231,6 @@ fn python_program(blocks: &[(Code, Vec<(&'static str, i64)>)]) -> String {
     p
 }
 
-fn line_of(src: &str, span: Span) -> usize {
-    crate::script::diag::line_col(src, span.start).0
-}
-
 /// `sysctl [-q] [-w] a.b.c=v ...` as (name, value) pairs; `None` if the command is anything else.
 fn sysctl_assignments(cmd: &str) -> Option<Vec<(String, String)>> {
     let mut words = cmd.split_whitespace();
@@ -259,8 +258,13 @@ fn is_linux_knob(name: &str) -> bool {
 impl<'a> Exec<'a> {
     // ---- failures ----------------------------------------------------------------------------------------
 
+    /// The 1-based script line a span starts on; by binary search, so that a long script runs in linear time.
+    fn line(&self, span: Span) -> usize {
+        self.line_starts.partition_point(|&start| start <= span.start)
+    }
+
     fn fail(&self, span: Span, headline_kind: &str, msg: String, details: Vec<String>, label: &str) -> Box<Failure> {
-        let line = line_of(&self.source, span);
+        let line = self.line(span);
         let headline = format!("{}:{line}: {headline_kind}: {msg}", self.file);
         let mut diag = ScriptError::new(self.file.clone(), self.source.clone(), span, msg, label);
         if !details.is_empty() {
@@ -320,7 +324,7 @@ impl<'a> Exec<'a> {
             _ => None,
         });
         for (c, _untimed) in commands.chain(timed) {
-            let line = line_of(&self.source, c.span);
+            let line = self.line(c.span);
             match sysctl_assignments(&c.text) {
                 Some(kv) if kv.iter().all(|(k, _)| is_linux_knob(k)) => {}
                 Some(kv) if !caps.shell => {
@@ -334,7 +338,7 @@ impl<'a> Exec<'a> {
             }
         }
         for e in &s.events {
-            let line = line_of(&self.source, e.span);
+            let line = self.line(e.span);
             match &e.action {
                 Action::Code(_) if !caps.python && caps.shell => {
                     return Some(format!("needs python3 to run the %{{ }}% block at line {line}; none is installed"));
@@ -814,7 +818,7 @@ impl<'a> Exec<'a> {
             self.trace_outbound(actual, &bytes);
         }
         let text = self.outbound_text(&bytes);
-        self.trace.lines.push((line_of(&self.source, e.span), format!("{} > {text}", secs(actual))));
+        self.trace.lines.push((self.line(e.span), format!("{} > {text}", secs(actual))));
         if let Some(h) = self.isn_history.last_mut().filter(|h| h.0 == (live.tcp.src_port, live.tcp.dst_port)) {
             let end = live.tcp.seq.0.wrapping_add(live.tcp.segment_len() as u32);
             if SeqNum(end) > SeqNum(h.2) {
@@ -1449,7 +1453,7 @@ impl<'a> Exec<'a> {
         };
         let t = self.backend.now();
         let text = format!("{}() -> {got}", c.name);
-        self.trace.lines.push((line_of(&self.source, e.span), format!("{} {text}", secs(t))));
+        self.trace.lines.push((self.line(e.span), format!("{} {text}", secs(t))));
         self.trace.entries.push(TraceEntry::Call { t, text });
         let want = self.int(&c.result).map_err(|m| fail(self, m))?;
         if want != got {
@@ -1507,7 +1511,7 @@ impl<'a> Exec<'a> {
         let mut shown = c.clone();
         shown.note = None;
         let text = format!("{} -> {got_text}", printer::syscall(&shown));
-        self.trace.lines.push((line_of(&self.source, e.span), format!("{} {text}", secs(t))));
+        self.trace.lines.push((self.line(e.span), format!("{} {text}", secs(t))));
         self.trace.entries.push(TraceEntry::Call { t, text });
         let fail = |x: &Self, msg: String| x.fail(e.span, "error handling syscall", msg, vec![], "this call");
         if let Call::SetNonBlocking(fd, on) = call {

@@ -34,7 +34,7 @@ pub fn parse(file: &str, text: &str, opts: &ParseOptions) -> Result<Script, Scri
         }
     })?;
     let source: Arc<str> = Arc::from(pre.as_str());
-    let mut p = Parser { src: &pre, pos: 0, file, source, defines: &opts.defines };
+    let mut p = Parser { src: &pre, pos: 0, file, source, defines: &opts.defines, depth: 0 };
     p.script()
 }
 
@@ -48,9 +48,16 @@ struct Parser<'a> {
     file: Arc<str>,
     source: Arc<str>,
     defines: &'a BTreeMap<String, String>,
+    /// How many expressions enclose the one being parsed.
+    depth: usize,
 }
 
 type R<T> = Result<T, ScriptError>;
+
+/// How deep `[`, `{` and calls may nest in a syscall argument. packetdrill's own scripts go three deep; the
+/// bound keeps a hostile script from exhausting the stack of the parser, the printer or the executor, which all
+/// recurse over expressions.
+pub const MAX_NESTING: usize = 32;
 
 fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'
@@ -878,6 +885,19 @@ impl<'a> Parser<'a> {
     }
 
     fn expr(&mut self) -> R<Expr> {
+        if self.depth >= MAX_NESTING {
+            let at = Span::new(self.pos, (self.pos + 1).min(self.src.len()));
+            return Err(self
+                .err(at, format!("this argument nests more than {MAX_NESTING} levels deep"), "too deep")
+                .with_help("packetdrill's arguments nest a few levels ([{...}]); flatten this one"));
+        }
+        self.depth += 1;
+        let e = self.or_expr();
+        self.depth -= 1;
+        e
+    }
+
+    fn or_expr(&mut self) -> R<Expr> {
         let first = self.primary()?;
         let mut parts = vec![first];
         loop {
@@ -993,6 +1013,7 @@ impl<'a> Parser<'a> {
                         file: self.file.clone(),
                         source: Arc::from(v.as_str()),
                         defines: &sub.defines,
+                        depth: self.depth,
                     };
                     let mut e = p
                         .expr()
