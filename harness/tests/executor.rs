@@ -420,3 +420,45 @@ fn header_options_tcpdrill_cannot_honour_skip_the_script_with_a_reason() {
     // The defaults packetdrill's runner passes are honoured as they are.
     assert!(matches!(run_whole(&format!("--local_ip=192.168.0.1\n--remote_ip=192.0.2.1\n{PASSIVE}")), Verdict::Pass));
 }
+
+#[test]
+fn tcp_state_of_a_connection_that_never_was_says_so() {
+    let f = failure("+0 tcp_state({local_port=8080, remote_port=44444}) = TCP_CLOSE\n");
+    assert!(
+        f.contains("no such connection: no segment between 192.168.0.1:8080 (the stack) and 192.0.2.1:44444"),
+        "{f}"
+    );
+    // Addresses name any four-tuple; the script's own connection, named in full, is established.
+    let full = "+0 tcp_state({local_ip=\"192.168.0.1\", remote_ip=\"192.0.2.1\", local_port=8080, remote_port=40123}) = TCP_ESTABLISHED\n";
+    assert!(matches!(run(full), Verdict::Pass), "{}", failure(&full.replace("ESTABLISHED", "CLOSE")));
+    let f = failure("+0 tcp_state({remote_ip=\"198.51.100.7\"}) = TCP_ESTABLISHED\n");
+    assert!(f.contains("no such connection") && f.contains("198.51.100.7:40123"), "{f}");
+    // A connection that existed and ended is CLOSED.
+    let closed = "+0 close(4) = 0\n+0 > F. 1:1(0) ack 1\n+0 < R 1:1(0) win 0\n+0 tcp_state() = TCP_CLOSE\n";
+    assert!(matches!(run(closed), Verdict::Pass), "{}", failure(closed));
+}
+
+#[test]
+fn traces_show_what_the_stack_really_sent() {
+    // A retransmitted SYN-ACK carries the first one's sequence number, 0 in script terms.
+    let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1460>
++0 > S. 0:0(0) ack 1 <...>
++1 > S. 1:1(0) ack 1 <...>
+";
+    let f = failure_whole(text);
+    assert!(f.contains("tcp_seq: expected: 1 (0x1) vs actual: 0 (0x0)"), "{f}");
+    assert!(f.contains("actual packet:  1.000000 S. 0:0(0) ack 1"), "{f}");
+    // A packet of another connection shows its ports, as the script would write them.
+    let f = failure("+0 write(4, ..., 10) = 10\n+0 > 8080>40124 P. 1:11(10) ack 1\n");
+    assert!(f.contains("tcp_dst_port: expected: 40124") && f.contains("actual packet:  0.100000 8080>40123 P."), "{f}");
+}
+
+#[test]
+fn a_descriptor_is_never_closed_under_a_blocked_call() {
+    let f = failure("+0...1 read(4, ..., 10) = 10\n+.1 close(4) = 0\n+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 4\n");
+    assert!(f.contains("close() of a descriptor on which read from line 9 is still blocked"), "{f}");
+}

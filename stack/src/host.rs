@@ -149,6 +149,16 @@ pub enum HostEvent {
         /// New state.
         to: TcpState,
     },
+    /// A listener answered a SYN with a SYN cookie (its SYN queue was full, or `tcp_syncookies=2`), or opened a
+    /// connection from the ACK of one.
+    SynCookie {
+        /// When.
+        at: Instant,
+        /// Which connection.
+        tuple: FourTuple,
+        /// The ACK of a cookie opened the connection (else: a cookie SYN-ACK was sent).
+        accepted: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -509,6 +519,7 @@ impl Host {
         if f.ack() {
             if !f.syn() && self.config.tcp_syncookies != 0 {
                 if let Some(mss) = self.cookies.check(now, &tuple, seg.seq, seg.ack) {
+                    self.events.push_back(HostEvent::SynCookie { at: now, tuple, accepted: true });
                     self.open_from_cookie(now, lkey, tuple, seg, mss);
                     return;
                 }
@@ -580,6 +591,7 @@ impl Host {
     fn send_cookie_syn_ack(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) {
         let peer_mss = seg.options.mss().unwrap_or(crate::tcb::DEFAULT_MSS);
         let iss = self.cookies.make(now, &tuple, seg.seq, peer_mss);
+        self.events.push_back(HostEvent::SynCookie { at: now, tuple, accepted: false });
         let (mut ctx, _) = self.ctx_parts(now);
         let mut t = Tcb::new(tuple, iss, now, ctx.config, SockOpts::default());
         t.init_receive_side(&ctx);

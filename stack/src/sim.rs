@@ -574,7 +574,8 @@ pub fn run_ops(ops: &[Op]) -> Result<(), String> {
                 .map_err(|e| ctx(format!("the stack sent a bad datagram: {e}")))?;
         }
         h.check_invariants().map_err(ctx)?;
-        while let Some(HostEvent::StateChange { from, to, tuple, .. }) = h.poll_event() {
+        while let Some(event) = h.poll_event() {
+            let HostEvent::StateChange { from, to, tuple, .. } = event else { continue };
             if !from.may_become(to) {
                 return Err(ctx(format!("{tuple}: {from} -> {to} is not in RFC 9293's diagram")));
             }

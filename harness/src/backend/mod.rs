@@ -134,4 +134,9 @@ pub trait Backend {
     fn state_changes(&mut self) -> Vec<(Micros, FourTuple, TcpState, TcpState)> {
         Vec::new()
     }
+    /// Other things the stack did worth a line in a trace (a SYN cookie sent), since the last call; read after
+    /// [`Backend::state_changes`].
+    fn notes(&mut self) -> Vec<(Micros, String)> {
+        Vec::new()
+    }
 }

@@ -22,6 +22,8 @@ pub struct Reference {
     now: Micros,
     /// Datagrams the stack sent and nobody has taken yet, with their times.
     out: VecDeque<(Micros, Vec<u8>)>,
+    /// Trace notes not yet taken (SYN cookies).
+    notes: Vec<(Micros, String)>,
 }
 
 impl Reference {
@@ -37,7 +39,13 @@ impl Reference {
 
     /// A fresh host with `config` and a fixed seed (runs are reproducible).
     pub fn new(config: Config) -> Reference {
-        Reference { host: Host::new(config, &[IpAddr::V4(LOCAL_IP)], 0x7cd0_1122), now: 0, out: VecDeque::new() }
+        let host = Host::new(config, &[IpAddr::V4(LOCAL_IP)], 0x7cd0_1122);
+        Reference { host, now: 0, out: VecDeque::new(), notes: Vec::new() }
+    }
+
+    /// Script time of a stack instant.
+    fn script_time(at: Instant) -> Micros {
+        at.micros() as i64 - EPOCH as i64
     }
 
     /// The host, for inspection.
@@ -228,9 +236,19 @@ impl Backend for Reference {
 
     fn state_changes(&mut self) -> Vec<(Micros, FourTuple, TcpState, TcpState)> {
         let mut v = Vec::new();
-        while let Some(HostEvent::StateChange { at, tuple, from, to }) = self.host.poll_event() {
-            v.push((at.micros() as i64 - EPOCH as i64, tuple, from, to));
+        while let Some(event) = self.host.poll_event() {
+            match event {
+                HostEvent::StateChange { at, tuple, from, to } => v.push((Self::script_time(at), tuple, from, to)),
+                HostEvent::SynCookie { at, tuple, accepted } => {
+                    let what = if accepted { "the ACK of a SYN cookie opens" } else { "SYN cookie sent for" };
+                    self.notes.push((Self::script_time(at), format!("{what} {} > {}", tuple.remote, tuple.local)));
+                }
+            }
         }
         v
+    }
+
+    fn notes(&mut self) -> Vec<(Micros, String)> {
+        std::mem::take(&mut self.notes)
     }
 }

@@ -114,6 +114,8 @@ struct Exec<'a> {
     current: Span,
     /// Byte offsets where the script's lines start.
     line_starts: Vec<usize>,
+    /// Every (stack, harness) address pair a segment went between, for tcp_state's "no such connection".
+    seen: std::collections::BTreeSet<(SocketAddr, SocketAddr)>,
 }
 
 /// The stack's ISN on one connection: the live one, and the sequence number the script's SYN line gave it.
@@ -172,6 +174,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         deadline,
         real_time,
         current: Span::default(),
+        seen: Default::default(),
         line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
     };
     x.remote_port = x.opts.remote_port;
@@ -566,6 +569,9 @@ impl<'a> Exec<'a> {
         for (t, tuple, from, to) in self.backend.state_changes() {
             self.trace.entries.push(TraceEntry::State { t, tuple, from, to });
         }
+        for (t, text) in self.backend.notes() {
+            self.trace.entries.push(TraceEntry::Note { t, text });
+        }
     }
 
     /// Lets time pass to `t`. While a call is blocked, time stops at every wake-up of the stack on the way so
@@ -723,6 +729,7 @@ impl<'a> Exec<'a> {
             corrupt_tcp_checksum(&mut bytes);
         }
         let t_now = self.backend.now();
+        self.seen.insert((SocketAddr::new(self.local_ip, lp), SocketAddr::new(self.remote_ip, rp)));
         self.trace.entries.push(TraceEntry::Inbound { t: t_now, text: printer::tcp(t), bytes: bytes.clone() });
         if flags.syn() && !flags.ack() {
             self.new_incarnation = true;
@@ -761,10 +768,26 @@ impl<'a> Exec<'a> {
 
     /// The stack's packet in script notation: its numbers relative to its ISN, ours as they are.
     fn outbound_text(&self, d: &[u8]) -> String {
+        self.outbound_text_ports(d, false)
+    }
+
+    /// As [`Exec::outbound_text`], with the ports written out always when `ports` is set.
+    fn outbound_text_ports(&self, d: &[u8], ports: bool) -> String {
         match TcpDatagram::parse(d, Checksums::Ignore) {
             Ok(p) => {
                 let (tuple, syn) = ((p.tcp.src_port, p.tcp.dst_port), p.tcp.flags.syn());
-                script_notation(&p.tcp, self.local_offset(tuple, syn), self.remote_offset(tuple, syn), self.ts_offset)
+                let text = script_notation(
+                    &p.tcp,
+                    self.local_offset(tuple, syn),
+                    self.remote_offset(tuple, syn),
+                    self.ts_offset,
+                );
+                // The ports, as the script's per-packet syntax writes them, when they are not the connection's.
+                if tuple == self.default_tuple(None, false) && !ports {
+                    text
+                } else {
+                    format!("{}>{} {text}", tuple.0, tuple.1)
+                }
             }
             Err(e) => format!("(unparsable: {e})"),
         }
@@ -836,7 +859,19 @@ impl<'a> Exec<'a> {
         self.ts_tolerance_usecs = (ts_tol * self.opts.tolerance_scale) as i64;
         if let Some((field, want, got)) = self.mismatch(t, p.ecn, &live) {
             let msg = format!("live packet field {field}: expected: {want} vs actual: {got}");
-            return Err(self.fail(e.span, "error handling packet", msg, details(self), "this packet"));
+            let mut d = details(self);
+            if field.ends_with("_port") {
+                d[1] = format!("actual packet:  {} {}", secs(actual), self.outbound_text_ports(&bytes, true));
+            }
+            if field == "tcp_payload_len" && live.tcp.payload.len() > t.len as usize && self.real_time {
+                d.push(
+                    "hint: a packet longer than the line may be a TSO super-packet (several MSS handed over as one, \
+                     as packetdrill's TUN device has it); the header option --tso=off shows the segments as they go \
+                     on the wire"
+                        .into(),
+                );
+            }
+            return Err(self.fail(e.span, "error handling packet", msg, d, "this packet"));
         }
         // Timing.
         let ok = match e.time {
@@ -895,6 +930,10 @@ impl<'a> Exec<'a> {
     }
 
     fn trace_outbound(&mut self, t: Micros, bytes: &[u8]) {
+        if let Ok(d) = TcpDatagram::parse(bytes, Checksums::Ignore) {
+            let (src, dst) = (d.ip.src_addr(), d.ip.dst_addr());
+            self.seen.insert((SocketAddr::new(src, d.tcp.src_port), SocketAddr::new(dst, d.tcp.dst_port)));
+        }
         let text = self.outbound_text(bytes);
         self.trace.entries.push(TraceEntry::Outbound { t, text, bytes: bytes.to_vec() });
     }
@@ -1295,11 +1334,27 @@ impl<'a> Exec<'a> {
                     remote: SocketAddr::new(self.remote_ip, rp),
                 };
                 if let Some(ExprKind::Struct(fields)) = a.first().map(|e| &e.kind) {
+                    let ip = |v: &Expr| match &v.kind {
+                        ExprKind::Str(s) => s.parse::<IpAddr>().map_err(|_| format!("{s:?} is not an IP address")),
+                        ExprKind::Call(f, args) if f == "inet_addr" || f == "inet_pton" => match args.last() {
+                            Some(Expr { kind: ExprKind::Str(s), .. }) => {
+                                s.parse::<IpAddr>().map_err(|_| format!("{s:?} is not an IP address"))
+                            }
+                            _ => Err(format!("{} is not an IP address", printer::expr(v))),
+                        },
+                        _ => Err(format!("{} is not an IP address: write it in quotes", printer::expr(v))),
+                    };
                     for (n, v) in fields {
                         match n.as_ref().and_then(Expr::as_symbol) {
                             Some("local_port") => t.local.set_port(self.int(v)? as u16),
                             Some("remote_port") => t.remote.set_port(self.int(v)? as u16),
-                            _ => return Err("tcp_state takes {local_port=N, remote_port=N}".into()),
+                            Some("local_ip") => t.local.set_ip(ip(v)?),
+                            Some("remote_ip") => t.remote.set_ip(ip(v)?),
+                            _ => {
+                                return Err("tcp_state takes {local_ip=\"A\", remote_ip=\"B\", local_port=N, \
+                                            remote_port=N}, each optional"
+                                    .into())
+                            }
                         }
                     }
                 }
@@ -1316,6 +1371,20 @@ impl<'a> Exec<'a> {
         let ports = (self.local_port, self.remote_port);
         let call =
             self.translate(c).map_err(|m| self.fail(e.span, "error handling syscall", m, vec![], "this call"))?;
+        if let (Call::Close(fd), Some(p)) = (&call, &self.pending) {
+            if self.call_fd(&p.call) == Some(*fd) {
+                // Closing it would let the next socket() take the same descriptor, and the blocked call would then
+                // complete on a socket it was never made on.
+                let what = format!("{} from line {}", call_name(&p.call), self.line(p.event.span));
+                return Err(self.fail(
+                    e.span,
+                    "error handling syscall",
+                    format!("close() of a descriptor on which {what} is still blocked"),
+                    vec![format!("let {what} return first (its end time is {} s)", secs(p.end))],
+                    "this close",
+                ));
+            }
+        }
         let res = self.backend.call(&call);
         self.collect_states();
         if let Call::Connect(fd, _) = call {
@@ -1518,8 +1587,20 @@ impl<'a> Exec<'a> {
             self.nonblocking.insert(*fd, *on);
         }
         // tcp_state compares the state named in the result.
-        if let (Call::TcpState(_), CallResult::Value(SockOptValue::Int(n))) = (call, &res) {
+        if let (Call::TcpState(tuple), CallResult::Value(SockOptValue::Int(n))) = (call, &res) {
             let want = self.int(&c.result).map_err(|m| fail(self, m))?;
+            let closed = i64::from(TcpState::Closed.linux_number());
+            if *n == closed && !self.seen.contains(&(tuple.local, tuple.remote)) {
+                // CLOSED would be true of any tuple; say that this one never carried a segment instead.
+                return Err(fail(
+                    self,
+                    format!(
+                        "tcp_state: no such connection: no segment between {} (the stack) and {} was sent or \
+                         received",
+                        tuple.local, tuple.remote
+                    ),
+                ));
+            }
             if want != *n {
                 let name = |v: i64| {
                     TcpState::from_linux_number(v as u8).map_or("?".to_string(), |s| s.linux_name().to_string())
