@@ -150,5 +150,17 @@ fn a_huge_wait_fails_at_the_time_limit_on_a_real_clock() {
     let o = tcpdrill(&["run", "--backend", "linux", "--timeout", "2", &f]);
     assert_eq!(code(&o), 1, "{}", text(&o));
     assert!(text(&o).contains("ran past its time limit of 2 s (--timeout)"), "{}", text(&o));
+    // Not a speed check: a guard that the run stopped at its limit instead of sleeping for 3,000 years.
     assert!(started.elapsed().as_secs() < 60, "it stopped at the limit");
+}
+
+#[test]
+fn non_utf8_bytes_in_a_command_are_an_error_at_the_byte() {
+    let d = folder("latin1-cmd");
+    let mut body = b"0 `echo caf\xe9`\n".to_vec();
+    body.extend_from_slice(b"+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n");
+    let f = write(&d, "cmd.pkt", &body);
+    let o = tcpdrill(&["check", &f]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("cmd.pkt:1:12") && text(&o).contains("not UTF-8"), "{}", text(&o));
 }

@@ -674,7 +674,7 @@ impl Backend for Linux {
         std::fs::write(&path, value).map_err(|e| format!("{path}: {e}"))
     }
 
-    fn shell(&mut self, cmd: &str, cwd: Option<&std::path::Path>) -> Result<(), String> {
+    fn shell(&mut self, cmd: &str, cwd: Option<&std::path::Path>, deadline: std::time::Instant) -> Result<(), String> {
         // The child is forked from this thread, so it starts in this thread's namespace.
         let mut c = std::process::Command::new("sh");
         c.arg("-c").arg(cmd);
@@ -683,7 +683,7 @@ impl Backend for Linux {
         if let Some(dir) = cwd.filter(|d| d.is_dir()) {
             c.current_dir(dir);
         }
-        let out = c.output().map_err(|e| e.to_string())?;
+        let out = super::output_within(&mut c, deadline)?;
         if out.status.success() {
             Ok(())
         } else {

@@ -11,6 +11,34 @@ use tcpdrill_stack::{Errno, FourTuple, TcpState};
 /// Microseconds since the script's start.
 pub type Micros = i64;
 
+/// Runs a command to its end or until `deadline`, whichever comes first; at the deadline its whole process group
+/// is killed (a shell's children too) and the error says so. Commands and `%{ }%` blocks run this way, so that
+/// `--timeout` bounds them as it bounds the script.
+pub fn output_within(
+    cmd: &mut std::process::Command,
+    deadline: std::time::Instant,
+) -> Result<std::process::Output, String> {
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(_) => return child.wait_with_output().map_err(|e| e.to_string()),
+            None if std::time::Instant::now() >= deadline => {
+                // SAFETY: a signal to the process group this child leads; it was made above for this.
+                unsafe { libc::killpg(child.id() as libc::pid_t, libc::SIGKILL) };
+                let _ = child.wait();
+                return Err("killed at the script's time limit (--timeout)".into());
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+}
+
 /// A socket call with live arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
@@ -114,7 +142,8 @@ pub trait Backend {
     fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String>;
     /// Runs a shell command, if the backend can, in `cwd` (the script's folder, as packetdrill's runners do, so
     /// that `` `../common/defaults.sh` `` resolves).
-    fn shell(&mut self, cmd: &str, cwd: Option<&std::path::Path>) -> Result<(), String>;
+    /// It is killed at `deadline` (the run's time limit).
+    fn shell(&mut self, cmd: &str, cwd: Option<&std::path::Path>, deadline: std::time::Instant) -> Result<(), String>;
     /// Restarts the clock at 0: called once the init commands (untimed commands before the first event) have
     /// run, because packetdrill starts the script's clock after them.
     fn start_clock(&mut self) {}

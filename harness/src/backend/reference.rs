@@ -222,7 +222,7 @@ impl Backend for Reference {
         self.host.set_knob(name, value).map_err(|e| e.to_string())
     }
 
-    fn shell(&mut self, cmd: &str, _cwd: Option<&std::path::Path>) -> Result<(), String> {
+    fn shell(&mut self, cmd: &str, _cwd: Option<&std::path::Path>, _: std::time::Instant) -> Result<(), String> {
         Err(format!("the reference backend runs no shell commands ({cmd:?})"))
     }
 

@@ -25,8 +25,10 @@ pub struct RunOptions {
     pub tolerance_scale: f64,
     /// How long past its expected time an outbound packet is waited for before "timed out".
     pub packet_timeout_usecs: i64,
-    /// The port the stack listens on and `connect(..., ...)` goes to (packetdrill's --bind_port / --connect_port).
+    /// The port `bind(..., ...)` gives the stack (packetdrill's --bind_port).
     pub port: u16,
+    /// The port `connect(..., ...)` goes to (packetdrill's --connect_port).
+    pub connect_port: u16,
     /// The harness's own port for passive scripts.
     pub remote_port: u16,
     /// The script's folder: shell commands run there, as packetdrill's runners do.
@@ -47,6 +49,7 @@ impl Default for RunOptions {
             tolerance_scale: 1.0,
             packet_timeout_usecs: 2_000_000,
             port: 8080,
+            connect_port: 8080,
             remote_port: 40_123,
             script_dir: None,
             timeout: std::time::Duration::from_secs(180),
@@ -77,6 +80,9 @@ struct Exec<'a> {
     /// A connect() started a connection whose SYN-ACK has not come yet: the next inbound SYN-ACK sets the script's
     /// ISN for it.
     awaiting_synack: bool,
+    /// The tuple and script ISN of a SYN sent on a tuple already in use: they become the connection's when the
+    /// stack answers with a SYN-ACK, as the stack's own ISN is learned afresh then (tcpdrill's new incarnations).
+    reopening: Option<((u16, u16), u32)>,
     /// The 4-tuple (stack port, harness port) the ISN was learned on: a later SYN on the same tuple (a
     /// simultaneous open's SYN-ACK) is checked against it, not learned from.
     isn_tuple: Option<(u16, u16)>,
@@ -156,6 +162,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         remote_isn: None,
         remote_isns: BTreeMap::new(),
         awaiting_synack: false,
+        reopening: None,
         isn_tuple: None,
         isn_from_syn: false,
         new_incarnation: false,
@@ -292,7 +299,8 @@ impl<'a> Exec<'a> {
                 "tolerance_usecs" => self.opts.tolerance_usecs = v.parse().unwrap_or(self.opts.tolerance_usecs),
                 "tolerance_percent" => self.opts.tolerance_percent = v.parse().unwrap_or(self.opts.tolerance_percent),
                 "tcp_ts_tick_usecs" => self.ts_tick_usecs = v.parse().ok().filter(|t| *t > 0),
-                "bind_port" | "connect_port" => self.opts.port = v.parse().unwrap_or(self.opts.port),
+                "bind_port" => self.opts.port = v.parse().unwrap_or(self.opts.port),
+                "connect_port" => self.opts.connect_port = v.parse().unwrap_or(self.opts.connect_port),
                 "strict_segments" => self.opts.strict_segments = true,
                 "local_ip" | "gateway_ip" if !address(self.local_ip) => {
                     return Some(format!("--{}={v}: the {name} backend's stack has address {}", o.name, self.local_ip))
@@ -424,13 +432,7 @@ impl<'a> Exec<'a> {
             Action::Shell(_) => "command",
             Action::Code(_) => "data collection for code",
         };
-        let msg = format!(
-            "timing error: expected {what} at {} sec but happened at {} sec; tolerance {} sec",
-            secs(due),
-            secs(now),
-            secs(tol)
-        );
-        Err(self.fail(e.time_span, "error handling event", msg, vec![], "due here"))
+        Err(self.fail(e.time_span, "error handling event", timing_error(what, due, due, now, tol), vec![], "due here"))
     }
 
     fn events(&mut self, s: &Script) -> Res<()> {
@@ -486,11 +488,8 @@ impl<'a> Exec<'a> {
             self.last_time = self.last_time.max(self.backend.now());
             self.poll_pending()?;
         }
-        // A call still blocked may return after the last line, by the script's own account (`0...3 connect()`).
-        if let Some(p) = &self.pending {
-            let tol = self.tolerance_over(p.end - p.start);
-            self.advance(p.end + tol)?;
-        }
+        // As packetdrill stops its syscall thread (`syscalls_free`): a call still blocked has a second to return.
+        let idle = self.await_pending()?;
         // Anything the stack sent up to the last event that no line accounted for.
         let last = self.backend.now();
         if let Some((t, d)) = self.backend.next_outbound(last) {
@@ -505,13 +504,16 @@ impl<'a> Exec<'a> {
                 "after this event",
             ));
         }
-        if let Some(p) = self.pending.take() {
+        if let Some(p) = self.pending.take().filter(|_| !idle) {
             let e = &p.event;
             return Err(self.fail(
                 e.span,
                 "error handling syscall",
-                format!("blocking call {} never returned", call_name(&p.call)),
-                vec![format!("started at {} s", secs(p.start))],
+                format!("runtime error: exiting while a blocking system call is in progress ({})", call_name(&p.call)),
+                vec![
+                    format!("it started at {} s and was due back at {} s", secs(p.start), secs(p.end)),
+                    "packetdrill waits one second after the last event for it, as tcpdrill does".into(),
+                ],
                 "still blocked at the end of the script",
             ));
         }
@@ -546,7 +548,7 @@ impl<'a> Exec<'a> {
         let fail_at = |x: &Self, span: Span, m: String| x.fail(span, "error executing code", m, vec![], "this block");
         let first = self.code[0].0.span;
         std::fs::write(&path, program).map_err(|e| fail_at(self, first, format!("{}: {e}", path.display())))?;
-        let out = std::process::Command::new("python3").arg(&path).output();
+        let out = crate::backend::output_within(std::process::Command::new("python3").arg(&path), self.deadline);
         let _ = std::fs::remove_file(&path);
         let out = out.map_err(|e| fail_at(self, first, format!("python3: {e}")))?;
         if out.status.success() {
@@ -578,11 +580,11 @@ impl<'a> Exec<'a> {
     /// that the call returns at the exact moment it can.
     fn advance(&mut self, t: Micros) -> Res<()> {
         while self.pending.is_some() {
+            self.within_limit()?;
             let now = self.backend.now();
             match self.backend.next_event_time() {
                 // A real-time backend cannot say when the stack will act: look every 5 ms.
                 None if now < t => {
-                    self.within_limit()?;
                     self.backend.advance_to((now + 5_000).min(t));
                     self.collect_states();
                     self.poll_pending()?;
@@ -618,7 +620,7 @@ impl<'a> Exec<'a> {
             return Ok(());
         }
         let cwd = self.opts.script_dir.clone();
-        self.backend.shell(&c.text, cwd.as_deref()).map_err(|e| {
+        self.backend.shell(&c.text, cwd.as_deref(), self.deadline).map_err(|e| {
             self.fail(c.span, "error executing command", format!("`{}` failed: {e}", c.text), vec![], "this command")
         })?;
         self.trace.entries.push(TraceEntry::Note { t, text: format!("`{}`", c.text) });
@@ -649,6 +651,10 @@ impl<'a> Exec<'a> {
             self.remote_isn = Some(isn);
             self.remote_isns.insert((lp, rp), isn);
             self.awaiting_synack &= !flags.ack();
+        } else if flags.syn() && !flags.ack() {
+            // A bare SYN on a tuple already in use opens a new incarnation only if the stack answers it with a
+            // SYN-ACK (a SYN that reopens TIME-WAIT); in ESTABLISHED it gets a challenge ACK and changes nothing.
+            self.reopening = Some(((lp, rp), t.seq.unwrap_or(0)));
         }
         let (seq_offset, ack_offset) =
             (self.remote_offset((lp, rp), flags.syn()), self.local_offset((lp, rp), flags.syn()));
@@ -706,7 +712,8 @@ impl<'a> Exec<'a> {
             src_port: rp,
             dst_port: lp,
             seq: SeqNum(t.seq.unwrap_or(0).wrapping_add(seq_offset)),
-            ack: SeqNum(t.ack.map_or(0, |a| ack_offset.wrapping_add(a))),
+            // As packetdrill maps it (map_inbound_packet): only a segment with ACK set has its number shifted.
+            ack: SeqNum(t.ack.map_or(0, |a| if flags.ack() { ack_offset.wrapping_add(a) } else { a })),
             flags,
             window: t.win.unwrap_or(0).min(u32::from(u16::MAX)) as u16,
             urgent: t.urg.unwrap_or(0) as u16,
@@ -796,7 +803,11 @@ impl<'a> Exec<'a> {
     fn expect_packet(&mut self, e: &Event, p: &Packet, start: Micros, end: Micros) -> Res<()> {
         let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
         let tol = if matches!(e.time, TimeSpec::Any) { 0 } else { self.tolerance(start) };
-        let deadline = if end == Micros::MAX { Micros::MAX / 2 } else { end + tol + self.opts.packet_timeout_usecs };
+        let deadline = if end == Micros::MAX {
+            Micros::MAX / 2
+        } else {
+            end.saturating_add(tol).saturating_add(self.opts.packet_timeout_usecs)
+        };
         let script_text = printer::tcp(t);
         let (actual, bytes) = self.sniff(e, deadline, &script_text, start)?;
         let first_len = self.check_wire(e, &bytes)?.tcp.payload.len();
@@ -817,6 +828,10 @@ impl<'a> Exec<'a> {
                 let isn = Isn { live: live.tcp.seq.0, script: s };
                 self.local_isn = Some(isn);
                 self.isns.insert(tuple, isn);
+                if let Some((_, remote)) = self.reopening.take().filter(|(t, _)| *t == tuple) {
+                    self.remote_isn = Some(remote);
+                    self.remote_isns.insert(tuple, remote);
+                }
                 self.isn_tuple = Some(tuple);
                 self.isn_from_syn = !live.tcp.flags.ack();
                 self.new_incarnation = false;
@@ -855,15 +870,13 @@ impl<'a> Exec<'a> {
             ]
         };
         // packetdrill's TSval tolerance grows with the time since the script's start, not since the last event.
-        let ts_tol = (self.opts.tolerance_usecs as f64).max(self.opts.tolerance_percent / 100.0 * start.max(0) as f64);
-        self.ts_tolerance_usecs = (ts_tol * self.opts.tolerance_scale) as i64;
-        if let Some((field, want, got)) = self.mismatch(t, p.ecn, &live) {
-            let msg = format!("live packet field {field}: expected: {want} vs actual: {got}");
+        self.ts_tolerance_usecs = self.tolerance_over(start);
+        // packetdrill compares the payload's length first, before any header field (do_outbound_script_packet).
+        if live.tcp.payload.len() != t.len as usize {
+            let msg =
+                format!("live packet payload: expected {} bytes vs actual {} bytes", t.len, live.tcp.payload.len());
             let mut d = details(self);
-            if field.ends_with("_port") {
-                d[1] = format!("actual packet:  {} {}", secs(actual), self.outbound_text_ports(&bytes, true));
-            }
-            if field == "tcp_payload_len" && live.tcp.payload.len() > t.len as usize && self.real_time {
+            if live.tcp.payload.len() > t.len as usize && self.real_time {
                 d.push(
                     "hint: a packet longer than the line may be a TSO super-packet (several MSS handed over as one, \
                      as packetdrill's TUN device has it); the header option --tso=off shows the segments as they go \
@@ -873,28 +886,21 @@ impl<'a> Exec<'a> {
             }
             return Err(self.fail(e.span, "error handling packet", msg, d, "this packet"));
         }
+        if let Some((field, want, got)) = self.mismatch(t, p.ecn, &live) {
+            let msg = format!("live packet field {field}: expected: {want} vs actual: {got}");
+            let mut d = details(self);
+            if field.ends_with("_port") {
+                d[1] = format!("actual packet:  {} {}", secs(actual), self.outbound_text_ports(&bytes, true));
+            }
+            return Err(self.fail(e.span, "error handling packet", msg, d, "this packet"));
+        }
         // Timing.
         let ok = match e.time {
             TimeSpec::Any => true,
-            _ => actual >= start - tol && actual <= end.saturating_add(tol),
+            _ => actual >= start.saturating_sub(tol) && actual <= end.saturating_add(tol),
         };
         if !ok {
-            let msg = if start == end {
-                format!(
-                    "timing error: expected outbound packet at {} sec but happened at {} sec; tolerance {} sec",
-                    secs(start),
-                    secs(actual),
-                    secs(tol)
-                )
-            } else {
-                format!(
-                    "timing error: expected outbound packet in [{}, {}] sec but happened at {} sec; tolerance {} sec",
-                    secs(start),
-                    secs(end),
-                    secs(actual),
-                    secs(tol)
-                )
-            };
+            let msg = timing_error("outbound packet", start, end, actual, tol);
             return Err(self.fail(e.time_span, "error handling packet", msg, details(self), "expected time"));
         }
         Ok(())
@@ -980,14 +986,9 @@ impl<'a> Exec<'a> {
             let prev = TcpDatagram::parse(prev_bytes, Checksums::Ignore).expect("checked when read");
             let (p, c) = (&prev.tcp, &cur.tcp);
             let num = |v: u64| format!("{v} ({v:#x})");
-            let flags = [
-                (TcpFlags::SYN, "tcp_syn"),
-                (TcpFlags::RST, "tcp_rst"),
-                (TcpFlags::ACK, "tcp_ack"),
-                (TcpFlags::URG, "tcp_urg"),
-                (TcpFlags::ECE, "tcp_ece"),
-                (TcpFlags::AE, "tcp_ae"),
-            ];
+            // Every flag but FIN, PSH and CWR, which the last segment's or the first's stand for.
+            let same = |f: TcpFlags| ![TcpFlags::FIN, TcpFlags::PSH, TcpFlags::CWR].contains(&f);
+            let flags: Vec<(TcpFlags, &str)> = FLAG_FIELDS.into_iter().filter(|(f, _)| same(*f)).collect();
             let differs = if (c.src_port, c.dst_port) != (p.src_port, p.dst_port)
                 || cur.ip.src_addr() != prev.ip.src_addr()
             {
@@ -1056,12 +1057,16 @@ impl<'a> Exec<'a> {
         }
         let flags = TcpFlags((last.tcp.flags.0 & !TcpFlags::CWR.0) | (firsts.tcp.flags.0 & TcpFlags::CWR.0));
         let tcp = TcpRepr { seq: firsts.tcp.seq, flags, payload: &payload, ..last.tcp };
-        let merged =
-            TcpDatagram { ip: last.ip, tcp }.to_vec().expect("a merged segment fits: the script's length does");
+        let merged = TcpDatagram { ip: last.ip, tcp }.to_vec().map_err(|err| {
+            let msg = format!("the merged packet cannot be built: {err}");
+            let d = vec![format!("{} segments, {total} bytes", segments.len())];
+            self.fail(e.span, "error handling packet", msg, d, "this packet")
+        })?;
         Ok((*t, merged))
     }
 
-    /// The first field where the live packet differs from the script, in packetdrill's order.
+    /// The first field where the live packet differs from the script, in the order of packetdrill's TCP checks.
+    /// Where packetdrill reports the IP total length (options of another length), tcpdrill names the options.
     fn mismatch(&self, t: &TcpSpec, ecn: Option<Ecn>, live: &TcpDatagram<'_>) -> Option<(String, String, String)> {
         let num = |v: u64| format!("{v} ({v:#x})");
         let l = &live.tcp;
@@ -1094,17 +1099,7 @@ impl<'a> Exec<'a> {
         }
         let want = flags_of(&t.flags);
         let psh_either = t.flags.contains('p');
-        for (bit, name) in [
-            (TcpFlags::FIN, "tcp_fin"),
-            (TcpFlags::SYN, "tcp_syn"),
-            (TcpFlags::RST, "tcp_rst"),
-            (TcpFlags::PSH, "tcp_psh"),
-            (TcpFlags::ACK, "tcp_ack"),
-            (TcpFlags::URG, "tcp_urg"),
-            (TcpFlags::ECE, "tcp_ece"),
-            (TcpFlags::CWR, "tcp_cwr"),
-            (TcpFlags::AE, "tcp_ae"),
-        ] {
+        for (bit, name) in FLAG_FIELDS {
             let (w, g) = (want.contains(bit), l.flags.contains(bit));
             if w != g && !(psh_either && bit == TcpFlags::PSH) {
                 return Some((name.into(), num(u64::from(w)), num(u64::from(g))));
@@ -1124,9 +1119,6 @@ impl<'a> Exec<'a> {
         let got = if l.flags.ack() { l.ack.0.wrapping_sub(remote_offset) } else { l.ack.0 };
         if got != want_ack {
             return Some(("tcp_ack_seq".into(), num(u64::from(want_ack)), num(u64::from(got))));
-        }
-        if l.payload.len() as u32 != t.len {
-            return Some(("tcp_payload_len".into(), num(u64::from(t.len)), num(l.payload.len() as u64)));
         }
         if let Some(w) = t.win {
             if u32::from(l.window) != w {
@@ -1272,7 +1264,7 @@ impl<'a> Exec<'a> {
         let a = &c.args;
         let arg = |i: usize| a.get(i).ok_or_else(|| format!("{} needs argument {}", c.name, i + 1));
         let local = SocketAddr::new(self.local_ip, self.opts.port);
-        let remote = SocketAddr::new(self.remote_ip, self.opts.port);
+        let remote = SocketAddr::new(self.remote_ip, self.opts.connect_port);
         Ok(match c.name.as_str() {
             "socket" => {
                 let d = match arg(0)?.kind {
@@ -1368,6 +1360,9 @@ impl<'a> Exec<'a> {
         if c.name.starts_with("tcp_isn_") {
             return self.isn_extension(e, c);
         }
+        // packetdrill makes every call after waiting up to a second for one still blocked on its syscall thread
+        // (tcp_state is tcpdrill's own observation, not a call, and waits for nothing).
+        let idle = if c.name == "tcp_state" { self.pending.is_none() } else { self.await_pending()? };
         let ports = (self.local_port, self.remote_port);
         let call =
             self.translate(c).map_err(|m| self.fail(e.span, "error handling syscall", m, vec![], "this call"))?;
@@ -1405,14 +1400,13 @@ impl<'a> Exec<'a> {
             let Some(end) = expected_end else {
                 return self.block_in_place(e, c, call, start);
             };
-            // packetdrill runs a blocking call on a thread of its own: other calls go on meanwhile, but only one
-            // call can be blocked at a time.
-            if self.pending.is_some() {
+            // packetdrill runs a blocking call on a thread of its own, one at a time.
+            if !idle {
                 return Err(self.fail(
                     e.span,
                     "error handling syscall",
-                    "a second blocking call while one is still blocked".into(),
-                    vec![],
+                    "blocking system call while another blocking system call is already in progress".into(),
+                    vec!["packetdrill waits one second for the first to return, as tcpdrill did".into()],
                     "this call",
                 ));
             }
@@ -1447,6 +1441,8 @@ impl<'a> Exec<'a> {
                 Some(w) => {
                     self.backend.advance_to(w);
                     self.collect_states();
+                    // A call blocked on packetdrill's syscall thread returns meanwhile, at its own time.
+                    self.poll_pending()?;
                 }
                 None => {
                     let why = if next.is_some() {
@@ -1474,6 +1470,28 @@ impl<'a> Exec<'a> {
                 }
             }
         }
+    }
+
+    /// packetdrill's `await_idle_thread`: lets up to one second pass for a call blocked on the syscall thread to
+    /// return, as packetdrill does before any other call and at the end of the script. Whether it returned.
+    fn await_pending(&mut self) -> Res<bool> {
+        let limit = self.backend.now().saturating_add(1_000_000);
+        while self.pending.is_some() {
+            self.within_limit()?;
+            let now = self.backend.now();
+            if now >= limit {
+                return Ok(false);
+            }
+            let step = match self.backend.next_event_time() {
+                _ if self.real_time => now + 5_000,
+                Some(w) if w >= now => w.max(now + 1),
+                _ => limit,
+            };
+            self.backend.advance_to(step.min(limit));
+            self.collect_states();
+            self.poll_pending()?;
+        }
+        Ok(true)
     }
 
     /// Makes a blocked call again if the backend says it can make progress; `None` while it still blocks.
@@ -1534,15 +1552,10 @@ impl<'a> Exec<'a> {
     /// A blocking call (`t1...t2`) must return at `t2`, within the tolerance of its own duration.
     fn check_return_time(&self, e: &Event, name: &str, start: Micros, end: Micros, returned: Micros) -> Res<()> {
         let tol = self.tolerance_over(end - start);
-        if (returned - end).abs() <= tol {
+        if returned.abs_diff(end) <= tol.unsigned_abs() {
             return Ok(());
         }
-        let msg = format!(
-            "timing error: expected {name} to return at {} sec but it returned at {} sec; tolerance {} sec",
-            secs(end),
-            secs(returned),
-            secs(tol)
-        );
+        let msg = timing_error(&format!("{name} to return"), end, end, returned, tol);
         Err(self.fail(e.time_span, "error handling syscall", msg, vec![], "expected return time"))
     }
 
@@ -1691,6 +1704,19 @@ impl<'a> Exec<'a> {
     }
 }
 
+/// The TCP flags as packetdrill's checks name them, in its order.
+const FLAG_FIELDS: [(TcpFlags, &str); 9] = [
+    (TcpFlags::FIN, "tcp_fin"),
+    (TcpFlags::SYN, "tcp_syn"),
+    (TcpFlags::RST, "tcp_rst"),
+    (TcpFlags::PSH, "tcp_psh"),
+    (TcpFlags::ACK, "tcp_ack"),
+    (TcpFlags::URG, "tcp_urg"),
+    (TcpFlags::ECE, "tcp_ece"),
+    (TcpFlags::CWR, "tcp_cwr"),
+    (TcpFlags::AE, "tcp_ae"),
+];
+
 /// Syscalls the executor translates.
 pub const SUPPORTED: &[&str] = &[
     "socket",
@@ -1723,6 +1749,17 @@ fn call_name(c: &Call) -> &'static str {
         Call::Write { .. } => "write",
         _ => "call",
     }
+}
+
+/// packetdrill's words for something that came outside its window (run.c, `verify_time`).
+fn timing_error(what: &str, start: Micros, end: Micros, actual: Micros, tol: Micros) -> String {
+    let when =
+        if start == end { format!("at {}", secs(start)) } else { format!("in [{}, {}]", secs(start), secs(end)) };
+    format!(
+        "timing error: expected {what} {when} sec but happened at {} sec; tolerance {} sec",
+        secs(actual),
+        secs(tol)
+    )
 }
 
 /// A buffer argument written `NULL` (or 0), which must reach the stack as a null pointer.

@@ -35,7 +35,9 @@ pub fn parse(file: &str, text: &str, opts: &ParseOptions) -> Result<Script, Scri
     })?;
     let source: Arc<str> = Arc::from(pre.as_str());
     let mut p = Parser { src: &pre, pos: 0, file, source, defines: &opts.defines, depth: 0 };
-    p.script()
+    let script = p.script()?;
+    p.no_replacement_characters(&script)?;
+    Ok(script)
 }
 
 /// TCP option names, for hints.
@@ -453,6 +455,32 @@ impl<'a> Parser<'a> {
             _ => {}
         }
         Ok(Event { time, time_span, action, span: Span::new(start, self.pos) })
+    }
+
+    /// A script is read as UTF-8 with bytes that are not UTF-8 as U+FFFD (`report::read_script`), so that a
+    /// Latin-1 comment does no harm, as in packetdrill. Elsewhere such a byte would reach a string, a command or a
+    /// Python block changed: an error at the byte, rather than a silent change.
+    fn no_replacement_characters(&self, s: &Script) -> R<()> {
+        let mut texts: Vec<(&str, Span)> = Vec::new();
+        texts.extend(s.init.iter().chain(&s.cleanup).map(|c| (c.text.as_str(), c.span)));
+        for e in &s.events {
+            match &e.action {
+                Action::Shell(c) => texts.push((c.text.as_str(), c.span)),
+                Action::Code(c) => texts.push((c.text.as_str(), c.span)),
+                Action::Syscall(_) if !e.span.is_empty() => texts.push((&self.src[e.span.start..e.span.end], e.span)),
+                _ => {}
+            }
+        }
+        for (text, span) in texts {
+            if text.contains('\u{FFFD}') {
+                // The text starts inside its span, after the delimiter: find the character in the source.
+                let at = self.src[span.start..].find('\u{FFFD}').map_or(span.start, |j| span.start + j);
+                return Err(self
+                    .err(Span::new(at, at + '\u{FFFD}'.len_utf8()), "bytes that are not UTF-8 here", "not UTF-8")
+                    .with_help("tcpdrill reads scripts as UTF-8; only comments may hold other bytes"));
+            }
+        }
+        Ok(())
     }
 
     fn check_timeline(&self, s: &Script) -> R<()> {
