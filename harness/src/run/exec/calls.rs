@@ -1,0 +1,575 @@
+//! Syscalls: a script call translated into a live one, made (blocking on packetdrill's syscall thread, or in place
+//! on its main thread), and its result checked.
+
+use super::*;
+
+impl Exec<'_> {
+    pub(super) fn int(&self, e: &Expr) -> Result<i64, String> {
+        match &e.kind {
+            ExprKind::Int(i) => Ok(*i),
+            ExprKind::Symbol(s) => symbol_value(s).ok_or_else(|| format!("unknown symbol {s}")),
+            ExprKind::Or(v) => v.iter().try_fold(0, |acc, x| Ok(acc | self.int(x)?)),
+            ExprKind::List(v) if v.len() == 1 => self.int(&v[0]),
+            ExprKind::Call(n, a) if (n == "htons" || n == "htonl" || n == "ntohs") && a.len() == 1 => self.int(&a[0]),
+            _ => Err(format!("{} is not a number", printer::expr(e))),
+        }
+    }
+
+    pub(super) fn fd(&self, e: &Expr) -> Result<i32, String> {
+        let n = self.int(e)?;
+        Ok(self.fds.get(&n).copied().unwrap_or(n as i32))
+    }
+
+    pub(super) fn sockaddr(&self, e: &Expr, default: SocketAddr) -> Result<SocketAddr, String> {
+        match &e.kind {
+            ExprKind::Ellipsis => Ok(default),
+            ExprKind::Struct(fields) => {
+                let mut a = default;
+                for (name, v) in fields {
+                    match name.as_ref().and_then(Expr::as_symbol) {
+                        Some("sin_port" | "sin6_port") => a.set_port(self.int(v)? as u16),
+                        Some("sin_addr" | "sin6_addr") => {
+                            if let ExprKind::Call(f, args) = &v.kind {
+                                if let (Some("inet_addr" | "inet_pton"), Some(ExprKind::Str(s))) =
+                                    (Some(f.as_str()), args.last().map(|x| &x.kind))
+                                {
+                                    a.set_ip(s.parse().map_err(|_| format!("bad address {s:?}"))?);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(a)
+            }
+            _ => Err(format!("{} is not a socket address", printer::expr(e))),
+        }
+    }
+
+    pub(super) fn sockopt(&self, name: &Expr) -> Result<SockOptName, String> {
+        Ok(match name.as_symbol().unwrap_or("") {
+            "SO_REUSEADDR" => SockOptName::ReuseAddr,
+            "SO_KEEPALIVE" => SockOptName::KeepAlive,
+            "SO_LINGER" => SockOptName::Linger,
+            "SO_ERROR" => SockOptName::Error,
+            "SO_RCVBUF" => SockOptName::RcvBuf,
+            "SO_SNDBUF" => SockOptName::SndBuf,
+            "TCP_NODELAY" => SockOptName::NoDelay,
+            "TCP_MAXSEG" => SockOptName::MaxSeg,
+            "TCP_KEEPIDLE" => SockOptName::KeepIdle,
+            "TCP_KEEPINTVL" => SockOptName::KeepIntvl,
+            "TCP_KEEPCNT" => SockOptName::KeepCnt,
+            "TCP_USER_TIMEOUT" => SockOptName::UserTimeout,
+            "TCP_INFO" => SockOptName::Info,
+            other => return Err(format!("socket option {other} is not supported")),
+        })
+    }
+
+    pub(super) fn optval(&self, e: &Expr) -> Result<SockOptValue, String> {
+        match &e.kind {
+            ExprKind::Struct(fields) => {
+                let get = |n: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| k.as_ref().and_then(Expr::as_symbol) == Some(n))
+                        .map(|(_, v)| self.int(v))
+                };
+                Ok(SockOptValue::Linger {
+                    onoff: get("onoff").or_else(|| get("l_onoff")).transpose()?.unwrap_or(0) != 0,
+                    linger: get("linger").or_else(|| get("l_linger")).transpose()?.unwrap_or(0) as u32,
+                })
+            }
+            _ => Ok(SockOptValue::Int(self.int(e)?)),
+        }
+    }
+
+    /// The live call for a script syscall.
+    pub(super) fn translate(&mut self, c: &Syscall) -> Result<Call, String> {
+        let a = &c.args;
+        let arg = |i: usize| a.get(i).ok_or_else(|| format!("{} needs argument {}", c.name, i + 1));
+        let local = SocketAddr::new(self.local_ip, self.opts.port);
+        let remote = SocketAddr::new(self.remote_ip, self.opts.connect_port);
+        Ok(match c.name.as_str() {
+            "socket" => {
+                let d = match arg(0)?.kind {
+                    ExprKind::Ellipsis => Domain::Inet,
+                    _ if self.int(arg(0)?)? == 10 => Domain::Inet6,
+                    _ => Domain::Inet,
+                };
+                Call::Socket(d)
+            }
+            "bind" => {
+                let addr = self.sockaddr(arg(1)?, local)?;
+                self.local_port = Some(addr.port());
+                Call::Bind(self.fd(arg(0)?)?, addr)
+            }
+            "listen" => Call::Listen(self.fd(arg(0)?)?, self.int(arg(1)?)? as i32),
+            "accept" => Call::Accept(self.fd(arg(0)?)?),
+            "connect" => {
+                let addr = self.sockaddr(arg(1)?, remote)?;
+                let fd = self.fd(arg(0)?)?;
+                // A new connection's port is learned from its SYN; connect() again on the same socket (EALREADY,
+                // EISCONN) keeps the one already learned.
+                if self.under_test != Some(fd) {
+                    self.local_port = None;
+                }
+                self.remote_port = addr.port();
+                Call::Connect(fd, addr)
+            }
+            "read" | "recv" | "recvfrom" => {
+                let peek = c.name != "read" && a.get(3).and_then(|f| self.int(f).ok()).is_some_and(|f| f & 2 != 0);
+                Call::Read { fd: self.fd(arg(0)?)?, len: self.int(arg(2)?)? as usize, peek, null: is_null(arg(1)?) }
+            }
+            "write" | "send" | "sendto" => {
+                Call::Write { fd: self.fd(arg(0)?)?, len: self.int(arg(2)?)? as usize, null: is_null(arg(1)?) }
+            }
+            "shutdown" => {
+                let how = match self.int(arg(1)?)? {
+                    0 => Shutdown::Read,
+                    1 => Shutdown::Write,
+                    _ => Shutdown::Both,
+                };
+                Call::Shutdown(self.fd(arg(0)?)?, how)
+            }
+            "close" => Call::Close(self.fd(arg(0)?)?),
+            "setsockopt" => Call::SetSockOpt(self.fd(arg(0)?)?, self.sockopt(arg(2)?)?, self.optval(arg(3)?)?),
+            "getsockopt" => Call::GetSockOpt(self.fd(arg(0)?)?, self.sockopt(arg(2)?)?),
+            "fcntl" => match arg(1)?.as_symbol() {
+                Some("F_GETFL") => Call::GetFl(self.fd(arg(0)?)?),
+                Some("F_SETFL") => Call::SetNonBlocking(self.fd(arg(0)?)?, self.int(arg(2)?)? & 0o4000 != 0),
+                other => return Err(format!("fcntl {} is not supported", other.unwrap_or("?"))),
+            },
+            "ioctl" => match arg(1)?.as_symbol() {
+                Some("SIOCINQ" | "FIONREAD") => Call::BytesReadable(self.fd(arg(0)?)?),
+                other => return Err(format!("ioctl {} is not supported", other.unwrap_or("?"))),
+            },
+            "tcp_state" => {
+                let (lp, rp) = self.default_tuple(None, false);
+                let mut t = FourTuple {
+                    local: SocketAddr::new(self.local_ip, lp),
+                    remote: SocketAddr::new(self.remote_ip, rp),
+                };
+                if let Some(ExprKind::Struct(fields)) = a.first().map(|e| &e.kind) {
+                    let ip = |v: &Expr| match &v.kind {
+                        ExprKind::Str(s) => s.parse::<IpAddr>().map_err(|_| format!("{s:?} is not an IP address")),
+                        ExprKind::Call(f, args) if f == "inet_addr" || f == "inet_pton" => match args.last() {
+                            Some(Expr { kind: ExprKind::Str(s), .. }) => {
+                                s.parse::<IpAddr>().map_err(|_| format!("{s:?} is not an IP address"))
+                            }
+                            _ => Err(format!("{} is not an IP address", printer::expr(v))),
+                        },
+                        _ => Err(format!("{} is not an IP address: write it in quotes", printer::expr(v))),
+                    };
+                    for (n, v) in fields {
+                        match n.as_ref().and_then(Expr::as_symbol) {
+                            Some("local_port") => t.local.set_port(self.int(v)? as u16),
+                            Some("remote_port") => t.remote.set_port(self.int(v)? as u16),
+                            Some("local_ip") => t.local.set_ip(ip(v)?),
+                            Some("remote_ip") => t.remote.set_ip(ip(v)?),
+                            _ => {
+                                return Err("tcp_state takes {local_ip=\"A\", remote_ip=\"B\", local_port=N, \
+                                            remote_port=N}, each optional"
+                                    .into())
+                            }
+                        }
+                    }
+                }
+                Call::TcpState(t)
+            }
+            other => return Err(format!("syscall {other} is not supported")),
+        })
+    }
+
+    pub(super) fn syscall(&mut self, e: &Event, c: &Syscall, start: Micros, expected_end: Option<Micros>) -> Res<()> {
+        if c.name.starts_with("tcp_isn_") {
+            return self.isn_extension(e, c);
+        }
+        // packetdrill makes every call after waiting up to a second for one still blocked on its syscall thread
+        // (tcp_state is tcpdrill's own observation, not a call, and waits for nothing).
+        let idle = if c.name == "tcp_state" { self.pending.is_none() } else { self.await_pending()? };
+        let ports = (self.local_port, self.remote_port);
+        let call =
+            self.translate(c).map_err(|m| self.fail(e.span, "error handling syscall", m, vec![], "this call"))?;
+        if let (Call::Close(fd), Some(p)) = (&call, &self.pending) {
+            if self.call_fd(&p.call) == Some(*fd) {
+                // Closing it would let the next socket() take the same descriptor, and the blocked call would then
+                // complete on a socket it was never made on.
+                let what = format!("{} from line {}", call_name(&p.call), self.line(p.event.span));
+                return Err(self.fail(
+                    e.span,
+                    "error handling syscall",
+                    format!("close() of a descriptor on which {what} is still blocked"),
+                    vec![format!("let {what} return first (its end time is {} s)", secs(p.end))],
+                    "this close",
+                ));
+            }
+        }
+        let res = self.backend.call(&call);
+        self.collect_states();
+        if let Call::Connect(fd, _) = call {
+            if matches!(res, CallResult::Err(Errno::EISCONN | Errno::EBADF | Errno::EINVAL)) {
+                // A connect() refused outright (say on an accepted socket) started no connection: the script's
+                // connection stays the one it was.
+                (self.local_port, self.remote_port) = ports;
+            } else {
+                self.under_test = Some(fd);
+                self.new_incarnation = true;
+                self.awaiting_synack = true;
+            }
+        }
+        let blocks = matches!(res, CallResult::Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EALREADY))
+            && matches!(call, Call::Accept(_) | Call::Connect(..) | Call::Read { .. } | Call::Write { .. })
+            && !self.call_fd(&call).is_some_and(|fd| self.nonblocking.get(&fd).copied().unwrap_or(false));
+        if blocks {
+            let Some(end) = expected_end else {
+                return self.block_in_place(e, c, call, start);
+            };
+            // packetdrill runs a blocking call on a thread of its own, one at a time.
+            if !idle {
+                return Err(self.fail(
+                    e.span,
+                    "error handling syscall",
+                    "blocking system call while another blocking system call is already in progress".into(),
+                    vec!["packetdrill waits one second for the first to return, as tcpdrill did".into()],
+                    "this call",
+                ));
+            }
+            self.pending = Some(Pending { call, event: e.clone(), end, start });
+            return Ok(());
+        }
+        if let Some(end) = expected_end {
+            // A call written as blocking that returned at once.
+            self.check_return_time(e, &c.name, start, end, start)?;
+        }
+        self.check_result(e, c, &call, res)
+    }
+
+    /// A call written without `t1...t2` that blocks. packetdrill makes such a call on its main thread, so the
+    /// script stops with it: time goes on, the stack's timers fire, and the call returns when the stack completes
+    /// it by itself; the events after it then run late and fail packetdrill's timing check. A call that nothing
+    /// but the script's own later events could complete fails here, where packetdrill would hang.
+    pub(super) fn block_in_place(&mut self, e: &Event, c: &Syscall, call: Call, start: Micros) -> Res<()> {
+        let limit = start.saturating_add(i64::try_from(self.opts.timeout.as_micros()).unwrap_or(i64::MAX));
+        loop {
+            if let Some(res) = self.try_complete(&call) {
+                return self.check_result(e, c, &call, res);
+            }
+            self.within_limit()?;
+            let now = self.backend.now();
+            let next = match self.backend.next_event_time() {
+                None if self.real_time => Some(now + 5_000),
+                Some(w) if w >= now => Some(w.max(now + 1)),
+                _ => None,
+            };
+            match next.filter(|&w| w <= limit) {
+                Some(w) => {
+                    self.backend.advance_to(w);
+                    self.collect_states();
+                    // A call blocked on packetdrill's syscall thread returns meanwhile, at its own time.
+                    self.poll_pending()?;
+                }
+                None => {
+                    let why = if next.is_some() {
+                        format!("it was still blocked {} s later (--timeout)", self.opts.timeout.as_secs_f64())
+                    } else {
+                        "nothing the stack does by itself can complete it, and the later events cannot run while it \
+                         blocks"
+                            .to_string()
+                    };
+                    return Err(self.fail(
+                        e.span,
+                        "error handling syscall",
+                        format!("{} blocks the script: {why}", c.name),
+                        vec![
+                            "a call written without an end time runs on the script's own thread, as in packetdrill"
+                                .into(),
+                            format!(
+                                "write `{}...END {}(...)` to let later events run while it blocks",
+                                secs(start),
+                                c.name
+                            ),
+                        ],
+                        "blocks",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// packetdrill's `await_idle_thread`: lets up to one second pass for a call blocked on the syscall thread to
+    /// return, as packetdrill does before any other call and at the end of the script. Whether it returned.
+    pub(super) fn await_pending(&mut self) -> Res<bool> {
+        let limit = self.backend.now().saturating_add(1_000_000);
+        while self.pending.is_some() {
+            self.within_limit()?;
+            let now = self.backend.now();
+            if now >= limit {
+                return Ok(false);
+            }
+            let step = match self.backend.next_event_time() {
+                _ if self.real_time => now + 5_000,
+                Some(w) if w >= now => w.max(now + 1),
+                _ => limit,
+            };
+            self.backend.advance_to(step.min(limit));
+            self.collect_states();
+            self.poll_pending()?;
+        }
+        Ok(true)
+    }
+
+    /// Makes a blocked call again if the backend says it can make progress; `None` while it still blocks.
+    pub(super) fn try_complete(&mut self, call: &Call) -> Option<CallResult> {
+        if !self.backend.ready(call) {
+            return None;
+        }
+        let res = self.backend.call(call);
+        self.collect_states();
+        match (call, &res) {
+            // connect() again after the handshake: 0 once, as Linux's inet_stream_connect reports.
+            (Call::Connect(..), CallResult::Err(Errno::EALREADY | Errno::EINPROGRESS)) => None,
+            _ => Some(res),
+        }
+    }
+
+    /// tcpdrill's ISN extensions, answered from the ISNs the executor learned (the stack's sequence numbers are
+    /// otherwise only seen relative to them): `tcp_isn_distinct()` is 1 when every connection so far had an ISN of
+    /// its own; `tcp_isn_beyond_previous()` is 1 when the current connection's ISN lies beyond (RFC 1982) the last
+    /// sequence number the previous incarnation of the same four-tuple used.
+    pub(super) fn isn_extension(&mut self, e: &Event, c: &Syscall) -> Res<()> {
+        let fail = |x: &Self, m: String| x.fail(e.span, "error handling syscall", m, vec![], "this call");
+        let got: i64 = match c.name.as_str() {
+            "tcp_isn_distinct" => {
+                if self.isn_history.len() < 2 {
+                    return Err(fail(self, "tcp_isn_distinct() needs two connections whose ISNs were seen".into()));
+                }
+                let mut isns: Vec<u32> = self.isn_history.iter().map(|h| h.1).collect();
+                isns.sort_unstable();
+                isns.dedup();
+                i64::from(isns.len() == self.isn_history.len())
+            }
+            "tcp_isn_beyond_previous" => {
+                let Some((cur, earlier)) = self.isn_history.split_last() else {
+                    return Err(fail(self, "tcp_isn_beyond_previous(): no ISN seen yet".into()));
+                };
+                let Some(prev) = earlier.iter().rev().find(|h| h.0 == cur.0) else {
+                    return Err(fail(
+                        self,
+                        "tcp_isn_beyond_previous(): no earlier incarnation of this four-tuple".into(),
+                    ));
+                };
+                i64::from(SeqNum(cur.1) > SeqNum(prev.2))
+            }
+            other => return Err(fail(self, format!("unknown extension {other}()"))),
+        };
+        let t = self.backend.now();
+        let text = format!("{}() -> {got}", c.name);
+        self.trace.lines.push((self.line(e.span), format!("{} {text}", secs(t))));
+        self.trace.entries.push(TraceEntry::Call { t, text });
+        let want = self.int(&c.result).map_err(|m| fail(self, m))?;
+        if want != got {
+            return Err(fail(self, format!("{}() = {got} but the script expects {want}", c.name)));
+        }
+        Ok(())
+    }
+
+    /// A blocking call (`t1...t2`) must return at `t2`, within the tolerance of its own duration.
+    pub(super) fn check_return_time(
+        &self,
+        e: &Event,
+        name: &str,
+        start: Micros,
+        end: Micros,
+        returned: Micros,
+    ) -> Res<()> {
+        let tol = self.tolerance_over(end - start);
+        if returned.abs_diff(end) <= tol.unsigned_abs() {
+            return Ok(());
+        }
+        let msg = timing_error(&format!("{name} to return"), end, end, returned, tol);
+        Err(self.fail(e.time_span, "error handling syscall", msg, vec![], "expected return time"))
+    }
+
+    pub(super) fn call_fd(&self, call: &Call) -> Option<i32> {
+        match call {
+            Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write { fd, .. } => Some(*fd),
+            _ => None,
+        }
+    }
+
+    pub(super) fn poll_pending(&mut self) -> Res<()> {
+        let Some(call) = self.pending.as_ref().map(|p| p.call.clone()) else { return Ok(()) };
+        let Some(res) = self.try_complete(&call) else { return Ok(()) };
+        let p = self.pending.take().expect("checked above");
+        let e = &p.event;
+        let Action::Syscall(c) = &e.action else { unreachable!("pending calls come from syscall events") };
+        self.check_return_time(e, &c.name, p.start, p.end, self.backend.now())?;
+        self.check_result(e, c, &p.call, res)
+    }
+
+    pub(super) fn check_result(&mut self, e: &Event, c: &Syscall, call: &Call, res: CallResult) -> Res<()> {
+        let t = self.backend.now();
+        let got_text = match (&res, call) {
+            (CallResult::Value(SockOptValue::Int(n)), Call::TcpState(_)) => {
+                TcpState::from_linux_number(*n as u8).map_or(n.to_string(), |s| s.linux_name().to_string())
+            }
+            (CallResult::Value(SockOptValue::Int(n)), _) => format!("0 [{n}]"),
+            (CallResult::Value(SockOptValue::Linger { onoff, linger }), _) => {
+                format!("0 {{onoff={}, linger={linger}}}", u8::from(*onoff))
+            }
+            (CallResult::Value(SockOptValue::Info(i)), _) => format!("0 {{tcpi_state={}}}", i.state),
+            (CallResult::Ok(v), _) => v.to_string(),
+            (CallResult::Err(err), _) => format!("-1 {}", err.name()),
+        };
+        let mut shown = c.clone();
+        shown.note = None;
+        let text = format!("{} -> {got_text}", printer::syscall(&shown));
+        self.trace.lines.push((self.line(e.span), format!("{} {text}", secs(t))));
+        self.trace.entries.push(TraceEntry::Call { t, text });
+        let fail = |x: &Self, msg: String| x.fail(e.span, "error handling syscall", msg, vec![], "this call");
+        if let Call::SetNonBlocking(fd, on) = call {
+            self.nonblocking.insert(*fd, *on);
+        }
+        // tcp_state compares the state named in the result.
+        if let (Call::TcpState(tuple), CallResult::Value(SockOptValue::Int(n))) = (call, &res) {
+            let want = self.int(&c.result).map_err(|m| fail(self, m))?;
+            let closed = i64::from(TcpState::Closed.linux_number());
+            if *n == closed && !self.seen.contains(&(tuple.local, tuple.remote)) {
+                // CLOSED would be true of any tuple; say that this one never carried a segment instead.
+                return Err(fail(
+                    self,
+                    format!(
+                        "tcp_state: no such connection: no segment between {} (the stack) and {} was sent or \
+                         received",
+                        tuple.local, tuple.remote
+                    ),
+                ));
+            }
+            if want != *n {
+                let name = |v: i64| {
+                    TcpState::from_linux_number(v as u8).map_or("?".to_string(), |s| s.linux_name().to_string())
+                };
+                return Err(fail(
+                    self,
+                    format!("tcp_state: expected {} but the connection is in {}", name(want), name(*n)),
+                ));
+            }
+            return Ok(());
+        }
+        let expected = match &c.result.kind {
+            ExprKind::Ellipsis => None,
+            _ => Some(self.int(&c.result).map_err(|m| fail(self, m))?),
+        };
+        match (&res, expected) {
+            (_, None) => {}
+            (CallResult::Err(err), Some(-1)) => {
+                if let Some((want, _)) = &c.errno {
+                    if want != err.name() {
+                        return Err(fail(
+                            self,
+                            format!("{} returned -1 with errno {} but expected {want}", c.name, err),
+                        ));
+                    }
+                }
+            }
+            (CallResult::Err(err), Some(v)) => {
+                return Err(fail(self, format!("{} returned -1 {} but expected {v}", c.name, err)));
+            }
+            (CallResult::Ok(_) | CallResult::Value(_), Some(-1)) => {
+                let got = if let CallResult::Ok(g) = res { g } else { 0 };
+                let want = c.errno.as_ref().map_or(String::new(), |(e, _)| format!(" {e}"));
+                return Err(fail(self, format!("{} returned {got} but expected -1{want}", c.name)));
+            }
+            (CallResult::Ok(got), Some(want)) => {
+                if matches!(call, Call::Socket(_) | Call::Accept(_)) {
+                    self.fds.insert(want, *got as i32);
+                    if matches!(call, Call::Accept(_)) {
+                        self.under_test = Some(*got as i32);
+                    }
+                } else if *got != want {
+                    return Err(fail(self, format!("{} returned {got} but expected {want}", c.name)));
+                }
+            }
+            (CallResult::Value(_), Some(0)) => {}
+            (CallResult::Value(_), Some(want)) => {
+                return Err(fail(self, format!("{} returned 0 but expected {want}", c.name)))
+            }
+        }
+        // getsockopt / ioctl values.
+        match (call, &res) {
+            (Call::GetSockOpt(..), CallResult::Value(v)) => {
+                let Some(want) = c.args.get(3) else { return Ok(()) };
+                if matches!(want.kind, ExprKind::Ellipsis) {
+                    return Ok(());
+                }
+                let ok = match (v, &want.kind) {
+                    (SockOptValue::Int(g), _) => self.int(want).map_err(|m| fail(self, m))? == *g,
+                    (SockOptValue::Linger { onoff, linger }, ExprKind::Struct(_)) => {
+                        self.optval(want).map_err(|m| fail(self, m))?
+                            == SockOptValue::Linger { onoff: *onoff, linger: *linger }
+                    }
+                    _ => true,
+                };
+                if !ok {
+                    let got = match v {
+                        SockOptValue::Int(g) => g.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    return Err(fail(
+                        self,
+                        format!("getsockopt returned value {got} but expected {}", printer::expr(want)),
+                    ));
+                }
+            }
+            (Call::BytesReadable(_), CallResult::Value(SockOptValue::Int(n))) => {
+                if let Some(want) = c.args.get(2).filter(|w| !matches!(w.kind, ExprKind::Ellipsis)) {
+                    let w = self.int(want).map_err(|m| fail(self, m))?;
+                    if w != *n {
+                        return Err(fail(self, format!("ioctl returned {n} bytes readable but expected {w}")));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Syscalls the executor translates.
+pub const SUPPORTED: &[&str] = &[
+    "socket",
+    "bind",
+    "listen",
+    "accept",
+    "connect",
+    "read",
+    "recv",
+    "recvfrom",
+    "write",
+    "send",
+    "sendto",
+    "shutdown",
+    "close",
+    "setsockopt",
+    "getsockopt",
+    "fcntl",
+    "ioctl",
+    "tcp_state",
+    "tcp_isn_distinct",
+    "tcp_isn_beyond_previous",
+];
+
+pub(super) fn call_name(c: &Call) -> &'static str {
+    match c {
+        Call::Accept(_) => "accept",
+        Call::Connect(..) => "connect",
+        Call::Read { .. } => "read",
+        Call::Write { .. } => "write",
+        _ => "call",
+    }
+}
+
+/// A buffer argument written `NULL` (or 0), which must reach the stack as a null pointer.
+pub(super) fn is_null(e: &Expr) -> bool {
+    matches!(&e.kind, ExprKind::Symbol(s) if s == "NULL") || matches!(e.kind, ExprKind::Int(0))
+}

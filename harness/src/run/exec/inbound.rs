@@ -1,0 +1,138 @@
+//! Inbound packets: a `<` line made into the datagram the harness injects, its numbers mapped from script space to
+//! live ones (packetdrill's `map_inbound_packet`).
+
+use super::*;
+
+impl Exec<'_> {
+    /// The connection a packet line is on, as (stack's port, harness's port): the ports it names (`inbound`: as
+    /// the harness sends them), or the script's connection.
+    pub(super) fn default_tuple(&self, ports: Option<(u16, u16)>, inbound: bool) -> (u16, u16) {
+        match ports {
+            Some((a, b)) if inbound => (b, a),
+            Some((a, b)) => (a, b),
+            None => (self.local_port.unwrap_or(self.opts.port), self.remote_port),
+        }
+    }
+
+    pub(super) fn inject(&mut self, e: &Event, p: &Packet) -> Res<()> {
+        let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
+        let (lp, rp) = self.default_tuple(t.ports, true);
+        let flags = flags_of(&t.flags);
+        // The script's own ISN for a connection comes from the inbound SYN that opens it or the SYN-ACK that
+        // answers its connect(), as packetdrill sets it when it creates a socket for them; a later SYN on the same
+        // connection (a SYN in ESTABLISHED, a retransmission) changes nothing.
+        let opens = if flags.ack() { self.awaiting_synack } else { !self.remote_isns.contains_key(&(lp, rp)) };
+        if flags.syn() && opens {
+            let isn = t.seq.unwrap_or(0);
+            self.remote_isn = Some(isn);
+            self.remote_isns.insert((lp, rp), isn);
+            self.awaiting_synack &= !flags.ack();
+        } else if flags.syn() && !flags.ack() {
+            // A bare SYN on a tuple already in use opens a new incarnation only if the stack answers it with a
+            // SYN-ACK (a SYN that reopens TIME-WAIT); in ESTABLISHED it gets a challenge ACK and changes nothing.
+            self.reopening = Some(((lp, rp), t.seq.unwrap_or(0)));
+        }
+        let (seq_offset, ack_offset) =
+            (self.remote_offset((lp, rp), flags.syn()), self.local_offset((lp, rp), flags.syn()));
+        let mut options = TcpOptions::EMPTY;
+        if let Some(Options::List(list, lspan)) = &t.options {
+            for o in list {
+                let opt = match o {
+                    TcpOpt::Bytes(b) => {
+                        options = TcpOptions::from_bytes(&[options.as_bytes(), b].concat()).map_err(|err| {
+                            self.fail(*lspan, "error handling packet", format!("{err}"), vec![], "these options")
+                        })?;
+                        continue;
+                    }
+                    TcpOpt::Nop => TcpOption::Nop,
+                    TcpOpt::Eol => TcpOption::Eol,
+                    TcpOpt::Mss(v) => TcpOption::Mss(*v),
+                    TcpOpt::WScale(v) => TcpOption::WindowScale(*v),
+                    TcpOpt::SackOk => TcpOption::SackPermitted,
+                    TcpOpt::Sack(b) => {
+                        // Inbound SACK blocks acknowledge the stack's data: relative to its ISN.
+                        let blocks: Vec<_> = b
+                            .iter()
+                            .map(|(l, r)| (SeqNum(ack_offset.wrapping_add(*l)), SeqNum(ack_offset.wrapping_add(*r))))
+                            .collect();
+                        TcpOption::Sack(SackBlocks::new(&blocks).unwrap_or_default())
+                    }
+                    TcpOpt::Ts { val, ecr } => TcpOption::Timestamps {
+                        tsval: val.unwrap_or(0),
+                        tsecr: ecr.map_or(0, |v| if v == 0 { 0 } else { v.wrapping_add(self.ts_offset.unwrap_or(0)) }),
+                    },
+                    TcpOpt::FastOpen(c) => TcpOption::FastOpen(c),
+                    TcpOpt::FastOpenExp(c) => TcpOption::FastOpenExp(c),
+                    TcpOpt::Md5(c) => {
+                        let mut d = [0u8; 16];
+                        d[..c.len().min(16)].copy_from_slice(&c[..c.len().min(16)]);
+                        TcpOption::Md5(d)
+                    }
+                    TcpOpt::Raw { kind, data } => TcpOption::Unknown { kind: *kind, data },
+                };
+                options.push(&opt).map_err(|err| {
+                    self.fail(*lspan, "error handling packet", format!("{err}"), vec![], "these options")
+                })?;
+            }
+        } else if let Some(Options::Any) = t.options {
+            return Err(self.fail(
+                p.span,
+                "error handling packet",
+                "<...> only goes on outbound packets".into(),
+                vec![],
+                "inbound",
+            ));
+        }
+        let payload = vec![0u8; t.len as usize];
+        let repr = TcpRepr {
+            src_port: rp,
+            dst_port: lp,
+            seq: SeqNum(t.seq.unwrap_or(0).wrapping_add(seq_offset)),
+            // As packetdrill maps it (map_inbound_packet): only a segment with ACK set has its number shifted.
+            ack: SeqNum(t.ack.map_or(0, |a| if flags.ack() { ack_offset.wrapping_add(a) } else { a })),
+            flags,
+            window: t.win.unwrap_or(0).min(u32::from(u16::MAX)) as u16,
+            urgent: t.urg.unwrap_or(0) as u16,
+            options,
+            payload: &payload,
+        };
+        let mut d = TcpDatagram::new(self.remote_ip, self.local_ip, repr);
+        if let (Some(ecn), IpRepr::V4(ip)) = (p.ecn, &mut d.ip) {
+            ip.tos = match ecn {
+                Ecn::NoEcn => 0,
+                Ecn::Ect1 => 1,
+                Ecn::Ect0 | Ecn::Ect01 => 2,
+                Ecn::Ce => 3,
+            };
+        }
+        let mut bytes = d
+            .to_vec()
+            .map_err(|err| self.fail(p.span, "error handling packet", err.to_string(), vec![], "this packet"))?;
+        if t.bad_csum {
+            corrupt_tcp_checksum(&mut bytes);
+        }
+        let t_now = self.backend.now();
+        self.seen.insert((SocketAddr::new(self.local_ip, lp), SocketAddr::new(self.remote_ip, rp)));
+        self.trace.entries.push(TraceEntry::Inbound { t: t_now, text: printer::tcp(t), bytes: bytes.clone() });
+        if flags.syn() && !flags.ack() {
+            self.new_incarnation = true;
+        }
+        self.backend.inject(&bytes).map_err(|err| {
+            self.fail(e.span, "error handling packet", format!("injecting failed: {err}"), vec![], "this packet")
+        })?;
+        self.collect_states();
+        Ok(())
+    }
+}
+
+/// Makes the TCP checksum of an IPv4 or IPv6 datagram wrong. Flipping the lowest bit never lands on the other
+/// one's-complement form of the same sum (0x0000 and 0xffff differ in every bit), so the result is always wrong.
+pub(super) fn corrupt_tcp_checksum(datagram: &mut [u8]) {
+    let ip_len = match datagram.first().map(|b| b >> 4) {
+        Some(4) => usize::from(datagram[0] & 0x0f) * 4,
+        _ => 40,
+    };
+    if let Some(b) = datagram.get_mut(ip_len + 17) {
+        *b ^= 1;
+    }
+}

@@ -1,0 +1,544 @@
+//! Outbound packets: where a `>` line is matched. The stack's segments are read (merged as packetdrill merges
+//! them), their numbers mapped into script space (the ISN offsets of socket.h), then checked field by field in
+//! packetdrill's order, then for time.
+
+use super::*;
+
+impl Exec<'_> {
+    /// What to add to a script number of the stack's sequence space on connection (stack port, harness port) to
+    /// get the live one (packetdrill's `local_seq_script_to_live_offset`): a SYN's numbers are the script's SYN
+    /// line's, every other segment's count from the live ISN as 0. A connection whose ISN is unknown uses the
+    /// last one learned (a reset to an unknown tuple echoes numbers the script wrote relative to it).
+    pub(super) fn local_offset(&self, tuple: (u16, u16), syn: bool) -> u32 {
+        let isn = self.isns.get(&tuple).copied().or(self.local_isn).unwrap_or(Isn { live: 0, script: 0 });
+        if syn {
+            isn.live.wrapping_sub(isn.script)
+        } else {
+            isn.live
+        }
+    }
+
+    /// The same for the harness's sequence space (`remote_seq_script_to_live_offset`): SYNs as written, every
+    /// other segment relative to the ISN of the script's inbound SYN or SYN-ACK.
+    pub(super) fn remote_offset(&self, tuple: (u16, u16), syn: bool) -> u32 {
+        if syn {
+            0
+        } else {
+            self.remote_isns.get(&tuple).copied().or(self.remote_isn).unwrap_or(0)
+        }
+    }
+
+    /// The stack's packet in script notation: its numbers relative to its ISN, ours as they are.
+    pub(super) fn outbound_text(&self, d: &[u8]) -> String {
+        self.outbound_text_ports(d, false)
+    }
+
+    /// As [`Exec::outbound_text`], with the ports written out always when `ports` is set.
+    pub(super) fn outbound_text_ports(&self, d: &[u8], ports: bool) -> String {
+        match TcpDatagram::parse(d, Checksums::Ignore) {
+            Ok(p) => {
+                let (tuple, syn) = ((p.tcp.src_port, p.tcp.dst_port), p.tcp.flags.syn());
+                let text = script_notation(
+                    &p.tcp,
+                    self.local_offset(tuple, syn),
+                    self.remote_offset(tuple, syn),
+                    self.ts_offset,
+                );
+                // The ports, as the script's per-packet syntax writes them, when they are not the connection's.
+                if tuple == self.default_tuple(None, false) && !ports {
+                    text
+                } else {
+                    format!("{}>{} {text}", tuple.0, tuple.1)
+                }
+            }
+            Err(e) => format!("(unparsable: {e})"),
+        }
+    }
+
+    pub(super) fn expect_packet(&mut self, e: &Event, p: &Packet, start: Micros, end: Micros) -> Res<()> {
+        let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
+        let tol = if matches!(e.time, TimeSpec::Any) { 0 } else { self.tolerance(start) };
+        let deadline = if end == Micros::MAX {
+            Micros::MAX / 2
+        } else {
+            end.saturating_add(tol).saturating_add(self.opts.packet_timeout_usecs)
+        };
+        let script_text = printer::tcp(t);
+        let (actual, bytes) = self.sniff(e, deadline, &script_text, start)?;
+        let first_len = self.check_wire(e, &bytes)?.tcp.payload.len();
+        // Merged segments are traced as they come; a single one once its numbers are learned (below).
+        let merging = first_len < t.len as usize && !self.opts.strict_segments;
+        let (actual, bytes) = if merging {
+            self.merge(e, (actual, bytes), t.len as usize, deadline, &script_text, start)?
+        } else {
+            (actual, bytes)
+        };
+        let live = TcpDatagram::parse(&bytes, Checksums::Verify).expect("checked by check_wire or built by merge");
+        // Learn the stack's ISN, port and TS offset from this packet where the script fixes them.
+        if live.tcp.flags.syn() {
+            let tuple = (live.tcp.src_port, live.tcp.dst_port);
+            let simultaneous_open = self.isn_from_syn && live.tcp.flags.ack();
+            let relearn = self.isn_tuple != Some(tuple) || (self.new_incarnation && !simultaneous_open);
+            if let Some(s) = t.seq.filter(|_| relearn) {
+                let isn = Isn { live: live.tcp.seq.0, script: s };
+                self.local_isn = Some(isn);
+                self.isns.insert(tuple, isn);
+                if let Some((_, remote)) = self.reopening.take().filter(|(t, _)| *t == tuple) {
+                    self.remote_isn = Some(remote);
+                    self.remote_isns.insert(tuple, remote);
+                }
+                self.isn_tuple = Some(tuple);
+                self.isn_from_syn = !live.tcp.flags.ack();
+                self.new_incarnation = false;
+                self.isn_history.push((tuple, live.tcp.seq.0, live.tcp.seq.0));
+            }
+            if !live.tcp.flags.ack() {
+                self.local_port = Some(live.tcp.src_port);
+                self.remote_port = live.tcp.dst_port;
+            }
+        }
+        if self.ts_offset.is_none() {
+            if let (Some((v, _)), Some(Options::List(list, _))) = (live.tcp.options.timestamps(), &t.options) {
+                if let Some(sv) = list.iter().find_map(|o| match o {
+                    TcpOpt::Ts { val: Some(sv), .. } => Some(*sv),
+                    _ => None,
+                }) {
+                    self.ts_offset = Some(v.wrapping_sub(sv));
+                }
+            }
+        }
+        if !merging {
+            self.trace_outbound(actual, &bytes);
+        }
+        let text = self.outbound_text(&bytes);
+        self.trace.lines.push((self.line(e.span), format!("{} > {text}", secs(actual))));
+        if let Some(h) = self.isn_history.last_mut().filter(|h| h.0 == (live.tcp.src_port, live.tcp.dst_port)) {
+            let end = live.tcp.seq.0.wrapping_add(live.tcp.segment_len() as u32);
+            if SeqNum(end) > SeqNum(h.2) {
+                h.2 = end;
+            }
+        }
+        let details = |x: &Self| {
+            vec![
+                format!("script packet:  {} {script_text}", secs(start)),
+                format!("actual packet:  {} {}", secs(actual), x.outbound_text(&bytes)),
+            ]
+        };
+        // packetdrill's TSval tolerance grows with the time since the script's start, not since the last event.
+        self.ts_tolerance_usecs = self.tolerance_over(start);
+        // packetdrill compares the payload's length first, before any header field (do_outbound_script_packet).
+        if live.tcp.payload.len() != t.len as usize {
+            let msg =
+                format!("live packet payload: expected {} bytes vs actual {} bytes", t.len, live.tcp.payload.len());
+            let mut d = details(self);
+            if live.tcp.payload.len() > t.len as usize && self.real_time {
+                d.push(
+                    "hint: a packet longer than the line may be a TSO super-packet (several MSS handed over as one, \
+                     as packetdrill's TUN device has it); the header option --tso=off shows the segments as they go \
+                     on the wire"
+                        .into(),
+                );
+            }
+            return Err(self.fail(e.span, "error handling packet", msg, d, "this packet"));
+        }
+        if let Some((field, want, got)) = self.mismatch(t, p.ecn, &live) {
+            let msg = format!("live packet field {field}: expected: {want} vs actual: {got}");
+            let mut d = details(self);
+            if field.ends_with("_port") {
+                d[1] = format!("actual packet:  {} {}", secs(actual), self.outbound_text_ports(&bytes, true));
+            }
+            return Err(self.fail(e.span, "error handling packet", msg, d, "this packet"));
+        }
+        // Timing.
+        let ok = match e.time {
+            TimeSpec::Any => true,
+            _ => actual >= start.saturating_sub(tol) && actual <= end.saturating_add(tol),
+        };
+        if !ok {
+            let msg = timing_error("outbound packet", start, end, actual, tol);
+            return Err(self.fail(e.time_span, "error handling packet", msg, details(self), "expected time"));
+        }
+        Ok(())
+    }
+
+    /// The next packet the stack sends, by `deadline`; packetdrill's "Timed out waiting for packet" without one.
+    pub(super) fn sniff(
+        &mut self,
+        e: &Event,
+        deadline: Micros,
+        script_text: &str,
+        start: Micros,
+    ) -> Res<(Micros, Vec<u8>)> {
+        let got = self.backend.next_outbound(self.bounded(deadline));
+        self.collect_states();
+        if let Some(p) = got {
+            return Ok(p);
+        }
+        self.within_limit()?;
+        Err(self.fail(
+            e.span,
+            "error handling packet",
+            "Timed out waiting for packet".into(),
+            vec![format!("script packet: {} {script_text}", secs(start))],
+            "expected this packet",
+        ))
+    }
+
+    /// What every segment the stack sends must be, whatever the script expects: a well-formed datagram with
+    /// valid checksums and a well-formed option area.
+    pub(super) fn check_wire<'b>(&self, e: &Event, bytes: &'b [u8]) -> Res<TcpDatagram<'b>> {
+        let bad = |x: &Self, m: String| x.fail(e.span, "error handling packet", m, vec![], "while expecting this");
+        let live = TcpDatagram::parse(bytes, Checksums::Verify)
+            .map_err(|err| bad(self, format!("the stack sent a malformed datagram: {err}")))?;
+        if let Some(problem) = options_problem(&live.tcp.options) {
+            return Err(bad(self, format!("the stack sent malformed options: {problem}")));
+        }
+        Ok(live)
+    }
+
+    pub(super) fn trace_outbound(&mut self, t: Micros, bytes: &[u8]) {
+        if let Ok(d) = TcpDatagram::parse(bytes, Checksums::Ignore) {
+            let (src, dst) = (d.ip.src_addr(), d.ip.dst_addr());
+            self.seen.insert((SocketAddr::new(src, d.tcp.src_port), SocketAddr::new(dst, d.tcp.dst_port)));
+        }
+        let text = self.outbound_text(bytes);
+        self.trace.entries.push(TraceEntry::Outbound { t, text, bytes: bytes.to_vec() });
+    }
+
+    /// packetdrill's merging of consecutive segments into one expected packet (run_packet.c,
+    /// `do_outbound_script_packet` and `verify_packet_fragments`; packet.c, `aggregate_packets`), so that data cut
+    /// by TSO/GSO, the MSS or the congestion window matches a line that sends it whole. Segments are read while
+    /// their payloads add up to less than `want`; each must continue the previous one (its sequence number where
+    /// the previous one ended; the same SYN, RST, ACK, URG, ECE and AE flags, ACK number, window, urgent pointer
+    /// and option length; FIN, PSH and CWR may differ) and, unless it is the last, be as long as the previous
+    /// one. The packet checked is the last segment with the first one's sequence number and CWR flag and all
+    /// the payload, at the last one's time. `--strict_segments` turns this off.
+    pub(super) fn merge(
+        &mut self,
+        e: &Event,
+        first: (Micros, Vec<u8>),
+        want: usize,
+        deadline: Micros,
+        script_text: &str,
+        start: Micros,
+    ) -> Res<(Micros, Vec<u8>)> {
+        self.trace_outbound(first.0, &first.1);
+        let mut segments = vec![first];
+        let mut total = self.check_wire(e, &segments[0].1)?.tcp.payload.len();
+        while total < want {
+            let Some((t, bytes)) = self.backend.next_outbound(self.bounded(deadline)) else {
+                self.collect_states();
+                self.within_limit()?;
+                let msg = format!("live packet payload: expected {want} bytes vs actual {total} bytes");
+                let mut details = vec![format!("script packet:  {} {script_text}", secs(start))];
+                for (i, (t, b)) in segments.iter().enumerate() {
+                    details.push(format!("actual #{}:      {} {}", i + 1, secs(*t), self.outbound_text(b)));
+                }
+                details.push(format!(
+                    "no further segment came by {} s to merge with these (--strict_segments matches one segment a line)",
+                    secs(deadline)
+                ));
+                return Err(self.fail(e.span, "error handling packet", msg, details, "this packet"));
+            };
+            self.collect_states();
+            self.trace_outbound(t, &bytes);
+            let cur = self.check_wire(e, &bytes)?;
+            let prev_bytes = &segments.last().expect("one at least").1;
+            let prev = TcpDatagram::parse(prev_bytes, Checksums::Ignore).expect("checked when read");
+            let (p, c) = (&prev.tcp, &cur.tcp);
+            let num = |v: u64| format!("{v} ({v:#x})");
+            // Every flag but FIN, PSH and CWR, which the last segment's or the first's stand for.
+            let same = |f: TcpFlags| ![TcpFlags::FIN, TcpFlags::PSH, TcpFlags::CWR].contains(&f);
+            let flags: Vec<(TcpFlags, &str)> = FLAG_FIELDS.into_iter().filter(|(f, _)| same(*f)).collect();
+            let differs = if (c.src_port, c.dst_port) != (p.src_port, p.dst_port)
+                || cur.ip.src_addr() != prev.ip.src_addr()
+            {
+                Some((
+                    "the connection".to_string(),
+                    format!("{}:{}", p.src_port, p.dst_port),
+                    format!("{}:{}", c.src_port, c.dst_port),
+                ))
+            } else if let Some((_, name)) = flags.iter().find(|(f, _)| p.flags.contains(*f) != c.flags.contains(*f)) {
+                let bit = |x: &TcpRepr<'_>| u64::from(flags.iter().any(|(f, n)| n == name && x.flags.contains(*f)));
+                Some((name.to_string(), num(bit(p)), num(bit(c))))
+            } else if c.seq != p.seq + p.payload.len() as u32 {
+                // In script numbers, as the rest of the report.
+                let off = self.local_offset((c.src_port, c.dst_port), false);
+                let next = (p.seq + p.payload.len() as u32).0.wrapping_sub(off);
+                Some(("tcp_seq".into(), num(u64::from(next)), num(u64::from(c.seq.0.wrapping_sub(off)))))
+            } else if c.ack != p.ack {
+                let off = self.remote_offset((c.src_port, c.dst_port), false);
+                let script = |x: SeqNum| num(u64::from(x.0.wrapping_sub(off)));
+                Some(("tcp_ack_seq".into(), script(p.ack), script(c.ack)))
+            } else if c.window != p.window {
+                Some(("tcp_window".into(), num(u64::from(p.window)), num(u64::from(c.window))))
+            } else if c.urgent != p.urgent {
+                Some(("tcp_urg_ptr".into(), num(u64::from(p.urgent)), num(u64::from(c.urgent))))
+            } else if c.options.as_bytes().len() != p.options.as_bytes().len() {
+                let len = |x: &TcpRepr<'_>| num(x.options.as_bytes().len() as u64);
+                Some(("tcp_options length".into(), len(p), len(c)))
+            } else {
+                None
+            };
+            let n = segments.len() + 1;
+            let shown = |x: &Self| {
+                let mut d = vec![format!("script packet:  {} {script_text}", secs(start))];
+                for (i, (t, b)) in segments.iter().enumerate() {
+                    d.push(format!("actual #{}:      {} {}", i + 1, secs(*t), x.outbound_text(b)));
+                }
+                d.push(format!("actual #{n}:      {} {}", secs(t), x.outbound_text(&bytes)));
+                d
+            };
+            if let Some((field, was, got)) = differs {
+                let msg = format!(
+                    "segment {n} does not continue segment {} of this packet: {field}: expected: {was} vs actual: {got}",
+                    n - 1
+                );
+                return Err(self.fail(e.span, "error handling packet", msg, shown(self), "this packet"));
+            }
+            let len = c.payload.len();
+            if len < want - total && len != p.payload.len() {
+                let msg = format!(
+                    "fragment payload: expected {} bytes vs actual {len} bytes; total payload: expected {want} bytes vs \
+                     actual {} bytes",
+                    p.payload.len(),
+                    total + len
+                );
+                return Err(self.fail(e.span, "error handling packet", msg, shown(self), "this packet"));
+            }
+            total += len;
+            segments.push((t, bytes));
+        }
+        let firsts = TcpDatagram::parse(&segments[0].1, Checksums::Ignore).expect("checked when read");
+        let (t, last_bytes) = segments.last().expect("one at least");
+        let last = TcpDatagram::parse(last_bytes, Checksums::Ignore).expect("checked when read");
+        let mut payload = Vec::with_capacity(total);
+        for (_, b) in &segments {
+            payload.extend_from_slice(TcpDatagram::parse(b, Checksums::Ignore).expect("checked when read").tcp.payload);
+        }
+        let flags = TcpFlags((last.tcp.flags.0 & !TcpFlags::CWR.0) | (firsts.tcp.flags.0 & TcpFlags::CWR.0));
+        let tcp = TcpRepr { seq: firsts.tcp.seq, flags, payload: &payload, ..last.tcp };
+        let merged = TcpDatagram { ip: last.ip, tcp }.to_vec().map_err(|err| {
+            let msg = format!("the merged packet cannot be built: {err}");
+            let d = vec![format!("{} segments, {total} bytes", segments.len())];
+            self.fail(e.span, "error handling packet", msg, d, "this packet")
+        })?;
+        Ok((*t, merged))
+    }
+
+    /// The first field where the live packet differs from the script, in the order of packetdrill's TCP checks.
+    /// Where packetdrill reports the IP total length (options of another length), tcpdrill names the options.
+    pub(super) fn mismatch(
+        &self,
+        t: &TcpSpec,
+        ecn: Option<Ecn>,
+        live: &TcpDatagram<'_>,
+    ) -> Option<(String, String, String)> {
+        let num = |v: u64| format!("{v} ({v:#x})");
+        let l = &live.tcp;
+        let (lp, rp) = self.default_tuple(t.ports, false);
+        if live.ip.dst_addr() != self.remote_ip {
+            return Some(("ip_dst".into(), self.remote_ip.to_string(), live.ip.dst_addr().to_string()));
+        }
+        if (t.ports.is_some() || self.local_port.is_some()) && l.src_port != lp {
+            return Some(("tcp_src_port".into(), num(u64::from(lp)), num(u64::from(l.src_port))));
+        }
+        if l.dst_port != rp {
+            return Some(("tcp_dst_port".into(), num(u64::from(rp)), num(u64::from(l.dst_port))));
+        }
+        if let Some(e) = ecn {
+            let got = live.ip.ecn();
+            let ok = match e {
+                Ecn::NoEcn => got == 0,
+                Ecn::Ect1 => got == 1,
+                Ecn::Ect0 => got == 2,
+                Ecn::Ect01 => got == 1 || got == 2,
+                Ecn::Ce => got == 3,
+            };
+            if !ok {
+                return Some((
+                    "ip_ecn".into(),
+                    e.name().into(),
+                    ["noecn", "ect1", "ect0", "ce"][usize::from(got & 3)].into(),
+                ));
+            }
+        }
+        let want = flags_of(&t.flags);
+        let psh_either = t.flags.contains('p');
+        for (bit, name) in FLAG_FIELDS {
+            let (w, g) = (want.contains(bit), l.flags.contains(bit));
+            if w != g && !(psh_either && bit == TcpFlags::PSH) {
+                return Some((name.into(), num(u64::from(w)), num(u64::from(g))));
+            }
+        }
+        let (tuple, syn) = ((l.src_port, l.dst_port), l.flags.syn());
+        let remote_offset = self.remote_offset(tuple, syn);
+        if let Some(s) = t.seq {
+            let got = l.seq.0.wrapping_sub(self.local_offset(tuple, syn));
+            if got != s {
+                return Some(("tcp_seq".into(), num(u64::from(s)), num(u64::from(got))));
+            }
+        }
+        // An omitted ACK number is 0, and checked, as packetdrill's parser leaves it (only a segment with ACK set
+        // has its number mapped into script space).
+        let want_ack = t.ack.unwrap_or(0);
+        let got = if l.flags.ack() { l.ack.0.wrapping_sub(remote_offset) } else { l.ack.0 };
+        if got != want_ack {
+            return Some(("tcp_ack_seq".into(), num(u64::from(want_ack)), num(u64::from(got))));
+        }
+        if let Some(w) = t.win {
+            if u32::from(l.window) != w {
+                return Some(("tcp_window".into(), num(u64::from(w)), num(u64::from(l.window))));
+            }
+        }
+        if let Some(u) = t.urg {
+            if u32::from(l.urgent) != u {
+                return Some(("tcp_urg_ptr".into(), num(u64::from(u)), num(u64::from(l.urgent))));
+            }
+        }
+        match &t.options {
+            Some(Options::Any) => {}
+            None if !l.options.is_empty() => {
+                return Some(("tcp_options".into(), "<>".into(), format!("<{}>", l.options)));
+            }
+            None => {}
+            Some(Options::List(list, _)) => {
+                let got: Vec<TcpOption<'_>> = l.options.iter().map_while(Result::ok).collect();
+                let same = got.len() == list.len()
+                    && got.iter().zip(list).all(|(g, w)| match (g, w) {
+                        (TcpOption::Nop, TcpOpt::Nop)
+                        | (TcpOption::Eol, TcpOpt::Eol)
+                        | (TcpOption::SackPermitted, TcpOpt::SackOk) => true,
+                        (TcpOption::Mss(a), TcpOpt::Mss(b)) => a == b,
+                        (TcpOption::WindowScale(a), TcpOpt::WScale(b)) => a == b,
+                        (TcpOption::Sack(a), TcpOpt::Sack(b)) => {
+                            let script = |x: SeqNum| x.0.wrapping_sub(remote_offset);
+                            a.as_slice().iter().map(|(l, r)| (script(*l), script(*r))).eq(b.iter().copied())
+                        }
+                        (TcpOption::Timestamps { tsval, tsecr }, TcpOpt::Ts { val, ecr }) => {
+                            let val_ok = match (self.ts_tick_usecs, val) {
+                                // Within the tolerance, in ticks of --tcp_ts_tick_usecs, as packetdrill checks it.
+                                (Some(tick), Some(v)) => self.ts_offset.is_none_or(|o| {
+                                    let off = i64::from(tsval.wrapping_sub(o).wrapping_sub(*v) as i32);
+                                    off.abs() * tick <= self.ts_tolerance_usecs
+                                }),
+                                _ => true,
+                            };
+                            val_ok && ecr.is_none_or(|e| *tsecr == e)
+                        }
+                        (TcpOption::FastOpen(a), TcpOpt::FastOpen(b))
+                        | (TcpOption::FastOpenExp(a), TcpOpt::FastOpenExp(b)) => a == &b.as_slice(),
+                        (TcpOption::Md5(a), TcpOpt::Md5(b)) => b.is_empty() || a.as_slice() == b.as_slice(),
+                        (TcpOption::Unknown { kind, data }, TcpOpt::Raw { kind: k, data: d }) => {
+                            kind == k && data == &d.as_slice()
+                        }
+                        _ => false,
+                    });
+                if !same {
+                    let want: Vec<String> = list.iter().map(printer::option).collect();
+                    let got_text = script_notation_options(&l.options, remote_offset, self.ts_offset);
+                    return Some(("tcp_options".into(), format!("<{}>", want.join(",")), format!("<{got_text}>")));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The TCP flags as packetdrill's checks name them, in its order.
+pub(super) const FLAG_FIELDS: [(TcpFlags, &str); 9] = [
+    (TcpFlags::FIN, "tcp_fin"),
+    (TcpFlags::SYN, "tcp_syn"),
+    (TcpFlags::RST, "tcp_rst"),
+    (TcpFlags::PSH, "tcp_psh"),
+    (TcpFlags::ACK, "tcp_ack"),
+    (TcpFlags::URG, "tcp_urg"),
+    (TcpFlags::ECE, "tcp_ece"),
+    (TcpFlags::CWR, "tcp_cwr"),
+    (TcpFlags::AE, "tcp_ae"),
+];
+
+pub(super) fn flags_of(s: &str) -> TcpFlags {
+    let mut f = TcpFlags::NONE;
+    for c in s.chars() {
+        f |= match c {
+            'F' => TcpFlags::FIN,
+            'S' => TcpFlags::SYN,
+            'R' => TcpFlags::RST,
+            'P' => TcpFlags::PSH,
+            '.' => TcpFlags::ACK,
+            'U' => TcpFlags::URG,
+            'E' => TcpFlags::ECE,
+            'W' => TcpFlags::CWR,
+            'A' => TcpFlags::AE,
+            _ => TcpFlags::NONE,
+        };
+    }
+    f
+}
+
+pub(super) fn script_notation_options(o: &TcpOptions, ack_offset: u32, ts_offset: Option<u32>) -> String {
+    o.iter()
+        .map(|x| match x {
+            Ok(TcpOption::Timestamps { tsval, tsecr }) => {
+                format!("TS val {} ecr {tsecr}", tsval.wrapping_sub(ts_offset.unwrap_or(0)))
+            }
+            Ok(TcpOption::Sack(blocks)) => {
+                let b: Vec<String> = blocks
+                    .as_slice()
+                    .iter()
+                    .map(|(l, r)| format!("{}:{}", l.0.wrapping_sub(ack_offset), r.0.wrapping_sub(ack_offset)))
+                    .collect();
+                format!("sack {}", b.join(" "))
+            }
+            Ok(other) => other.to_string(),
+            Err(e) => format!("bad({e})"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A stack's segment in script notation: the sequence number less `seq_offset`, the ACK number (and SACK blocks)
+/// less `ack_offset`, TSval relative to the learned offset.
+pub(super) fn script_notation(t: &TcpRepr<'_>, seq_offset: u32, ack_offset: u32, ts_offset: Option<u32>) -> String {
+    let seq = t.seq.0.wrapping_sub(seq_offset);
+    let len = t.payload.len() as u32;
+    let mut s = format!("{} {seq}:{}({len})", t.flags.without_reserved(), seq.wrapping_add(len));
+    if t.flags.ack() {
+        s.push_str(&format!(" ack {}", t.ack.0.wrapping_sub(ack_offset)));
+    }
+    s.push_str(&format!(" win {}", t.window));
+    if !t.options.is_empty() {
+        s.push_str(&format!(" <{}>", script_notation_options(&t.options, ack_offset, ts_offset)));
+    }
+    s
+}
+
+/// What is wrong with a stack's option area, checked on every segment it sends: each option but EOL and NOP carries
+/// a length that fits (RFC 9293 MUST-68), and whatever follows EOL is zero padding (MUST-69).
+pub(super) fn options_problem(options: &TcpOptions) -> Option<String> {
+    for o in options.iter() {
+        match o {
+            Err(e) => return Some(format!("{e} (RFC 9293 MUST-68)")),
+            Ok(TcpOption::Padding(p)) => {
+                return Some(format!("non-zero bytes {p:02x?} after EOL (RFC 9293 MUST-69: padding is zeros)"))
+            }
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_options_need_lengths_and_zero_padding() {
+        let ok = |b: &[u8]| options_problem(&TcpOptions::from_bytes(b).expect("fits in an option area"));
+        assert_eq!(ok(&[2, 4, 5, 0xb4, 1, 1, 0, 0]), None, "MSS, NOP, NOP, EOL and zero padding");
+        assert!(ok(&[2, 4, 5, 0xb4, 0, 0, 7, 0]).unwrap().contains("MUST-69"), "a non-zero byte after EOL");
+        assert!(ok(&[1, 1, 1, 99]).unwrap().contains("MUST-68"), "kind 99 without its length byte");
+        assert!(ok(&[99, 1, 1, 1]).unwrap().contains("MUST-68"), "a length below 2");
+    }
+}

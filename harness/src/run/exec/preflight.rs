@@ -1,0 +1,126 @@
+//! What a backend cannot run, found before the clock starts: header options tcpdrill does not honour, commands
+//! and blocks the backend has no way to run, packets and calls it does not support. Such a script is skipped with
+//! the reason, never failed or half run.
+
+use super::*;
+
+impl Exec<'_> {
+    pub(super) fn preflight(&mut self, s: &Script) -> Option<String> {
+        let caps = self.backend.capabilities();
+        let name = self.backend.name();
+        for o in &s.options {
+            let v = o.value.as_deref().unwrap_or("");
+            // The parser let through only known options with well-formed values.
+            if let Some(why) = crate::script::options::spec(&o.name).and_then(|spec| spec.unsupported) {
+                return Some(why.to_string());
+            }
+            let address = |want: IpAddr| v.parse::<IpAddr>().ok() == Some(want);
+            match o.name.as_str() {
+                "tolerance_usecs" => self.opts.tolerance_usecs = v.parse().unwrap_or(self.opts.tolerance_usecs),
+                "tolerance_percent" => self.opts.tolerance_percent = v.parse().unwrap_or(self.opts.tolerance_percent),
+                "tcp_ts_tick_usecs" => self.ts_tick_usecs = v.parse().ok().filter(|t| *t > 0),
+                "bind_port" => self.opts.port = v.parse().unwrap_or(self.opts.port),
+                "connect_port" => self.opts.connect_port = v.parse().unwrap_or(self.opts.connect_port),
+                "strict_segments" => self.opts.strict_segments = true,
+                "local_ip" | "gateway_ip" if !address(self.local_ip) => {
+                    return Some(format!("--{}={v}: the {name} backend's stack has address {}", o.name, self.local_ip))
+                }
+                "remote_ip" if !address(self.remote_ip) => {
+                    return Some(format!("--remote_ip={v}: the {name} backend's peer has address {}", self.remote_ip))
+                }
+                "netmask_ip" if v != "255.255.0.0" => {
+                    return Some(format!("--netmask_ip={v}: the {name} backend's link is a /16 (255.255.0.0)"))
+                }
+                "ip_version" if v != "ipv4" => {
+                    return Some(format!("--ip_version={v}: the {name} backend runs IPv4 scripts only for now"))
+                }
+                "mtu" => {
+                    if let Err(e) = self.backend.set_knob("mtu", v) {
+                        return Some(format!("--mtu={v}: {e}"));
+                    }
+                }
+                // tcpdrill's own: `--tso=off` makes the Linux backend's TUN show segments as they go on the wire
+                // instead of packetdrill's TSO super-packets, for scripts that check segmentation.
+                "tso" => {
+                    if let Err(e) = self.backend.set_knob("tso", v) {
+                        return Some(format!("--tso={v}: {e}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let commands = s.init.iter().chain(&s.cleanup).map(|c| (c, true));
+        let timed = s.events.iter().filter_map(|e| match &e.action {
+            Action::Shell(c) => Some((c, false)),
+            _ => None,
+        });
+        for (c, _untimed) in commands.chain(timed) {
+            let line = self.line(c.span);
+            match sysctl_assignments(&c.text) {
+                Some(kv) if kv.iter().all(|(k, _)| is_linux_knob(k)) => {}
+                Some(kv) if !caps.shell => {
+                    let bad = kv.iter().find(|(k, _)| !is_linux_knob(k)).map(|(k, _)| k.clone()).unwrap_or_default();
+                    return Some(format!("{bad} (line {line}) is not a Linux sysctl"));
+                }
+                None if !caps.shell => {
+                    return Some(format!("needs the linux backend (shell command at line {line})"));
+                }
+                _ => {}
+            }
+        }
+        for e in &s.events {
+            let line = self.line(e.span);
+            match &e.action {
+                Action::Code(_) if !caps.python && caps.shell => {
+                    return Some(format!("needs python3 to run the %{{ }}% block at line {line}; none is installed"));
+                }
+                Action::Code(_) if !caps.python => {
+                    return Some(format!("needs the linux backend (%{{ }}% block at line {line})"));
+                }
+                Action::Packet(p) => match &p.body {
+                    PacketBody::Udp { .. } | PacketBody::Icmp { .. } => {
+                        return Some(format!("UDP and ICMP packets are not supported yet (line {line})"));
+                    }
+                    PacketBody::Tcp(t) if p.direction == Direction::Inbound && t.win.is_none() => {
+                        return Some(format!("inbound packet without win at line {line}"));
+                    }
+                    _ => {}
+                },
+                Action::Syscall(c) if !SUPPORTED.contains(&c.name.as_str()) => {
+                    return Some(format!("syscall {} (line {line}) is not supported on the {name} backend", c.name));
+                }
+                Action::Syscall(c)
+                    if c.args.iter().any(|a| matches!(&a.kind, ExprKind::Symbol(s) if s == "MSG_FASTOPEN")) =>
+                {
+                    return Some(format!("TCP Fast Open (line {line}) is not supported on the {name} backend"));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// `sysctl [-q] [-w] a.b.c=v ...` as (name, value) pairs; `None` if the command is anything else.
+pub(super) fn sysctl_assignments(cmd: &str) -> Option<Vec<(String, String)>> {
+    let mut words = cmd.split_whitespace();
+    if words.next()? != "sysctl" {
+        return None;
+    }
+    let mut out = Vec::new();
+    for w in words {
+        if w.starts_with('-') {
+            if !["-q", "-w", "-qw", "-wq", "-e"].contains(&w) {
+                return None;
+            }
+            continue;
+        }
+        let (k, v) = w.split_once('=')?;
+        out.push((k.to_string(), v.trim_matches('"').to_string()));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+pub(super) fn is_linux_knob(name: &str) -> bool {
+    name.starts_with("net.ipv4.") || name.starts_with("net.core.") || name.starts_with("net/ipv4/")
+}
