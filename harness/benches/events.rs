@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p tcpdrill --bench events`
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::path::Path;
 use tcpdrill::report::{run_text, BackendKind};
@@ -12,17 +15,7 @@ use tcpdrill::script::ParseOptions;
 
 /// A passive open, then `n` events: write, the segment it sends, its ACK 1 ms later, over and over.
 fn script(n: usize) -> String {
-    let mut s = String::from(
-        "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 65535 <mss 1460>
-+0 > S. 0:0(0) ack 1 <...>
-+.1 < . 1:1(0) ack 1 win 65535
-+0 accept(3, ..., ...) = 4
-",
-    );
+    let mut s = String::from(common::PASSIVE);
     let mut seq = 1u64;
     for _ in 0..n / 3 {
         let end = (seq + 10) % (1 << 32);

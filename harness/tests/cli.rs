@@ -31,15 +31,8 @@ fn write(dir: &Path, name: &str, body: &[u8]) -> String {
     p.display().to_string()
 }
 
-const PASSIVE: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 65535 <mss 1460>
-+0 > S. 0:0(0) ack 1 <...>
-+.1 < . 1:1(0) ack 1 win 65535
-+0 accept(3, ..., ...) = 4
-";
+mod common;
+use common::PASSIVE;
 
 #[test]
 fn exit_statuses() {

@@ -7,31 +7,8 @@ use tcpdrill::run::{RunOptions, Verdict};
 use tcpdrill::script::ParseOptions;
 use tcpdrill_stack::wire::{Checksums, TcpDatagram, WireError};
 
-const PASSIVE: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 65535 <mss 1460>
-+0 > S. 0:0(0) ack 1 <...>
-+.1 < . 1:1(0) ack 1 win 65535
-+0 accept(3, ..., ...) = 4
-";
-
-/// Runs a whole script on the reference backend.
-fn run_whole(text: &str) -> Verdict {
-    let r = run_text(
-        Path::new("t.pkt"),
-        "t.pkt",
-        text,
-        BackendKind::Reference,
-        &ParseOptions::default(),
-        &RunOptions::default(),
-    );
-    match r.outcome {
-        Ok(o) => o.verdict,
-        Err(parse) => panic!("did not parse: {parse}"),
-    }
-}
+mod common;
+use common::{run_reference as run_whole, LISTENER, PASSIVE};
 
 /// Runs `tail` after an established passive open.
 fn run(tail: &str) -> Verdict {
@@ -363,17 +340,15 @@ fn tsval_is_checked_within_the_tolerance_in_ticks() {
 fn inbound_numbers_after_a_nonzero_syn_are_relative_to_the_scripts_isn() {
     // packetdrill (socket.h, remote_seq_script_to_live_offset): a SYN's numbers are as written, every other
     // segment's count from the script's ISN; the SYN-ACK's ACK of it is absolute, later ACKs relative.
-    let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 1000:1000(0) win 65535 <mss 1460>
+    let text = &format!(
+        "{LISTENER}+0 < S 1000:1000(0) win 65535 <mss 1460>
 +0 > S. 0:0(0) ack 1001 <...>
 +.1 < . 1:1(0) ack 1 win 65535
 +0 accept(3, ..., ...) = 4
 +0 < P. 1:11(10) ack 1 win 65535
 +0 > . 1:1(0) ack 11
-";
+"
+    );
     assert!(matches!(run_whole(text), Verdict::Pass), "{}", failure_whole(&text.replace("ack 11\n", "ack 1011\n")));
     let r = run_text(
         Path::new("t.pkt"),
@@ -453,14 +428,12 @@ fn tcp_state_of_a_connection_that_never_was_says_so() {
 #[test]
 fn traces_show_what_the_stack_really_sent() {
     // A retransmitted SYN-ACK carries the first one's sequence number, 0 in script terms.
-    let text = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 65535 <mss 1460>
+    let text = &format!(
+        "{LISTENER}+0 < S 0:0(0) win 65535 <mss 1460>
 +0 > S. 0:0(0) ack 1 <...>
 +1 > S. 1:1(0) ack 1 <...>
-";
+"
+    );
     let f = failure_whole(text);
     assert!(f.contains("tcp_seq: expected: 1 (0x1) vs actual: 0 (0x0)"), "{f}");
     assert!(f.contains("actual packet:  1.000000 S. 0:0(0) ack 1"), "{f}");

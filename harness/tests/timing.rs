@@ -6,23 +6,12 @@
 //! hit exactly. One row differs on purpose: a call without `...` that only later events could complete fails
 //! here with the reason, where packetdrill hangs until its runner kills it (README, "Where tcpdrill differs").
 
-use std::path::Path;
-use tcpdrill::report::{run_text, BackendKind};
-use tcpdrill::run::{RunOptions, Verdict};
+use tcpdrill::run::Verdict;
 use tcpdrill::script::ast::{TimePoint, TimeSpec};
 use tcpdrill::script::{parse, ParseOptions};
 
-fn run(text: &str) -> Verdict {
-    let r = run_text(
-        Path::new("t.pkt"),
-        "t.pkt",
-        text,
-        BackendKind::Reference,
-        &ParseOptions::default(),
-        &RunOptions::default(),
-    );
-    r.outcome.unwrap_or_else(|e| panic!("did not parse: {e}\n{text}")).verdict
-}
+mod common;
+use common::{run_reference as run, HANDSHAKE as PASSIVE};
 
 fn verdict_name(v: &Verdict) -> String {
     match v {
@@ -116,15 +105,6 @@ fn outbound_times_and_tolerances_are_packetdrills() {
         }
     }
 }
-
-const PASSIVE: &str = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
-+0 bind(3, ..., ...) = 0
-+0 listen(3, 1) = 0
-+0 < S 0:0(0) win 65535 <mss 1460>
-+0 > S. 0:0(0) ack 1 <...>
-+.1 < . 1:1(0) ack 1 win 65535
-";
 
 #[test]
 fn blocking_calls_are_packetdrills() {

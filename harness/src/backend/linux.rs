@@ -93,6 +93,8 @@ impl Linux {
             let fd = tun.as_raw_fd();
             let fl = libc::fcntl(fd, libc::F_GETFL);
             libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+            // Not inherited by the commands other scripts' threads fork (see the sockets in `call`).
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             // As packetdrill's TUN: checksum and TSO offload, so a write of several MSS leaves as one TSO
             // "super-packet" (`P. 1:11001(11000)`), which is what upstream scripts expect to see. The checksums
             // the kernel then leaves partial are completed in `pump`.
@@ -477,7 +479,10 @@ impl Backend for Linux {
                 Call::Socket(_) => {
                     let r = Self::ret(libc::socket(
                         libc::AF_INET,
-                        libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+                        // CLOEXEC: the script runs on a thread of a process that forks commands (`ip`, shell
+                        // lines, python3) for other scripts; a socket a child inherited would outlive close(), and
+                        // a script saw CLOSING after an abortive close while a neighbour's `ip` held its socket.
+                        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                         libc::IPPROTO_TCP,
                     ) as isize);
                     if let Ok(fd) = r {
@@ -491,9 +496,12 @@ impl Backend for Linux {
                 }
                 Call::Listen(fd, b) => Self::ret(libc::listen(*fd, *b) as isize),
                 Call::Accept(fd) => {
-                    let r =
-                        Self::ret(libc::accept4(*fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK)
-                            as isize);
+                    let r = Self::ret(libc::accept4(
+                        *fd,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    ) as isize);
                     if let Ok(fd) = r {
                         self.fds.push(fd as i32);
                     }

@@ -6,43 +6,58 @@ use super::diag::{nearest, ScriptError};
 use std::sync::Arc;
 use tcpdrill_stack::Errno;
 
-/// Syscalls scripts may call. `tcp_state` is tcpdrill's extension (see the README).
-pub const SYSCALLS: &[&str] = &[
-    "socket",
-    "bind",
-    "listen",
-    "accept",
-    "connect",
-    "read",
-    "write",
-    "recv",
-    "send",
-    "recvfrom",
-    "sendto",
-    "recvmsg",
-    "sendmsg",
-    "readv",
-    "writev",
-    "shutdown",
-    "close",
-    "setsockopt",
-    "getsockopt",
-    "fcntl",
-    "ioctl",
-    "poll",
-    "getsockname",
-    "getpeername",
-    "splice",
-    "sendfile",
-    "epoll_create",
-    "epoll_ctl",
-    "epoll_wait",
-    "pipe",
-    "open",
-    "tcp_state",
-    "tcp_isn_distinct",
-    "tcp_isn_beyond_previous",
+/// A syscall scripts may name: what parses, and what the executor can make (a script with a call it cannot make is
+/// skipped with that reason). One table for both views, so that they cannot drift apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Syscall {
+    /// Its name as scripts write it.
+    pub name: &'static str,
+    /// The executor translates it into a backend call.
+    pub runs: bool,
+}
+
+/// Every syscall scripts may call. `tcp_state` and `tcp_isn_*` are tcpdrill's extensions (see the README).
+pub const SYSCALLS: &[Syscall] = &[
+    Syscall { name: "socket", runs: true },
+    Syscall { name: "bind", runs: true },
+    Syscall { name: "listen", runs: true },
+    Syscall { name: "accept", runs: true },
+    Syscall { name: "connect", runs: true },
+    Syscall { name: "read", runs: true },
+    Syscall { name: "write", runs: true },
+    Syscall { name: "recv", runs: true },
+    Syscall { name: "send", runs: true },
+    Syscall { name: "recvfrom", runs: true },
+    Syscall { name: "sendto", runs: true },
+    Syscall { name: "recvmsg", runs: false },
+    Syscall { name: "sendmsg", runs: false },
+    Syscall { name: "readv", runs: false },
+    Syscall { name: "writev", runs: false },
+    Syscall { name: "shutdown", runs: true },
+    Syscall { name: "close", runs: true },
+    Syscall { name: "setsockopt", runs: true },
+    Syscall { name: "getsockopt", runs: true },
+    Syscall { name: "fcntl", runs: true },
+    Syscall { name: "ioctl", runs: true },
+    Syscall { name: "poll", runs: false },
+    Syscall { name: "getsockname", runs: false },
+    Syscall { name: "getpeername", runs: false },
+    Syscall { name: "splice", runs: false },
+    Syscall { name: "sendfile", runs: false },
+    Syscall { name: "epoll_create", runs: false },
+    Syscall { name: "epoll_ctl", runs: false },
+    Syscall { name: "epoll_wait", runs: false },
+    Syscall { name: "pipe", runs: false },
+    Syscall { name: "open", runs: false },
+    Syscall { name: "tcp_state", runs: true },
+    Syscall { name: "tcp_isn_distinct", runs: true },
+    Syscall { name: "tcp_isn_beyond_previous", runs: true },
 ];
+
+/// Whether the executor can make the syscall `name`.
+pub fn executor_runs(name: &str) -> bool {
+    SYSCALLS.iter().any(|s| s.name == name && s.runs)
+}
 
 /// Symbols and their Linux values (x86-64 userspace ABI).
 pub const SYMBOLS: &[(&str, i64)] = &[
@@ -176,8 +191,8 @@ pub fn check_names(file: &Arc<str>, source: &Arc<str>, script: &Script) -> Vec<S
     };
     for ev in &script.events {
         let Action::Syscall(s) = &ev.action else { continue };
-        if !SYSCALLS.contains(&s.name.as_str()) {
-            let hint = nearest(&s.name, SYSCALLS.iter().copied());
+        if !SYSCALLS.iter().any(|k| k.name == s.name) {
+            let hint = nearest(&s.name, SYSCALLS.iter().map(|k| k.name));
             errs.push(err(
                 s.name_span,
                 format!("unknown syscall {:?}", s.name),

@@ -535,30 +535,6 @@ impl Exec<'_> {
     }
 }
 
-/// Syscalls the executor translates.
-pub const SUPPORTED: &[&str] = &[
-    "socket",
-    "bind",
-    "listen",
-    "accept",
-    "connect",
-    "read",
-    "recv",
-    "recvfrom",
-    "write",
-    "send",
-    "sendto",
-    "shutdown",
-    "close",
-    "setsockopt",
-    "getsockopt",
-    "fcntl",
-    "ioctl",
-    "tcp_state",
-    "tcp_isn_distinct",
-    "tcp_isn_beyond_previous",
-];
-
 pub(super) fn call_name(c: &Call) -> &'static str {
     match c {
         Call::Accept(_) => "accept",

@@ -86,7 +86,7 @@ impl Exec<'_> {
                     }
                     _ => {}
                 },
-                Action::Syscall(c) if !SUPPORTED.contains(&c.name.as_str()) => {
+                Action::Syscall(c) if !crate::script::symbols::executor_runs(&c.name) => {
                     return Some(format!("syscall {} (line {line}) is not supported on the {name} backend", c.name));
                 }
                 Action::Syscall(c)
