@@ -244,25 +244,11 @@ impl Config {
     fn nearest(name: &str) -> Option<&'static str> {
         let bare = name.rsplit(['.', '/']).next().unwrap_or(name);
         Self::names()
-            .map(|n| (edit_distance(bare, n.rsplit('.').next().unwrap_or(n)), n))
+            .map(|n| (strsim::levenshtein(bare, n.rsplit('.').next().unwrap_or(n)), n))
             .filter(|(d, _)| *d <= 3)
             .min()
             .map(|(_, n)| n)
     }
-}
-
-/// Levenshtein distance between two names, for "did you mean" hints (here and in the harness's diagnostics).
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -390,7 +390,10 @@ impl Host {
         (ctx, &mut self.conns)
     }
 
+    /// Every input carries `now`; time never goes back. An earlier `now` than the host has seen is a caller bug
+    /// (debug builds assert it, as quinn-proto does); release builds keep the later time.
     fn advance(&mut self, now: Instant) {
+        debug_assert!(now >= self.now, "time went backwards: {now:?} after {:?}", self.now);
         if now > self.now {
             self.now = now;
         }

@@ -70,3 +70,14 @@ proptest! {
         }
     }
 }
+
+/// Time going backwards into a host is the caller's bug: debug builds say so at once.
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "time went backwards")]
+fn time_going_backwards_is_asserted() {
+    use tcpdrill_stack::{Config, Host, Instant};
+    let mut h = Host::new(Config::default(), &["192.168.0.1".parse().unwrap()], 1);
+    h.on_timeout(Instant::from_micros(2_000_000));
+    h.on_timeout(Instant::from_micros(1_000_000));
+}

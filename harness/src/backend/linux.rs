@@ -13,16 +13,13 @@
 use super::{Backend, Call, CallResult, Capabilities, Micros};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use tcpdrill_stack::host::{Shutdown, SockOptName, SockOptValue, TcpInfo};
 use tcpdrill_stack::{Errno, FourTuple, TcpState};
 
-/// The stack's address, as packetdrill's.
-pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
-/// The harness's address.
-pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+use super::{LOCAL_IP, REMOTE_IP};
 
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM_TSO4_TSO6: libc::c_uint = 0x1 | 0x2 | 0x4;

@@ -11,6 +11,11 @@ use tcpdrill_stack::{Errno, FourTuple, TcpState};
 /// Microseconds since the script's start.
 pub type Micros = i64;
 
+/// The stack's address in every backend: packetdrill's default `--local_ip`.
+pub const LOCAL_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 168, 0, 1);
+/// The peer the harness plays: packetdrill's default `--remote_ip`.
+pub const REMOTE_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
+
 /// Runs a command to its end or until `deadline`, whichever comes first; at the deadline its whole process group
 /// is killed (a shell's children too) and the error says so. Commands and `%{ }%` blocks run this way, so that
 /// `--timeout` bounds them as it bounds the script.

@@ -3,15 +3,12 @@
 
 use super::{Backend, Call, CallResult, Capabilities, Micros};
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use tcpdrill_stack::host::{pollbits, Host, HostEvent, SockOptValue};
 use tcpdrill_stack::wire::WireError;
 use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
 
-/// The stack's address, as packetdrill's default local address.
-pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
-/// The address the harness plays, as packetdrill's default remote address.
-pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+use super::{LOCAL_IP, REMOTE_IP};
 
 /// Script time 0 on the stack's clock: a little after its epoch, so that timers and ISNs look ordinary.
 const EPOCH: u64 = 1_000_000;
