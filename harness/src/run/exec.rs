@@ -7,10 +7,12 @@ mod inbound;
 mod outbound;
 mod preflight;
 mod python;
+mod space;
 
 use calls::*;
 use outbound::*;
 use preflight::*;
+use space::ScriptSpace;
 
 use super::trace::{secs, Trace, TraceEntry};
 use super::{Failure, Outcome, Verdict};
@@ -81,33 +83,8 @@ struct Exec<'a> {
     /// The stack's port for the script's connection (learned from its SYN for active opens).
     local_port: Option<u16>,
     remote_port: u16,
-    /// The stack's ISN last learned: numbers of a connection whose own ISN is unknown are relative to it.
-    local_isn: Option<Isn>,
-    /// The stack's ISN of every connection seen, by (stack port, harness port): each connection's numbers are
-    /// relative to its own, as packetdrill keeps one per socket.
-    isns: BTreeMap<(u16, u16), Isn>,
-    /// The script's (the harness's) ISN last set by an inbound SYN or SYN-ACK, and each connection's.
-    remote_isn: Option<u32>,
-    remote_isns: BTreeMap<(u16, u16), u32>,
-    /// A connect() started a connection whose SYN-ACK has not come yet: the next inbound SYN-ACK sets the script's
-    /// ISN for it.
-    awaiting_synack: bool,
-    /// The tuple and script ISN of a SYN sent on a tuple already in use: they become the connection's when the
-    /// stack answers with a SYN-ACK, as the stack's own ISN is learned afresh then (tcpdrill's new incarnations).
-    reopening: Option<((u16, u16), u32)>,
-    /// The 4-tuple (stack port, harness port) the ISN was learned on: a later SYN on the same tuple (a
-    /// simultaneous open's SYN-ACK) is checked against it, not learned from.
-    isn_tuple: Option<(u16, u16)>,
-    /// Whether the ISN in use was learned from a bare SYN (an active open).
-    isn_from_syn: bool,
-    /// A new connection may have begun since the ISN was learned (a connect() call or an inbound SYN): the next SYN
-    /// on the same tuple belongs to a new incarnation with an ISN of its own, unless it is the SYN-ACK of a
-    /// simultaneous open.
-    new_incarnation: bool,
-    /// Every ISN learned, in order, with its tuple and the end of the sequence space the stack used from it: the
-    /// `tcp_isn_*()` extensions compare them.
-    isn_history: Vec<((u16, u16), u32, u32)>,
-    ts_offset: Option<u32>,
+    /// The script<->live numbering of every connection.
+    space: ScriptSpace,
     ts_tick_usecs: Option<i64>,
     /// The TSval tolerance of the packet being checked, microseconds.
     ts_tolerance_usecs: i64,
@@ -136,13 +113,6 @@ struct Exec<'a> {
     seen: std::collections::BTreeSet<(SocketAddr, SocketAddr)>,
 }
 
-/// The stack's ISN on one connection: the live one, and the sequence number the script's SYN line gave it.
-#[derive(Debug, Clone, Copy)]
-struct Isn {
-    live: u32,
-    script: u32,
-}
-
 /// A call written `t1...t2` that blocked: it runs on meanwhile, as on packetdrill's syscall thread.
 struct Pending {
     call: Call,
@@ -169,17 +139,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         remote_ip,
         local_port: None,
         remote_port: 0,
-        local_isn: None,
-        isns: BTreeMap::new(),
-        remote_isn: None,
-        remote_isns: BTreeMap::new(),
-        awaiting_synack: false,
-        reopening: None,
-        isn_tuple: None,
-        isn_from_syn: false,
-        new_incarnation: false,
-        isn_history: Vec::new(),
-        ts_offset: None,
+        space: ScriptSpace::default(),
         ts_tick_usecs: None,
         ts_tolerance_usecs: 0,
         fds: BTreeMap::new(),

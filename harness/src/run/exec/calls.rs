@@ -213,8 +213,7 @@ impl Exec<'_> {
                 (self.local_port, self.remote_port) = ports;
             } else {
                 self.under_test = Some(fd);
-                self.new_incarnation = true;
-                self.awaiting_synack = true;
+                self.space.connecting();
             }
         }
         let blocks = matches!(res, CallResult::Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EALREADY))
@@ -339,27 +338,14 @@ impl Exec<'_> {
     pub(super) fn isn_extension(&mut self, e: &Event, c: &Syscall) -> Res<()> {
         let fail = |x: &Self, m: String| x.fail(e.span, "error handling syscall", m, vec![], "this call");
         let got: i64 = match c.name.as_str() {
-            "tcp_isn_distinct" => {
-                if self.isn_history.len() < 2 {
-                    return Err(fail(self, "tcp_isn_distinct() needs two connections whose ISNs were seen".into()));
-                }
-                let mut isns: Vec<u32> = self.isn_history.iter().map(|h| h.1).collect();
-                isns.sort_unstable();
-                isns.dedup();
-                i64::from(isns.len() == self.isn_history.len())
-            }
-            "tcp_isn_beyond_previous" => {
-                let Some((cur, earlier)) = self.isn_history.split_last() else {
-                    return Err(fail(self, "tcp_isn_beyond_previous(): no ISN seen yet".into()));
-                };
-                let Some(prev) = earlier.iter().rev().find(|h| h.0 == cur.0) else {
-                    return Err(fail(
-                        self,
-                        "tcp_isn_beyond_previous(): no earlier incarnation of this four-tuple".into(),
-                    ));
-                };
-                i64::from(SeqNum(cur.1) > SeqNum(prev.2))
-            }
+            "tcp_isn_distinct" => match self.space.isns_distinct() {
+                Some(d) => i64::from(d),
+                None => return Err(fail(self, "tcp_isn_distinct() needs two connections whose ISNs were seen".into())),
+            },
+            "tcp_isn_beyond_previous" => match self.space.isn_beyond_previous() {
+                Ok(b) => i64::from(b),
+                Err(why) => return Err(fail(self, format!("tcp_isn_beyond_previous(): {why}"))),
+            },
             other => return Err(fail(self, format!("unknown extension {other}()"))),
         };
         let t = self.backend.now();

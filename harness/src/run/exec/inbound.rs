@@ -18,22 +18,11 @@ impl Exec<'_> {
         let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
         let (lp, rp) = self.default_tuple(t.ports, true);
         let flags = flags_of(&t.flags);
-        // The script's own ISN for a connection comes from the inbound SYN that opens it or the SYN-ACK that
-        // answers its connect(), as packetdrill sets it when it creates a socket for them; a later SYN on the same
-        // connection (a SYN in ESTABLISHED, a retransmission) changes nothing.
-        let opens = if flags.ack() { self.awaiting_synack } else { !self.remote_isns.contains_key(&(lp, rp)) };
-        if flags.syn() && opens {
-            let isn = t.seq.unwrap_or(0);
-            self.remote_isn = Some(isn);
-            self.remote_isns.insert((lp, rp), isn);
-            self.awaiting_synack &= !flags.ack();
-        } else if flags.syn() && !flags.ack() {
-            // A bare SYN on a tuple already in use opens a new incarnation only if the stack answers it with a
-            // SYN-ACK (a SYN that reopens TIME-WAIT); in ESTABLISHED it gets a challenge ACK and changes nothing.
-            self.reopening = Some(((lp, rp), t.seq.unwrap_or(0)));
+        if flags.syn() {
+            self.space.inbound_syn((lp, rp), flags.ack(), t.seq.unwrap_or(0));
         }
         let (seq_offset, ack_offset) =
-            (self.remote_offset((lp, rp), flags.syn()), self.local_offset((lp, rp), flags.syn()));
+            (self.space.remote_offset((lp, rp), flags.syn()), self.space.local_offset((lp, rp), flags.syn()));
         let mut options = TcpOptions::EMPTY;
         if let Some(Options::List(list, lspan)) = &t.options {
             for o in list {
@@ -59,7 +48,13 @@ impl Exec<'_> {
                     }
                     TcpOpt::Ts { val, ecr } => TcpOption::Timestamps {
                         tsval: val.unwrap_or(0),
-                        tsecr: ecr.map_or(0, |v| if v == 0 { 0 } else { v.wrapping_add(self.ts_offset.unwrap_or(0)) }),
+                        tsecr: ecr.map_or(0, |v| {
+                            if v == 0 {
+                                0
+                            } else {
+                                v.wrapping_add(self.space.ts_offset().unwrap_or(0))
+                            }
+                        }),
                     },
                     TcpOpt::FastOpen(c) => TcpOption::FastOpen(c),
                     TcpOpt::FastOpenExp(c) => TcpOption::FastOpenExp(c),
@@ -114,9 +109,6 @@ impl Exec<'_> {
         let t_now = self.backend.now();
         self.seen.insert((SocketAddr::new(self.local_ip, lp), SocketAddr::new(self.remote_ip, rp)));
         self.trace.entries.push(TraceEntry::Inbound { t: t_now, text: printer::tcp(t), bytes: bytes.clone() });
-        if flags.syn() && !flags.ack() {
-            self.new_incarnation = true;
-        }
         self.backend.inject(&bytes).map_err(|err| {
             self.fail(e.span, "error handling packet", format!("injecting failed: {err}"), vec![], "this packet")
         })?;

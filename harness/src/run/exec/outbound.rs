@@ -5,30 +5,6 @@
 use super::*;
 
 impl Exec<'_> {
-    /// What to add to a script number of the stack's sequence space on connection (stack port, harness port) to
-    /// get the live one (packetdrill's `local_seq_script_to_live_offset`): a SYN's numbers are the script's SYN
-    /// line's, every other segment's count from the live ISN as 0. A connection whose ISN is unknown uses the
-    /// last one learned (a reset to an unknown tuple echoes numbers the script wrote relative to it).
-    pub(super) fn local_offset(&self, tuple: (u16, u16), syn: bool) -> u32 {
-        let isn = self.isns.get(&tuple).copied().or(self.local_isn).unwrap_or(Isn { live: 0, script: 0 });
-        if syn {
-            isn.live.wrapping_sub(isn.script)
-        } else {
-            isn.live
-        }
-    }
-
-    /// The same for the harness's sequence space (`remote_seq_script_to_live_offset`): SYNs as written, every
-    /// other segment relative to the ISN of the script's inbound SYN or SYN-ACK.
-    pub(super) fn remote_offset(&self, tuple: (u16, u16), syn: bool) -> u32 {
-        if syn {
-            0
-        } else {
-            self.remote_isns.get(&tuple).copied().or(self.remote_isn).unwrap_or(0)
-        }
-    }
-
-    /// The stack's packet in script notation: its numbers relative to its ISN, ours as they are.
     pub(super) fn outbound_text(&self, d: &[u8]) -> String {
         self.outbound_text_ports(d, false)
     }
@@ -40,9 +16,9 @@ impl Exec<'_> {
                 let (tuple, syn) = ((p.tcp.src_port, p.tcp.dst_port), p.tcp.flags.syn());
                 let text = script_notation(
                     &p.tcp,
-                    self.local_offset(tuple, syn),
-                    self.remote_offset(tuple, syn),
-                    self.ts_offset,
+                    self.space.local_offset(tuple, syn),
+                    self.space.remote_offset(tuple, syn),
+                    self.space.ts_offset(),
                 );
                 // The ports, as the script's per-packet syntax writes them, when they are not the connection's.
                 if tuple == self.default_tuple(None, false) && !ports {
@@ -75,36 +51,20 @@ impl Exec<'_> {
         };
         let live = TcpDatagram::parse(&bytes, Checksums::Verify).expect("checked by check_wire or built by merge");
         // Learn the stack's ISN, port and TS offset from this packet where the script fixes them.
+        let ports = (live.tcp.src_port, live.tcp.dst_port);
         if live.tcp.flags.syn() {
-            let tuple = (live.tcp.src_port, live.tcp.dst_port);
-            let simultaneous_open = self.isn_from_syn && live.tcp.flags.ack();
-            let relearn = self.isn_tuple != Some(tuple) || (self.new_incarnation && !simultaneous_open);
-            if let Some(s) = t.seq.filter(|_| relearn) {
-                let isn = Isn { live: live.tcp.seq.0, script: s };
-                self.local_isn = Some(isn);
-                self.isns.insert(tuple, isn);
-                if let Some((_, remote)) = self.reopening.take().filter(|(t, _)| *t == tuple) {
-                    self.remote_isn = Some(remote);
-                    self.remote_isns.insert(tuple, remote);
-                }
-                self.isn_tuple = Some(tuple);
-                self.isn_from_syn = !live.tcp.flags.ack();
-                self.new_incarnation = false;
-                self.isn_history.push((tuple, live.tcp.seq.0, live.tcp.seq.0));
-            }
+            self.space.outbound_syn(ports, live.tcp.flags.ack(), live.tcp.seq.0, t.seq);
             if !live.tcp.flags.ack() {
                 self.local_port = Some(live.tcp.src_port);
                 self.remote_port = live.tcp.dst_port;
             }
         }
-        if self.ts_offset.is_none() {
-            if let (Some((v, _)), Some(Options::List(list, _))) = (live.tcp.options.timestamps(), &t.options) {
-                if let Some(sv) = list.iter().find_map(|o| match o {
-                    TcpOpt::Ts { val: Some(sv), .. } => Some(*sv),
-                    _ => None,
-                }) {
-                    self.ts_offset = Some(v.wrapping_sub(sv));
-                }
+        if let (Some((v, _)), Some(Options::List(list, _))) = (live.tcp.options.timestamps(), &t.options) {
+            if let Some(sv) = list.iter().find_map(|o| match o {
+                TcpOpt::Ts { val: Some(sv), .. } => Some(*sv),
+                _ => None,
+            }) {
+                self.space.outbound_tsval(v, sv);
             }
         }
         if !merging {
@@ -112,12 +72,7 @@ impl Exec<'_> {
         }
         let text = self.outbound_text(&bytes);
         self.trace.lines.push((self.line(e.span), format!("{} > {text}", secs(actual))));
-        if let Some(h) = self.isn_history.last_mut().filter(|h| h.0 == (live.tcp.src_port, live.tcp.dst_port)) {
-            let end = live.tcp.seq.0.wrapping_add(live.tcp.segment_len() as u32);
-            if SeqNum(end) > SeqNum(h.2) {
-                h.2 = end;
-            }
-        }
+        self.space.outbound_end(ports, live.tcp.seq.0.wrapping_add(live.tcp.segment_len() as u32));
         let details = |x: &Self| {
             vec![
                 format!("script packet:  {} {script_text}", secs(start)),
@@ -263,11 +218,11 @@ impl Exec<'_> {
                 Some((name.to_string(), num(bit(p)), num(bit(c))))
             } else if c.seq != p.seq + p.payload.len() as u32 {
                 // In script numbers, as the rest of the report.
-                let off = self.local_offset((c.src_port, c.dst_port), false);
+                let off = self.space.local_offset((c.src_port, c.dst_port), false);
                 let next = (p.seq + p.payload.len() as u32).0.wrapping_sub(off);
                 Some(("tcp_seq".into(), num(u64::from(next)), num(u64::from(c.seq.0.wrapping_sub(off)))))
             } else if c.ack != p.ack {
-                let off = self.remote_offset((c.src_port, c.dst_port), false);
+                let off = self.space.remote_offset((c.src_port, c.dst_port), false);
                 let script = |x: SeqNum| num(u64::from(x.0.wrapping_sub(off)));
                 Some(("tcp_ack_seq".into(), script(p.ack), script(c.ack)))
             } else if c.window != p.window {
@@ -372,9 +327,9 @@ impl Exec<'_> {
             }
         }
         let (tuple, syn) = ((l.src_port, l.dst_port), l.flags.syn());
-        let remote_offset = self.remote_offset(tuple, syn);
+        let remote_offset = self.space.remote_offset(tuple, syn);
         if let Some(s) = t.seq {
-            let got = l.seq.0.wrapping_sub(self.local_offset(tuple, syn));
+            let got = l.seq.0.wrapping_sub(self.space.local_offset(tuple, syn));
             if got != s {
                 return Some(("tcp_seq".into(), num(u64::from(s)), num(u64::from(got))));
             }
@@ -418,7 +373,7 @@ impl Exec<'_> {
                         (TcpOption::Timestamps { tsval, tsecr }, TcpOpt::Ts { val, ecr }) => {
                             let val_ok = match (self.ts_tick_usecs, val) {
                                 // Within the tolerance, in ticks of --tcp_ts_tick_usecs, as packetdrill checks it.
-                                (Some(tick), Some(v)) => self.ts_offset.is_none_or(|o| {
+                                (Some(tick), Some(v)) => self.space.ts_offset().is_none_or(|o| {
                                     let off = i64::from(tsval.wrapping_sub(o).wrapping_sub(*v) as i32);
                                     off.abs() * tick <= self.ts_tolerance_usecs
                                 }),
@@ -436,7 +391,7 @@ impl Exec<'_> {
                     });
                 if !same {
                     let want: Vec<String> = list.iter().map(printer::option).collect();
-                    let got_text = script_notation_options(&l.options, remote_offset, self.ts_offset);
+                    let got_text = script_notation_options(&l.options, remote_offset, self.space.ts_offset());
                     return Some(("tcp_options".into(), format!("<{}>", want.join(",")), format!("<{got_text}>")));
                 }
             }
