@@ -163,3 +163,68 @@ impl ScriptSpace {
         Ok(SeqNum(cur.isn) > SeqNum(prev.end))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: Ports = (8080, 40123);
+
+    #[test]
+    fn syn_lines_are_absolute_and_the_rest_relative_to_the_isns() {
+        let mut s = ScriptSpace::default();
+        // < S 1000:1000(0): the script's ISN is 1000.
+        s.inbound_syn(C, false, 1000);
+        assert_eq!(s.remote_offset(C, true), 0, "a SYN's sequence number as written");
+        assert_eq!(s.remote_offset(C, false), 1000, "`< . 1:1(0)` is seq 1001");
+        // > S. 0:0(0) from live ISN 7000.
+        s.outbound_syn(C, true, 7000, Some(0));
+        assert_eq!(s.local_offset(C, false), 7000, "`ack 1` on a later segment is 7001");
+        assert_eq!(s.local_offset(C, true), 7000, "the SYN-ACK line's 0 is 7000");
+        // A script that writes `> S. 100:100(0)` keeps 100 for SYNs only (socket.h): later numbers count from 0.
+        let mut t = ScriptSpace::default();
+        t.outbound_syn(C, true, 7000, Some(100));
+        assert_eq!((t.local_offset(C, true), t.local_offset(C, false)), (6900, 7000));
+    }
+
+    #[test]
+    fn a_syn_on_a_connection_in_use_changes_nothing_unless_the_stack_answers_it_with_a_syn_ack() {
+        let mut s = ScriptSpace::default();
+        s.inbound_syn(C, false, 0);
+        s.outbound_syn(C, true, 7000, Some(0));
+        // A SYN in ESTABLISHED (answered by a challenge ACK): nothing moves.
+        s.inbound_syn(C, false, 5000);
+        assert_eq!((s.remote_offset(C, false), s.local_offset(C, false)), (0, 7000));
+        // A SYN that reopens TIME-WAIT, answered by a SYN-ACK: both sides start afresh.
+        s.inbound_syn(C, false, 50_000);
+        s.outbound_syn(C, true, 9000, Some(0));
+        assert_eq!((s.remote_offset(C, false), s.local_offset(C, false)), (50_000, 9000));
+        assert_eq!(s.isns_distinct(), Some(true));
+    }
+
+    #[test]
+    fn a_simultaneous_opens_syn_ack_is_checked_not_learned() {
+        let mut s = ScriptSpace::default();
+        s.connecting();
+        s.outbound_syn(C, false, 7000, Some(0));
+        s.inbound_syn(C, false, 0);
+        // Our SYN-ACK repeats our SYN's sequence number: the ISN stays the SYN's.
+        s.outbound_syn(C, true, 7000, Some(0));
+        assert_eq!(s.isns_distinct(), None, "one connection, one ISN");
+        assert_eq!(s.local_offset(C, false), 7000);
+    }
+
+    #[test]
+    fn the_next_incarnation_must_start_beyond_the_previous_ones_sequence_space() {
+        let mut s = ScriptSpace::default();
+        s.outbound_syn(C, false, 1000, Some(0));
+        s.outbound_end(C, 5000);
+        assert_eq!(s.isn_beyond_previous(), Err("no earlier incarnation of this four-tuple"));
+        s.connecting();
+        s.outbound_syn(C, false, 4000, Some(0));
+        assert_eq!(s.isn_beyond_previous(), Ok(false), "4000 lies inside 1000..5000");
+        s.connecting();
+        s.outbound_syn(C, false, 6000, Some(0));
+        assert_eq!(s.isn_beyond_previous(), Ok(true));
+    }
+}
