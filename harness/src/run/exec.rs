@@ -10,7 +10,6 @@ mod python;
 mod space;
 
 use calls::*;
-use outbound::*;
 use preflight::*;
 use space::ScriptSpace;
 

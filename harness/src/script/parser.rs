@@ -7,6 +7,7 @@ use super::options;
 use super::preprocess::preprocess;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tcpdrill_stack::wire::TcpFlags;
 
 /// What the parser needs to know besides the text.
 #[derive(Debug, Clone, Default)]
@@ -1067,7 +1068,9 @@ impl<'a> Parser<'a> {
 pub fn normalize_flags(raw: &str) -> Result<String, char> {
     // `p` is tcpdrill's "PSH either way" for outbound packets: RFC 9293 leaves PSH to the sender except on the
     // last segment of the queued data (MUST-61), so portable scripts may wildcard it on the others.
-    const ORDER: &str = "FSRPp.UEWA";
+    // The stack's letters, in their order, with `p` beside `P`.
+    let order: String =
+        TcpFlags::LETTERS.iter().flat_map(|&(_, c)| if c == 'P' { vec!['P', 'p'] } else { vec![c] }).collect();
     if raw.contains('P') && raw.contains('p') {
         return Err('p');
     }
@@ -1077,10 +1080,10 @@ pub fn normalize_flags(raw: &str) -> Result<String, char> {
     if raw.is_empty() {
         return Err(' ');
     }
-    if let Some(bad) = raw.chars().find(|c| !ORDER.contains(*c)) {
+    if let Some(bad) = raw.chars().find(|c| !order.contains(*c)) {
         return Err(bad);
     }
-    Ok(ORDER.chars().filter(|c| raw.contains(*c)).collect())
+    Ok(order.chars().filter(|c| raw.contains(*c)).collect())
 }
 
 /// Seconds with up to six decimals, trailing zeros dropped (`0`, `0.1`, `1.000001`).

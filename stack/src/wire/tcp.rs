@@ -111,6 +111,31 @@ impl TcpFlags {
     pub const fn without_reserved(self) -> TcpFlags {
         TcpFlags(self.0 & !Self::RESERVED.0)
     }
+
+    /// packetdrill's letter for each flag, in the order its notation writes them (`S.` is a SYN-ACK): the one
+    /// table the stack's `Display`, the script parser and the executor share.
+    pub const LETTERS: [(TcpFlags, char); 9] = [
+        (TcpFlags::FIN, 'F'),
+        (TcpFlags::SYN, 'S'),
+        (TcpFlags::RST, 'R'),
+        (TcpFlags::PSH, 'P'),
+        (TcpFlags::ACK, '.'),
+        (TcpFlags::URG, 'U'),
+        (TcpFlags::ECE, 'E'),
+        (TcpFlags::CWR, 'W'),
+        (TcpFlags::AE, 'A'),
+    ];
+
+    /// The flags written in packetdrill's letters (`"S."`); other characters (`-`, tcpdrill's `p`) set nothing.
+    pub fn from_letters(s: &str) -> TcpFlags {
+        let mut f = TcpFlags::NONE;
+        for (flag, c) in TcpFlags::LETTERS {
+            if s.contains(c) {
+                f |= flag;
+            }
+        }
+        f
+    }
 }
 
 impl core::ops::BitOr for TcpFlags {
@@ -130,19 +155,8 @@ impl core::ops::BitOrAssign for TcpFlags {
 /// have no letter; they show in `Debug`.
 impl fmt::Display for TcpFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const LETTERS: [(TcpFlags, char); 9] = [
-            (TcpFlags::FIN, 'F'),
-            (TcpFlags::SYN, 'S'),
-            (TcpFlags::RST, 'R'),
-            (TcpFlags::PSH, 'P'),
-            (TcpFlags::ACK, '.'),
-            (TcpFlags::URG, 'U'),
-            (TcpFlags::ECE, 'E'),
-            (TcpFlags::CWR, 'W'),
-            (TcpFlags::AE, 'A'),
-        ];
         let mut any = false;
-        for (flag, c) in LETTERS {
+        for (flag, c) in TcpFlags::LETTERS {
             if self.contains(flag) {
                 fmt::Write::write_char(f, c)?;
                 any = true;

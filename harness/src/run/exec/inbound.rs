@@ -17,7 +17,7 @@ impl Exec<'_> {
     pub(super) fn inject(&mut self, e: &Event, p: &Packet) -> Res<()> {
         let PacketBody::Tcp(t) = &p.body else { unreachable!("preflight skips other packets") };
         let (lp, rp) = self.default_tuple(t.ports, true);
-        let flags = flags_of(&t.flags);
+        let flags = TcpFlags::from_letters(&t.flags);
         if flags.syn() {
             self.space.inbound_syn((lp, rp), flags.ack(), t.seq.unwrap_or(0));
         }

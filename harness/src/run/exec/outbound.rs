@@ -318,7 +318,7 @@ impl Exec<'_> {
                 ));
             }
         }
-        let want = flags_of(&t.flags);
+        let want = TcpFlags::from_letters(&t.flags);
         let psh_either = t.flags.contains('p');
         for (bit, name) in FLAG_FIELDS {
             let (w, g) = (want.contains(bit), l.flags.contains(bit));
@@ -412,25 +412,6 @@ pub(super) const FLAG_FIELDS: [(TcpFlags, &str); 9] = [
     (TcpFlags::CWR, "tcp_cwr"),
     (TcpFlags::AE, "tcp_ae"),
 ];
-
-pub(super) fn flags_of(s: &str) -> TcpFlags {
-    let mut f = TcpFlags::NONE;
-    for c in s.chars() {
-        f |= match c {
-            'F' => TcpFlags::FIN,
-            'S' => TcpFlags::SYN,
-            'R' => TcpFlags::RST,
-            'P' => TcpFlags::PSH,
-            '.' => TcpFlags::ACK,
-            'U' => TcpFlags::URG,
-            'E' => TcpFlags::ECE,
-            'W' => TcpFlags::CWR,
-            'A' => TcpFlags::AE,
-            _ => TcpFlags::NONE,
-        };
-    }
-    f
-}
 
 pub(super) fn script_notation_options(o: &TcpOptions, ack_offset: u32, ts_offset: Option<u32>) -> String {
     o.iter()
