@@ -22,7 +22,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// The TCP to test: reference (tcpdrill's own stack, virtual clock), linux (the kernel, in a network
-        /// namespace of each script's own; needs root) or both.
+        /// namespace of each script's own; needs root), a comma-separated list of them, or both.
         #[arg(long, default_value = "reference")]
         backend: String,
         /// Scripts run at once (each linux run in a namespace of its own); default: the number of CPUs.
@@ -221,7 +221,7 @@ fn decode(args: Vec<String>, ignore_checksums: bool) -> ExitCode {
 }
 
 fn parse_options(defines: &[String], backend: &str) -> ParseOptions {
-    let mut opts = ParseOptions::with_symbols(script::predefined(backend));
+    let mut opts = ParseOptions::with_symbols(tcpdrill::backend::predefined(backend));
     for d in defines {
         let (k, v) = d.split_once('=').unwrap_or((d, ""));
         opts.defines.insert(k.to_string(), v.to_string());
@@ -390,24 +390,32 @@ fn linux_or_exit() -> Result<(), ExitCode> {
     })
 }
 
+/// The backends `--backend` names: one from the registry, a comma-separated list, or `both` (reference and
+/// linux); exit 2 for an unknown name or one this machine cannot run (with the sentence saying why).
+fn backends(arg: &str) -> Result<Vec<tcpdrill::report::BackendKind>, ExitCode> {
+    use tcpdrill::report::BackendKind;
+    let names: Vec<&str> = if arg == "both" { vec!["reference", "linux"] } else { arg.split(',').collect() };
+    let mut kinds = Vec::new();
+    for n in names {
+        let Some(k) = BackendKind::by_name(n.trim()) else {
+            let known: Vec<&str> = BackendKind::all().map(BackendKind::name).collect();
+            eprintln!("unknown backend {n:?}: use --backend {}, a comma-separated list, or both", known.join(", "));
+            return Err(ExitCode::from(exit::USAGE));
+        };
+        if let Err(why) = (k.info().available)() {
+            eprintln!("{why}");
+            return Err(ExitCode::from(exit::USAGE));
+        }
+        kinds.push(k);
+    }
+    Ok(kinds)
+}
+
 fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
-    use tcpdrill::report::{self, BackendKind};
-    let kinds = match backend {
-        "reference" => vec![BackendKind::Reference],
-        "linux" | "both" => {
-            if let Err(code) = linux_or_exit() {
-                return code;
-            }
-            if backend == "both" {
-                vec![BackendKind::Reference, BackendKind::Linux]
-            } else {
-                vec![BackendKind::Linux]
-            }
-        }
-        other => {
-            eprintln!("unknown backend {other:?}: use --backend reference, linux or both");
-            return ExitCode::from(exit::USAGE);
-        }
+    use tcpdrill::report;
+    let kinds = match backends(backend) {
+        Ok(k) => k,
+        Err(code) => return code,
     };
     let jobs = setup.jobs_for(&kinds);
     let both = kinds.len() > 1;

@@ -32,7 +32,7 @@ fn every_upstream_script_parses_and_round_trips() {
     pkt_files(&dir, &mut files);
     assert!(files.len() >= 60, "found only {} scripts", files.len());
     for backend in ["reference", "linux"] {
-        let opts = ParseOptions::with_symbols(script::predefined(backend));
+        let opts = ParseOptions::with_symbols(tcpdrill::backend::predefined(backend));
         for f in &files {
             let text = std::fs::read_to_string(f).unwrap();
             let s = script::check(&f.display().to_string(), &text, &opts)

@@ -43,6 +43,15 @@ pub fn unshare_netns() -> Result<(), String> {
     }
 }
 
+/// The linux backend in the registry.
+pub const INFO: super::BackendInfo = super::BackendInfo {
+    name: "linux",
+    symbols: &["Linux"],
+    netns: true,
+    available,
+    make: || Ok(Box::new(Linux::new()?)),
+};
+
 /// Whether this process may run the linux backend (tried on a throwaway thread, so nothing else moves).
 pub fn available() -> Result<(), String> {
     std::thread::spawn(unshare_netns).join().unwrap_or_else(|_| Err("the privilege check panicked".into()))

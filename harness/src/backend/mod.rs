@@ -4,6 +4,38 @@
 pub mod linux;
 pub mod reference;
 
+/// A backend as the runner, the CLI and the tests know it before making one. Adding a backend is a file in
+/// `backend/` with its `Backend` impl and an `INFO` of this type, and a line in [`REGISTRY`].
+#[derive(Debug)]
+pub struct BackendInfo {
+    /// Its name, as `--backend` spells it.
+    pub name: &'static str,
+    /// The symbols its scripts see predefined for `#ifdef`, besides `tcpdrill` (nplab's packetdrill predefines
+    /// the OS name the same way).
+    pub symbols: &'static [&'static str],
+    /// It runs each script on a thread of its own that first moves into a fresh network namespace (and so needs
+    /// root).
+    pub netns: bool,
+    /// Why it cannot run on this machine, if it cannot: one sentence saying what to do instead.
+    pub available: fn() -> Result<(), String>,
+    /// Makes one, for one script.
+    pub make: fn() -> Result<Box<dyn Backend>, String>,
+}
+
+/// Every backend tcpdrill has.
+pub const REGISTRY: &[&BackendInfo] = &[&reference::INFO, &linux::INFO];
+
+/// The backend named `name`.
+pub fn lookup(name: &str) -> Option<&'static BackendInfo> {
+    REGISTRY.iter().copied().find(|b| b.name == name)
+}
+
+/// The symbols a script sees predefined on backend `name`: `tcpdrill` always, plus the backend's own.
+pub fn predefined(name: &str) -> Vec<&'static str> {
+    let own = lookup(name).map_or(&[][..], |b| b.symbols);
+    std::iter::once("tcpdrill").chain(own.iter().copied()).collect()
+}
+
 use std::net::SocketAddr;
 use tcpdrill_stack::host::{Domain, Shutdown, SockOptName, SockOptValue};
 use tcpdrill_stack::{Errno, FourTuple, TcpState};

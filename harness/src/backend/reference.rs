@@ -10,6 +10,15 @@ use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
 
 use super::{LOCAL_IP, REMOTE_IP};
 
+/// The reference backend in the registry.
+pub const INFO: super::BackendInfo = super::BackendInfo {
+    name: "reference",
+    symbols: &["tcpdrill_ref"],
+    netns: false,
+    available: || Ok(()),
+    make: || Ok(Box::new(Reference::new(Config::default()))),
+};
+
 /// Script time 0 on the stack's clock: a little after its epoch, so that timers and ISNs look ordinary.
 const EPOCH: u64 = 1_000_000;
 

@@ -5,13 +5,11 @@ pub mod coverage;
 pub mod diagram;
 pub mod pcap;
 
-use crate::backend::linux::{self, Linux};
-use crate::backend::reference::Reference;
-use crate::backend::Backend;
+use crate::backend::linux;
+use crate::backend::{Backend, BackendInfo};
 use crate::run::{self, Outcome, RunOptions, Verdict};
 use crate::script::{self, ParseOptions};
 use std::path::{Path, PathBuf};
-use tcpdrill_stack::Config;
 
 /// Every `.pkt` file under `paths` (files as given, folders recursively), sorted.
 pub fn collect_scripts(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
@@ -51,29 +49,63 @@ pub fn read_script(path: &Path) -> Result<String, String> {
     })
 }
 
-/// Which implementation a script runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum BackendKind {
+/// Which implementation a script runs against: a handle on an entry of the backend registry
+/// ([`crate::backend::REGISTRY`]), compared and ordered by name.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendKind(&'static BackendInfo);
+
+// The two backends tests and the CLI name most, as constants in the case of the variants they were.
+#[allow(non_upper_case_globals)]
+impl BackendKind {
     /// tcpdrill's reference stack on a virtual clock.
-    Reference,
+    pub const Reference: BackendKind = BackendKind(&crate::backend::reference::INFO);
     /// The Linux kernel through a TUN device in a network namespace of the script's own.
-    Linux,
+    pub const Linux: BackendKind = BackendKind(&crate::backend::linux::INFO);
+}
+
+impl PartialEq for BackendKind {
+    fn eq(&self, other: &BackendKind) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for BackendKind {}
+
+impl PartialOrd for BackendKind {
+    fn partial_cmp(&self, other: &BackendKind) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for BackendKind {
+    fn cmp(&self, other: &BackendKind) -> std::cmp::Ordering {
+        self.0.name.cmp(other.0.name)
+    }
 }
 
 impl BackendKind {
+    /// The backend named `name` in the registry.
+    pub fn by_name(name: &str) -> Option<BackendKind> {
+        crate::backend::lookup(name).map(BackendKind)
+    }
+
+    /// Every backend in the registry.
+    pub fn all() -> impl Iterator<Item = BackendKind> {
+        crate::backend::REGISTRY.iter().map(|b| BackendKind(b))
+    }
+
     /// The name scripts' `#ifdef`s and the CLI use.
     pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Reference => "reference",
-            BackendKind::Linux => "linux",
-        }
+        self.0.name
+    }
+
+    /// What the registry says of it.
+    pub fn info(self) -> &'static BackendInfo {
+        self.0
     }
 
     fn make(self, sysctls: &[(String, String)]) -> Result<Box<dyn Backend>, String> {
-        let mut b: Box<dyn Backend> = match self {
-            BackendKind::Reference => Box::new(Reference::new(Config::default())),
-            BackendKind::Linux => Box::new(Linux::new()?),
-        };
+        let mut b = (self.0.make)()?;
         for (k, v) in sysctls {
             b.set_knob(k, v).map_err(|e| format!("--sysctl {k}={v}: {e}"))?;
         }
@@ -169,12 +201,12 @@ pub fn run_text_with(
     }
     let opts = &opts;
     let mut popts = defines.clone();
-    for s in script::predefined(backend.name()) {
+    for s in crate::backend::predefined(backend.name()) {
         popts.defines.entry(s.to_string()).or_default();
     }
     let outcome = match script::check(name, text, &popts) {
         Err(errs) => Err(errs.iter().map(|e| e.render_plain()).collect::<Vec<_>>().join("\n")),
-        Ok(s) if backend == BackendKind::Linux => {
+        Ok(s) if backend.info().netns => {
             // A thread of its own, moved into a fresh network namespace: the script's sockets, TUN device and
             // sysctls live there and vanish with it.
             let (name, text, opts, sysctls) = (name.to_string(), text.to_string(), opts.clone(), sysctls.to_vec());
@@ -191,7 +223,7 @@ pub fn run_text_with(
                 Ok(run::run(&name, &text, &s, b.as_mut(), opts))
             })
             .join()
-            .unwrap_or_else(|_| Err("the linux backend's thread panicked".to_string()))
+            .unwrap_or_else(|_| Err(format!("the {} backend's thread panicked", backend.name())))
         }
         Ok(s) => match backend.make(sysctls) {
             Ok(mut b) => Ok(run::run(name, text, &s, b.as_mut(), opts.clone())),

@@ -20,15 +20,6 @@ pub use printer::print;
 
 use std::sync::Arc;
 
-/// Symbols every script sees, as nplab's packetdrill predefines the OS name: `tcpdrill` always, plus the
-/// backend's (`tcpdrill_ref` for the reference stack, `Linux` for the kernel).
-pub fn predefined(backend: &str) -> Vec<&'static str> {
-    match backend {
-        "linux" => vec!["tcpdrill", "Linux"],
-        _ => vec!["tcpdrill", "tcpdrill_ref"],
-    }
-}
-
 /// Parses and checks names; returns the script or every error found (parse errors stop at the first).
 pub fn check(file: &str, text: &str, opts: &ParseOptions) -> Result<Script, Vec<ScriptError>> {
     let script = parse(file, text, opts).map_err(|e| vec![e])?;
