@@ -610,7 +610,9 @@ fn coverage(
             .enumerate()
             .map(|(i, (f, text))| {
                 let get = |b| results.get(&(i, b)).copied();
-                cov::ScriptStatus::of(name_of(f), text, get(BackendKind::Reference), get(BackendKind::Linux))
+                let per_backend: Vec<(&'static str, Option<&str>)> =
+                    BackendKind::all().map(|b| (b.name(), get(b))).collect();
+                cov::ScriptStatus::of(name_of(f), text, &per_backend)
             })
             .collect();
         cov::requirements_markdown(&scripts)

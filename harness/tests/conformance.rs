@@ -57,12 +57,8 @@ fn check_requirements(results: &Results, scripts: &[PathBuf]) -> Result<(), Stri
         }
         let n = name_of(p);
         let get = |b| results.get(&(n.clone(), b)).copied();
-        statuses.push(coverage::ScriptStatus::of(
-            n.clone(),
-            &text,
-            get(BackendKind::Reference),
-            get(BackendKind::Linux),
-        ));
+        let per_backend: Vec<(&'static str, Option<&str>)> = BackendKind::all().map(|b| (b.name(), get(b))).collect();
+        statuses.push(coverage::ScriptStatus::of(n.clone(), &text, &per_backend));
     }
     let want = coverage::requirements_markdown(&statuses);
     let file = root().join("scripts/REQUIREMENTS.md");

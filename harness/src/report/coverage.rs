@@ -114,10 +114,8 @@ pub struct ScriptStatus {
     pub name: String,
     /// Its requirement tags.
     pub tags: Vec<String>,
-    /// Its result on the reference backend: `pass`, `FAIL`, `skipped` or `not run`.
-    pub reference: String,
-    /// Its result on the linux backend.
-    pub linux: String,
+    /// Its result on each backend, in the registry's order: `pass`, `FAIL`, `skipped` or `not run`.
+    pub results: Vec<(&'static str, String)>,
     /// Whether it records a Linux divergence (`#ifdef Linux`).
     pub linux_divergence: bool,
 }
@@ -132,13 +130,13 @@ fn summary(results: &[&str]) -> String {
 }
 
 impl ScriptStatus {
-    /// A script's row data from its text (tags, whether it records a Linux divergence) and its results.
-    pub fn of(name: String, text: &str, reference: Option<&str>, linux: Option<&str>) -> ScriptStatus {
+    /// A script's row data from its text (tags, whether it records a Linux divergence) and its result on each
+    /// backend (`None`: not run).
+    pub fn of(name: String, text: &str, results: &[(&'static str, Option<&str>)]) -> ScriptStatus {
         ScriptStatus {
             name,
             tags: tags(text),
-            reference: reference.unwrap_or("not run").to_string(),
-            linux: linux.unwrap_or("not run").to_string(),
+            results: results.iter().map(|(b, r)| (*b, r.unwrap_or("not run").to_string())).collect(),
             linux_divergence: text.contains("#ifdef Linux"),
         }
     }
@@ -172,12 +170,14 @@ pub fn requirements_markdown(scripts: &[ScriptStatus]) -> String {
          Do not edit by hand.\n\n",
     );
     let _ = writeln!(out, "{covered} of {} requirements have at least one script.\n", REQUIREMENTS.len());
-    out.push_str("| requirement | source | what | scripts | reference | linux |\n");
-    out.push_str("|---|---|---|---|---|---|\n");
+    // A column per backend, as the scripts' results list them (every backend of the registry).
+    let backends: Vec<&str> = scripts.first().map_or(Vec::new(), |s| s.results.iter().map(|(b, _)| *b).collect());
+    let _ = writeln!(out, "| requirement | source | what | scripts | {} |", backends.join(" | "));
+    let _ = writeln!(out, "|---|---|---|---|{}", "---|".repeat(backends.len()));
     for (id, src, what) in REQUIREMENTS {
         match by_req.get(id) {
             None => {
-                let _ = writeln!(out, "| {id} | {src} | {what} | not covered | | |");
+                let _ = writeln!(out, "| {id} | {src} | {what} | not covered |{}", " |".repeat(backends.len()));
             }
             Some(list) => {
                 let names: Vec<String> = list
@@ -187,15 +187,10 @@ pub fn requirements_markdown(scripts: &[ScriptStatus]) -> String {
                         format!("[{}]({}.pkt){mark}", s.name, s.name)
                     })
                     .collect();
-                let r: Vec<&str> = list.iter().map(|s| s.reference.as_str()).collect();
-                let l: Vec<&str> = list.iter().map(|s| s.linux.as_str()).collect();
-                let _ = writeln!(
-                    out,
-                    "| {id} | {src} | {what} | {} | {} | {} |",
-                    names.join("<br>"),
-                    summary(&r),
-                    summary(&l)
-                );
+                let columns: Vec<String> = (0..backends.len())
+                    .map(|i| summary(&list.iter().map(|s| s.results[i].1.as_str()).collect::<Vec<_>>()))
+                    .collect();
+                let _ = writeln!(out, "| {id} | {src} | {what} | {} | {} |", names.join("<br>"), columns.join(" | "));
             }
         }
     }
@@ -326,8 +321,7 @@ mod tests {
         let s = ScriptStatus {
             name: "close/x".into(),
             tags: vec!["MUST-13".into()],
-            reference: "pass".into(),
-            linux: "FAIL".into(),
+            results: vec![("reference", "pass".into()), ("linux", "FAIL".into())],
             linux_divergence: true,
         };
         let md = requirements_markdown(&[s]);
