@@ -67,6 +67,9 @@ enum Command {
         /// Multiply every timing tolerance.
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         tolerance_scale: f64,
+        /// The backends to compare, the first against each of the others.
+        #[arg(long, default_value = "reference,linux", value_name = "A,B,...")]
+        backends: String,
         #[command(flatten)]
         limits: Limits,
     },
@@ -163,9 +166,9 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Diff { paths, jobs, define, sysctl, tolerance_scale, limits } => {
+        Command::Diff { paths, jobs, define, sysctl, tolerance_scale, backends, limits } => {
             match Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs, limits) {
-                Ok(setup) => diff(&setup),
+                Ok(setup) => diff(&setup, &backends),
                 Err(code) => code,
             }
         }
@@ -383,13 +386,6 @@ fn progress(len: usize, min: usize) -> Option<indicatif::ProgressBar> {
     })
 }
 
-fn linux_or_exit() -> Result<(), ExitCode> {
-    tcpdrill::backend::linux::available().map_err(|why| {
-        eprintln!("{why}");
-        ExitCode::from(exit::USAGE)
-    })
-}
-
 /// The backends `--backend` names: one from the registry, a comma-separated list, or `both` (reference and
 /// linux); exit 2 for an unknown name or one this machine cannot run (with the sentence saying why).
 fn backends(arg: &str) -> Result<Vec<tcpdrill::report::BackendKind>, ExitCode> {
@@ -493,40 +489,56 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
     }
 }
 
-fn diff(setup: &Setup) -> ExitCode {
-    use tcpdrill::report::{self, BackendKind, Divergence};
-    if let Err(code) = linux_or_exit() {
-        return code;
-    }
-    let jobs = setup.jobs_for(&[BackendKind::Reference, BackendKind::Linux]);
+fn diff(setup: &Setup, backends_arg: &str) -> ExitCode {
+    use tcpdrill::report::{self, Divergence};
+    let kinds = match backends(backends_arg) {
+        Ok(k) if k.len() >= 2 => k,
+        Ok(_) => {
+            eprintln!("--backends needs two backends at least, e.g. --backends reference,linux");
+            return ExitCode::from(exit::USAGE);
+        }
+        Err(code) => return code,
+    };
+    let jobs = setup.jobs_for(&kinds);
     let bar = progress(jobs.len(), 1);
     let width = setup.files.iter().map(|f| f.display().to_string().len()).max().unwrap_or(6).max(6);
-    println!("{:width$}  {:9}  {:9}  first divergence", "script", "reference", "linux");
-    let mut held: Option<report::ScriptResult> = None;
+    let names: Vec<String> = kinds.iter().map(|k| format!("{:9}", k.name())).collect();
+    println!("{:width$}  {}  first divergence", "script", names.join("  "));
+    let mut held: Vec<report::ScriptResult> = Vec::new();
     let (mut same, mut differ) = (0, 0);
     report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
         if let Some(b) = &bar {
             b.set_message(jobs[i].name.clone());
             b.inc(1);
         }
-        // Jobs come in pairs, reference first.
-        let Some(reference) = held.take() else {
-            held = Some(r);
+        // Jobs come grouped by script, one per backend in the order given.
+        held.push(r);
+        if held.len() < kinds.len() {
             return;
-        };
+        }
+        let results = std::mem::take(&mut held);
         let text = tcpdrill::report::read_script(&jobs[i].path).unwrap_or_default();
-        let d = report::divergence(&text, &reference, &r);
-        let row = format!("{:width$}  {:9}  {:9}", jobs[i].name, short(&reference), short(&r));
-        let out = match &d {
-            Divergence::None => {
+        let cells: Vec<String> = results.iter().map(|r| format!("{:9}", short(r))).collect();
+        let row = format!("{:width$}  {}", jobs[i].name, cells.join("  "));
+        // The first backend that parts from the first one, and where.
+        let parted =
+            results.iter().zip(&kinds).skip(1).find_map(|(r, k)| match report::divergence(&text, &results[0], r) {
+                Divergence::None => None,
+                d => Some((k.name(), d)),
+            });
+        let out = match parted {
+            None => {
                 same += 1;
                 row.trim_end().to_string()
             }
-            Divergence::At { line, source, first, second } => {
+            Some((other, Divergence::At { line, source, first, second })) => {
                 differ += 1;
-                let at = if *line == 0 { String::new() } else { format!("  line {line}: {source}") };
-                format!("{row}{at}\n{:width$}  reference: {first}\n{:width$}  linux:     {second}", "", "")
+                let at = if line == 0 { String::new() } else { format!("  line {line}: {source}") };
+                let (a, b) = (format!("{}:", kinds[0].name()), format!("{other}:"));
+                let w = a.len().max(b.len());
+                format!("{row}{at}\n{:width$}  {a:w$} {first}\n{:width$}  {b:w$} {second}", "", "")
             }
+            Some((_, Divergence::None)) => unreachable!("filtered above"),
         };
         match &bar {
             Some(b) => b.println(out),
