@@ -469,8 +469,7 @@ impl Host {
                     let rst = reset_for(&tuple, seg);
                     self.tx.push_back(rst);
                     if let Some(t) = self.conns.get_mut(&tuple) {
-                        t.timers = [None; Timer::COUNT];
-                        t.set_state(TcpState::Closed);
+                        t.close_now();
                     }
                     self.settle(now, tuple);
                 }
@@ -1053,11 +1052,9 @@ impl Host {
                         if resets {
                             t.send_active_reset(&mut ctx);
                         }
-                        t.timers = [None; Timer::COUNT];
-                        t.set_state(TcpState::Closed);
+                        t.close_now();
                     } else if t.state == TcpState::SynSent {
-                        t.timers = [None; Timer::COUNT];
-                        t.set_state(TcpState::Closed);
+                        t.close_now();
                     } else {
                         t.shut_wr = true;
                         close_sending(t, &mut ctx);
@@ -1085,8 +1082,7 @@ impl Host {
             let (mut ctx, conns) = self.ctx_parts(now);
             if let Some(t) = conns.get_mut(&tuple) {
                 t.send_active_reset(&mut ctx);
-                t.timers = [None; Timer::COUNT];
-                t.set_state(TcpState::Closed);
+                t.close_now();
             }
             let tx = ctx.tx;
             self.tx.extend(tx);
@@ -1094,8 +1090,7 @@ impl Host {
         }
         for tuple in l.syn_queue {
             if let Some(t) = self.conns.get_mut(&tuple) {
-                t.timers = [None; Timer::COUNT];
-                t.set_state(TcpState::Closed);
+                t.close_now();
             }
             self.settle(now, tuple);
         }
@@ -1213,11 +1208,11 @@ impl Host {
                         probes: t.keepalive_probes_out.max(t.persist_backoff),
                         snd_wscale: t.opts.snd_wscale,
                         rcv_wscale: t.opts.rcv_wscale,
-                        rto_us: t.rto.as_micros() as u64,
+                        rto_us: t.rtt.rto().as_micros() as u64,
                         snd_mss: u32::from(t.snd_mss),
-                        rtt_us: t.srtt_us.unwrap_or(0),
-                        rttvar_us: t.rttvar_us,
-                        snd_cwnd: t.cwnd / u32::from(t.snd_mss).max(1),
+                        rtt_us: t.rtt.srtt_us().unwrap_or(0),
+                        rttvar_us: t.rtt.rttvar_us(),
+                        snd_cwnd: t.cwnd() / u32::from(t.snd_mss).max(1),
                         unacked: t.in_flight(),
                     };
                 }
@@ -1255,8 +1250,7 @@ fn positive(v: i64) -> Result<u32, Errno> {
 fn close_sending(t: &mut Tcb, ctx: &mut Ctx<'_>) {
     match t.state {
         TcpState::SynSent => {
-            t.timers = [None; Timer::COUNT];
-            t.set_state(TcpState::Closed);
+            t.close_now();
             return;
         }
         // "SYN-RECEIVED: If no SENDs have been issued and there is no pending data to send, then form a FIN

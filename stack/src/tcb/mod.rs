@@ -7,8 +7,11 @@
 //!
 //! A `Tcb` never does I/O: it appends datagrams to the [`Ctx`] it is handed and reads the time from it.
 
+mod congestion;
 pub(crate) mod input;
 pub(crate) mod output;
+mod reassembly;
+mod rtt;
 pub(crate) mod timers;
 
 use crate::config::Config;
@@ -20,7 +23,11 @@ use core::fmt;
 use core::time::Duration;
 use std::collections::VecDeque;
 
+use congestion::{CongestionControl, Reno};
+use reassembly::Reassembly;
+use rtt::RttEstimator;
 pub use timers::Timer;
+use timers::TimerTable;
 
 /// The eleven states of RFC 9293 section 3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -293,22 +300,16 @@ pub struct Tcb {
     /// In-order bytes not yet read by the application.
     pub(crate) recv_buf: VecDeque<u8>,
     pub(crate) rcvbuf_cap: usize,
-    /// Out-of-order segments beyond RCV.NXT: (start, bytes), unordered, non-overlapping.
-    pub(crate) ooo: Vec<(SeqNum, Vec<u8>)>,
-    /// Sequence number of a FIN received out of order.
-    pub(crate) ooo_fin: Option<SeqNum>,
-    /// Start of the out-of-order block touched last (reported first in SACK, RFC 2018 section 4).
-    pub(crate) last_ooo: Option<SeqNum>,
+    /// Out-of-order bytes beyond RCV.NXT.
+    pub(crate) reasm: Reassembly,
     /// The peer's FIN has been processed: reads return end of file after the buffer.
     pub(crate) fin_received: bool,
     pub(crate) shut_rd: bool,
     pub(crate) shut_wr: bool,
 
     // Timers and retransmission (RFC 6298).
-    pub(crate) timers: [Option<Instant>; Timer::COUNT],
-    pub(crate) srtt_us: Option<u64>,
-    pub(crate) rttvar_us: u64,
-    pub(crate) rto: Duration,
+    pub(crate) timers: TimerTable,
+    pub(crate) rtt: RttEstimator,
     /// Consecutive timeouts of the retransmission timer (reset by a new ACK).
     pub(crate) retransmits: u32,
     /// When the segment at SND.UNA was first sent (for the give-up time).
@@ -325,12 +326,9 @@ pub struct Tcb {
     pub(crate) last_oow_ack: Option<Instant>,
 
     // Congestion control (RFC 5681 Reno).
-    pub(crate) cwnd: u32,
-    pub(crate) ssthresh: u32,
-    pub(crate) dup_acks: u32,
+    pub(crate) cc: Reno,
     /// End of the last sub-MSS segment sent (Minshall's variant of Nagle, as Linux's tcp_minshall_check).
     pub(crate) snd_sml: SeqNum,
-    pub(crate) recover: Option<SeqNum>,
 
     // Acknowledgment policy.
     /// Segments received since the last ACK we sent.
@@ -399,16 +397,12 @@ impl Tcb {
             fin_queued: false,
             recv_buf: VecDeque::new(),
             rcvbuf_cap: rcvbuf,
-            ooo: Vec::new(),
-            ooo_fin: None,
-            last_ooo: None,
+            reasm: Reassembly::default(),
             fin_received: false,
             shut_rd: false,
             shut_wr: false,
-            timers: [None; Timer::COUNT],
-            srtt_us: None,
-            rttvar_us: 0,
-            rto: RTO_INITIAL,
+            timers: TimerTable::default(),
+            rtt: RttEstimator::default(),
             retransmits: 0,
             retrans_stamp: None,
             rtt_probe: None,
@@ -417,11 +411,8 @@ impl Tcb {
             persist_backoff: 0,
             last_rcv: now,
             last_oow_ack: None,
-            cwnd: 0,
-            ssthresh: u32::MAX,
-            dup_acks: 0,
+            cc: Reno::default(),
             snd_sml: iss,
-            recover: None,
             unacked_segs: 0,
             quickacks: 0,
             ack_now: false,
@@ -449,7 +440,12 @@ impl Tcb {
 
     /// Current retransmission timeout.
     pub fn rto(&self) -> Duration {
-        self.rto
+        self.rtt.rto()
+    }
+
+    /// The congestion window in bytes.
+    pub fn cwnd(&self) -> u32 {
+        self.cc.cwnd()
     }
 
     /// Send variables (SND.UNA, SND.NXT, SND.WND) and receive variables (RCV.NXT), for tests and traces.
@@ -502,8 +498,8 @@ impl Tcb {
         {
             return Err(format!("send buffer starts at {} beyond SND.UNA {}", self.snd_buf_seq, self.snd_una));
         }
-        for (start, data) in &self.ooo {
-            if *start - self.rcv_nxt <= 0 || data.is_empty() {
+        for (start, data) in self.reasm.blocks() {
+            if start - self.rcv_nxt <= 0 || data.is_empty() {
                 return Err(format!("out-of-order block at {start} not beyond RCV.NXT {}", self.rcv_nxt));
             }
         }

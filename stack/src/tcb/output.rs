@@ -1,5 +1,6 @@
 //! Building and sending segments: options, the advertised window, data segmentation with Nagle, ACKs and RSTs.
 
+use super::congestion::CongestionControl;
 use super::{Ctx, Tcb, TcpState, Timer, DELACK_MIN};
 use crate::isn::FourTuple;
 use crate::seq::SeqNum;
@@ -62,7 +63,7 @@ impl Tcb {
     }
 
     fn buffered(&self) -> u32 {
-        (self.recv_buf.len() + self.ooo.iter().map(|(_, d)| d.len()).sum::<usize>()) as u32
+        (self.recv_buf.len() + self.reasm.bytes()) as u32
     }
 
     /// Window for a non-SYN segment, in bytes, before scaling: free space, never moving the right edge left.
@@ -120,12 +121,9 @@ impl Tcb {
             let _ = o.push(&TcpOption::Nop);
             let _ = o.push(&TcpOption::Timestamps { tsval: self.tsval(ctx), tsecr: self.ts_recent });
         }
-        if with_sack && self.opts.sack && !self.ooo.is_empty() {
+        if with_sack && self.opts.sack && !self.reasm.is_empty() {
             let room = (40 - o.len() - 4) / 8;
-            let mut blocks: Vec<(SeqNum, SeqNum)> = self.ooo.iter().map(|(s, d)| (*s, *s + d.len())).collect();
-            // RFC 2018 section 4: the block holding the most recent segment first.
-            blocks.sort_by_key(|(s, _)| (Some(*s) != self.last_ooo, (*s - self.rcv_nxt) as u32));
-            blocks.truncate(room.min(4));
+            let blocks = self.reasm.sack_blocks(self.rcv_nxt, room.min(4));
             if let Some(b) = SackBlocks::new(&blocks) {
                 let _ = o.push(&TcpOption::Nop);
                 let _ = o.push(&TcpOption::Nop);
@@ -157,7 +155,7 @@ impl Tcb {
             self.last_ack_sent = self.rcv_nxt;
             self.unacked_segs = 0;
             self.ack_now = false;
-            self.timers[Timer::DelayedAck as usize] = None;
+            self.clear_timer(Timer::DelayedAck);
         }
         let repr = TcpRepr {
             src_port: self.tuple.local.port(),
@@ -184,8 +182,8 @@ impl Tcb {
         if self.rtt_probe.is_none() && !self.syn_retransmitted {
             self.rtt_probe = Some((self.iss + 1u32, ctx.now));
         }
-        if self.timers[Timer::Retransmit as usize].is_none() {
-            self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+        if !self.timers.is_armed(Timer::Retransmit) {
+            self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
         }
     }
 
@@ -252,6 +250,11 @@ impl Tcb {
     /// Sends what the windows allow: data segmented at the MSS, Nagle's algorithm unless TCP_NODELAY, the FIN
     /// after the last byte, then an ACK if one is owed and nothing carried it.
     pub(crate) fn output(&mut self, ctx: &mut Ctx<'_>) {
+        self.output_within(ctx, self.cc.cwnd());
+    }
+
+    /// [`Tcb::output`] with `cwnd` as the congestion window (a fast retransmission sends one segment).
+    pub(crate) fn output_within(&mut self, ctx: &mut Ctx<'_>, cwnd: u32) {
         let mut sent_any = false;
         while self.may_send_data() {
             if self.snd_nxt < self.snd_buf_seq && self.snd_una == self.iss {
@@ -263,13 +266,13 @@ impl Tcb {
             if unsent == 0 && !fin_pending {
                 break;
             }
-            let wnd = self.snd_wnd.min(self.cwnd.max(u32::from(self.snd_mss)));
+            let wnd = self.snd_wnd.min(cwnd.max(u32::from(self.snd_mss)));
             let usable = wnd.saturating_sub(self.in_flight());
             let len = unsent.min(u32::from(self.snd_mss)).min(usable);
             if unsent > 0 && len == 0 {
-                if self.snd_wnd == 0 && self.in_flight() == 0 && self.timers[Timer::Persist as usize].is_none() {
+                if self.snd_wnd == 0 && self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
                     self.persist_backoff = 0;
-                    self.set_timer(Timer::Persist, ctx.now + self.rto);
+                    self.set_timer(Timer::Persist, ctx.now + self.rtt.rto());
                 }
                 break;
             }
@@ -315,10 +318,10 @@ impl Tcb {
             if retransmission && self.retrans_stamp.is_none() {
                 self.retrans_stamp = Some(ctx.now);
             }
-            if self.timers[Timer::Retransmit as usize].is_none() {
-                self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+            if !self.timers.is_armed(Timer::Retransmit) {
+                self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
             }
-            self.timers[Timer::Persist as usize] = None;
+            self.clear_timer(Timer::Persist);
             if fin {
                 break;
             }
@@ -337,7 +340,7 @@ impl Tcb {
         } else if self.quickacks > 0 {
             self.quickacks -= 1;
             self.ack_now = true;
-        } else if self.timers[Timer::DelayedAck as usize].is_none() {
+        } else if !self.timers.is_armed(Timer::DelayedAck) {
             self.set_timer(Timer::DelayedAck, ctx.now + DELACK_MIN);
         }
     }

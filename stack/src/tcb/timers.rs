@@ -1,6 +1,7 @@
 //! The timer table (quinn-proto's shape: one `Option<Instant>` per timer, the earliest is the next wake-up) and
 //! what each expiry does.
 
+use super::congestion::CongestionControl;
 use super::{Ctx, Tcb, TcpState, RTO_INITIAL, TIME_WAIT_LEN};
 use crate::errno::Errno;
 use crate::time::Instant;
@@ -32,6 +33,53 @@ impl Timer {
         [Timer::Retransmit, Timer::DelayedAck, Timer::Persist, Timer::Keepalive, Timer::TimeWait, Timer::FinWait2];
 }
 
+/// A connection's timer table: one deadline per [`Timer`]; the earliest is when the host must call back.
+///
+/// Private to the TCB so that "stop every timer" and "the next wake-up" are written once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TimerTable([Option<Instant>; Timer::COUNT]);
+
+impl TimerTable {
+    /// Arms `t` for `at`, replacing any earlier deadline.
+    pub(crate) fn set(&mut self, t: Timer, at: Instant) {
+        self.0[t as usize] = Some(at);
+    }
+
+    /// Disarms `t`.
+    pub(crate) fn clear(&mut self, t: Timer) {
+        self.0[t as usize] = None;
+    }
+
+    /// Disarms every timer.
+    pub(crate) fn clear_all(&mut self) {
+        self.0 = [None; Timer::COUNT];
+    }
+
+    /// When `t` fires, if armed.
+    pub(crate) fn get(&self, t: Timer) -> Option<Instant> {
+        self.0[t as usize]
+    }
+
+    /// Whether `t` is armed.
+    pub(crate) fn is_armed(&self, t: Timer) -> bool {
+        self.0[t as usize].is_some()
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+
+    /// Disarms and returns true when `t` is due at `now`.
+    pub(crate) fn take_due(&mut self, t: Timer, now: Instant) -> bool {
+        let due = self.0[t as usize].is_some_and(|at| at <= now);
+        if due {
+            self.0[t as usize] = None;
+        }
+        due
+    }
+}
+
 /// Linux's tcp_model_timeout: the time `boundary` exponential retransmissions take from `rto_base`, with the
 /// RTO capped at `rto_max`. tcp_retries2 = 15 with a 200 ms base gives 924.6 s.
 pub(crate) fn model_timeout(boundary: u32, rto_base: Duration, rto_max: Duration) -> Duration {
@@ -45,21 +93,21 @@ pub(crate) fn model_timeout(boundary: u32, rto_base: Duration, rto_max: Duration
 
 impl Tcb {
     pub(crate) fn set_timer(&mut self, t: Timer, at: Instant) {
-        self.timers[t as usize] = Some(at);
+        self.timers.set(t, at);
     }
 
     pub(crate) fn clear_timer(&mut self, t: Timer) {
-        self.timers[t as usize] = None;
+        self.timers.clear(t);
     }
 
     /// The earliest armed timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.iter().flatten().min().copied()
+        self.timers.next()
     }
 
     /// When `t` fires, if armed.
     pub fn timer(&self, t: Timer) -> Option<Instant> {
-        self.timers[t as usize]
+        self.timers.get(t)
     }
 
     fn rto_max(ctx: &Ctx<'_>) -> Duration {
@@ -72,14 +120,13 @@ impl Tcb {
             if self.state == TcpState::Closed {
                 return;
             }
-            if self.timers[t as usize].is_some_and(|at| at <= ctx.now) {
-                self.timers[t as usize] = None;
+            if self.timers.take_due(t, ctx.now) {
                 match t {
                     Timer::Retransmit => self.retransmit_timeout(ctx),
                     Timer::DelayedAck => self.send_ack(ctx),
                     Timer::Persist => self.persist_timeout(ctx),
                     Timer::Keepalive => self.keepalive_timeout(ctx),
-                    Timer::TimeWait | Timer::FinWait2 => self.set_state(TcpState::Closed),
+                    Timer::TimeWait | Timer::FinWait2 => self.close_now(),
                 }
             }
         }
@@ -94,7 +141,7 @@ impl Tcb {
                 // 4, 5, 7, 11, 19, 35, 67 s and ETIMEDOUT at 131 s. With linear = 0: 0, 1, 3, ... 63, fail at 127 s.
                 let linear = ctx.config.tcp_syn_linear_timeouts;
                 if self.retransmits >= ctx.config.tcp_syn_retries + linear {
-                    return self.abort(ctx, Errno::ETIMEDOUT);
+                    return self.abort(Errno::ETIMEDOUT);
                 }
                 self.retransmits += 1;
                 self.syn_retransmitted = true;
@@ -105,25 +152,21 @@ impl Tcb {
                 } else {
                     RTO_INITIAL * (1u32 << (self.retransmits - linear).min(20))
                 };
-                self.rto = wait.min(rto_max);
-                self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+                self.rtt.set_rto(wait.min(rto_max));
+                self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
             }
             TcpState::SynReceived => {
                 let limit = if self.passive { ctx.config.tcp_synack_retries } else { ctx.config.tcp_syn_retries };
                 if self.retransmits >= limit {
                     // A passive child just disappears (Linux drops the request sock without a RST).
-                    return if self.passive {
-                        self.set_state(TcpState::Closed)
-                    } else {
-                        self.abort(ctx, Errno::ETIMEDOUT)
-                    };
+                    return if self.passive { self.close_now() } else { self.abort(Errno::ETIMEDOUT) };
                 }
                 self.retransmits += 1;
                 self.syn_retransmitted = true;
                 self.rtt_probe = None;
                 self.send_syn(ctx);
-                self.rto = (self.rto * 2).min(rto_max);
-                self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+                self.rtt.back_off(rto_max);
+                self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
             }
             TcpState::Established
             | TcpState::CloseWait
@@ -134,7 +177,7 @@ impl Tcb {
                     return; // nothing outstanding
                 }
                 if self.retransmissions_exhausted(ctx) {
-                    return self.abort(ctx, Errno::ETIMEDOUT);
+                    return self.abort(Errno::ETIMEDOUT);
                 }
                 if self.snd_una == self.iss {
                     // Closed in SYN-RECEIVED before our SYN-ACK was acknowledged: that SYN-ACK is what is
@@ -142,23 +185,19 @@ impl Tcb {
                     self.retransmits += 1;
                     self.syn_retransmitted = true;
                     self.rtt_probe = None;
-                    self.rto = (self.rto * 2).min(rto_max);
+                    self.rtt.back_off(rto_max);
                     self.send_segment(ctx, TcpFlags::SYN | TcpFlags::ACK, self.iss, &[]);
-                    self.set_timer(Timer::Retransmit, ctx.now + self.rto);
+                    self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
                     return;
                 }
                 // RFC 6298 5.5-5.6 and RFC 5681 3.1: back off, collapse the window, go back to SND.UNA.
-                let mss = u32::from(self.snd_mss);
-                self.ssthresh = (self.in_flight() / 2).max(2 * mss);
-                self.cwnd = mss;
-                self.dup_acks = 0;
-                self.recover = None;
+                self.cc.on_retransmit_timeout(self.in_flight(), u32::from(self.snd_mss));
                 self.retransmits += 1;
                 self.rtt_probe = None; // Karn's algorithm
-                self.rto = (self.rto * 2).min(rto_max);
+                self.rtt.back_off(rto_max);
                 self.snd_nxt = self.snd_una;
                 self.output(ctx);
-                let wait = self.clamp_to_user_timeout(ctx, self.rto);
+                let wait = self.clamp_to_user_timeout(ctx, self.rtt.rto());
                 self.set_timer(Timer::Retransmit, ctx.now + wait);
             }
             _ => {}
@@ -202,13 +241,13 @@ impl Tcb {
             return self.output(ctx);
         }
         if self.persist_backoff > ctx.config.tcp_retries2 {
-            return self.abort(ctx, Errno::ETIMEDOUT);
+            return self.abort(Errno::ETIMEDOUT);
         }
         // Linux's zero-window probe: an ACK carrying the already acknowledged byte SND.UNA - 1, which forces
         // the peer to answer with its current window.
         self.send_segment(ctx, TcpFlags::ACK, self.snd_una - 1u32, &[]);
         self.persist_backoff += 1;
-        let wait = (self.rto * (1u32 << self.persist_backoff.min(16))).min(Self::rto_max(ctx));
+        let wait = (self.rtt.rto() * (1u32 << self.persist_backoff.min(16))).min(Self::rto_max(ctx));
         self.set_timer(Timer::Persist, ctx.now + wait);
     }
 
@@ -229,7 +268,7 @@ impl Tcb {
         }
         if self.keepalive_probes_out >= probes {
             self.send_active_reset(ctx);
-            return self.abort(ctx, Errno::ETIMEDOUT);
+            return self.abort(Errno::ETIMEDOUT);
         }
         // RFC 1122 4.2.3.6: a probe carries SEG.SEQ = SND.NXT - 1 so that the peer must acknowledge it.
         self.send_segment(ctx, TcpFlags::ACK, self.snd_max - 1u32, &[]);
@@ -239,17 +278,22 @@ impl Tcb {
 
     /// Ends the connection with an error for the application; sends nothing (callers send a RST first when the
     /// RFC asks for one).
-    pub(crate) fn abort(&mut self, _ctx: &mut Ctx<'_>, err: Errno) {
+    pub(crate) fn abort(&mut self, err: Errno) {
         self.error = Some(err);
         self.aborted = true;
-        self.timers = [None; Timer::COUNT];
+        self.close_now();
+    }
+
+    /// "Delete the TCB, enter the CLOSED state": every timer stops. The host buries the TCB when it settles.
+    pub(crate) fn close_now(&mut self) {
+        self.timers.clear_all();
         self.set_state(TcpState::Closed);
     }
 
     /// Enters TIME-WAIT: every other timer stops, 2 MSL starts.
     pub(crate) fn enter_time_wait(&mut self, ctx: &mut Ctx<'_>) {
         self.set_state(TcpState::TimeWait);
-        self.timers = [None; Timer::COUNT];
+        self.timers.clear_all();
         self.set_timer(Timer::TimeWait, ctx.now + TIME_WAIT_LEN);
     }
 }
@@ -257,6 +301,26 @@ impl Tcb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timer_table_next_is_the_earliest_and_due_timers_are_taken_once() {
+        let mut t = TimerTable::default();
+        assert_eq!(t.next(), None);
+        t.set(Timer::Keepalive, Instant::from_secs(7200));
+        t.set(Timer::Retransmit, Instant::from_secs(1));
+        t.set(Timer::DelayedAck, Instant::from_secs(2));
+        assert_eq!(t.next(), Some(Instant::from_secs(1)));
+        assert!(!t.take_due(Timer::DelayedAck, Instant::from_secs(1)), "not due yet");
+        assert!(t.take_due(Timer::Retransmit, Instant::from_secs(1)), "due at its deadline");
+        assert!(!t.take_due(Timer::Retransmit, Instant::from_secs(1)), "taken once");
+        assert_eq!(t.next(), Some(Instant::from_secs(2)));
+        t.set(Timer::DelayedAck, Instant::from_secs(3));
+        assert_eq!(t.get(Timer::DelayedAck), Some(Instant::from_secs(3)), "set replaces");
+        t.clear(Timer::DelayedAck);
+        assert!(!t.is_armed(Timer::DelayedAck));
+        t.clear_all();
+        assert_eq!(t.next(), None);
+    }
 
     #[test]
     fn linux_retries2_give_up_time() {
