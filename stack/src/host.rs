@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::coverage::{CallKind, SegmentKind, Stimulus, TimerKind};
 use crate::errno::Errno;
 use crate::isn::{splitmix, FourTuple, IsnGenerator};
-use crate::listen::{Listener, SynCookies};
+use crate::listen::{CookieUse, Listener, Overflow, SynCookies};
 use crate::seq::SeqNum;
 use crate::tcb::input::Arrival;
 use crate::tcb::output::reset_for;
@@ -457,26 +457,19 @@ impl Host {
 
     /// Hands a segment to its connection; returns the ISS for a TIME-WAIT reopen.
     fn deliver_to_connection(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) -> Option<SeqNum> {
-        // A third ACK that finds the accept queue full (Linux's tcp_check_req -> listen_overflow).
         let lkey = self.listener_for(&tuple.local);
         let tcb = self.conns.get(&tuple)?;
-        if tcb.state == TcpState::SynReceived && tcb.passive && seg.flags.ack() && !seg.flags.rst() && !seg.flags.syn()
-        {
-            let completes = tcb.snd_una < seg.ack && seg.ack <= tcb.snd_max;
-            let full = lkey.and_then(|k| self.listeners.get(&k)).is_some_and(Listener::accept_queue_full);
-            if completes && full {
-                if self.config.tcp_abort_on_overflow != 0 {
-                    let rst = reset_for(&tuple, seg);
-                    self.tx.push_back(rst);
-                    if let Some(t) = self.conns.get_mut(&tuple) {
-                        t.close_now();
-                    }
-                    self.settle(now, tuple);
+        let overflow =
+            lkey.and_then(|k| self.listeners.get(&k)).and_then(|l| l.third_ack_overflow(&self.config, tcb, seg));
+        if let Some(overflow) = overflow {
+            if overflow == Overflow::Reset {
+                self.tx.push_back(reset_for(&tuple, seg));
+                if let Some(t) = self.conns.get_mut(&tuple) {
+                    t.close_now();
                 }
-                // Otherwise the ACK is dropped and the child stays in SYN-RECEIVED, its SYN-ACK timer running
-                // (Linux's `acked` request socket): a later ACK or data segment may still find room.
-                return None;
+                self.settle(now, tuple);
             }
+            return None;
         }
         let (mut ctx, conns) = self.ctx_parts(now);
         let tcb = conns.get_mut(&tuple)?;
@@ -501,7 +494,7 @@ impl Host {
         self.listeners.contains_key(&any).then_some(any)
     }
 
-    /// RFC 9293 3.10.7.2, LISTEN.
+    /// A segment for a listener (RFC 9293 3.10.7.2, decided in [`Listener`]): a child it opens is filed.
     fn listen_segment(
         &mut self,
         now: Instant,
@@ -510,70 +503,17 @@ impl Host {
         seg: &TcpRepr<'_>,
         reopen_iss: Option<SeqNum>,
     ) {
-        let f = seg.flags;
-        // "First, check for a RST: An incoming RST segment could not be valid ... it should be ignored."
-        if f.rst() {
-            return;
-        }
-        // "Second, check for an ACK: Any acknowledgment is bad if it arrives on a connection still in the LISTEN
-        // state. An acceptable reset segment should be formed for any arriving ACK-bearing segment." A valid
-        // SYN cookie is the exception: it opens the connection the SYN asked for.
-        if f.ack() {
-            if !f.syn() && self.config.tcp_syncookies != 0 {
-                if let Some(mss) = self.cookies.check(now, &tuple, seg.seq, seg.ack) {
-                    self.events.push_back(HostEvent::SynCookie { at: now, tuple, accepted: true });
-                    self.open_from_cookie(now, lkey, tuple, seg, mss);
-                    return;
-                }
-            }
-            self.tx.push_back(reset_for(&tuple, seg));
-            return;
-        }
-        // "Third, check for a SYN". "Fourth, other data or control: ... drop the segment, and return."
-        if !f.syn() {
-            return;
-        }
-        let cfg = &self.config;
         let Some(l) = self.listeners.get(&lkey) else { return };
-        let mut want_cookie = false;
-        if reopen_iss.is_none() && (cfg.tcp_syncookies == 2 || l.syn_queue_full()) {
-            if cfg.tcp_syncookies == 0 {
-                return; // SYN queue full, no cookies: drop
-            }
-            want_cookie = true;
-        }
-        if l.accept_queue_full() {
-            return;
-        }
-        if !want_cookie && reopen_iss.is_none() && cfg.tcp_syncookies == 0 {
-            let max = cfg.tcp_max_syn_backlog as usize;
-            if max.saturating_sub(l.syn_queue.len()) < max >> 2 {
-                return;
-            }
-        }
-        let sockopts = l.sockopts;
-        if want_cookie {
-            self.send_cookie_syn_ack(now, tuple, seg);
-            return;
-        }
-        let iss = reopen_iss.unwrap_or_else(|| SeqNum(self.isn.isn(now, &tuple)));
-        let (mut ctx, _) = self.ctx_parts(now);
-        let mut t = Tcb::new(tuple, iss, now, ctx.config, sockopts);
-        t.passive = true;
-        t.init_receive_side(&ctx);
-        // "Set RCV.NXT to SEG.SEQ+1, IRS is set to SEG.SEQ ... ISS should be selected and a SYN segment sent of
-        // the form: <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>". Data on a SYN is not queued (as Linux without TFO).
-        t.irs = seg.seq;
-        t.rcv_nxt = seg.seq + 1u32;
-        t.negotiate(&ctx, seg);
-        t.snd_wnd = u32::from(seg.window);
-        t.max_snd_wnd = t.snd_wnd;
-        t.snd_wl1 = seg.seq;
-        t.snd_wl2 = seg.ack;
-        t.set_state(TcpState::SynReceived);
-        t.send_syn(&mut ctx);
+        let mut ctx = Ctx { now, config: &self.config, tx: Vec::new(), challenge_acks: Some(&mut self.challenge) };
+        let out = l.segment_arrives(&mut ctx, &self.cookies, &self.isn, tuple, seg, reopen_iss);
         let tx = ctx.tx;
-        self.adopt_child(now, lkey, t, tx);
+        if let Some(c) = out.cookie {
+            self.events.push_back(HostEvent::SynCookie { at: now, tuple, accepted: c == CookieUse::Accepted });
+        }
+        match out.child {
+            Some(child) => self.adopt_child(now, lkey, child, tx),
+            None => self.tx.extend(tx),
+        }
     }
 
     /// Files a new passive child under its listener: into the demux table and the SYN queue, its segments out,
@@ -586,48 +526,6 @@ impl Host {
             l.syn_queue.insert(tuple);
         }
         self.settle(now, tuple);
-    }
-
-    /// A SYN-ACK whose ISS is a cookie; no state is kept. It offers only the MSS: the other options would need
-    /// state (Linux encodes them in the timestamp; the reference stack does not).
-    fn send_cookie_syn_ack(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) {
-        let peer_mss = seg.options.mss().unwrap_or(crate::tcb::DEFAULT_MSS);
-        let iss = self.cookies.make(now, &tuple, seg.seq, peer_mss);
-        self.events.push_back(HostEvent::SynCookie { at: now, tuple, accepted: false });
-        let (mut ctx, _) = self.ctx_parts(now);
-        let mut t = Tcb::new(tuple, iss, now, ctx.config, SockOpts::default());
-        t.init_receive_side(&ctx);
-        t.rcv_nxt = seg.seq + 1u32;
-        t.opts.rcv_wscale = 0;
-        t.state = TcpState::SynReceived;
-        t.send_segment(&mut ctx, crate::wire::TcpFlags::SYN | crate::wire::TcpFlags::ACK, iss, &[]);
-        let tx = ctx.tx;
-        self.tx.extend(tx);
-    }
-
-    fn open_from_cookie(&mut self, now: Instant, lkey: SocketAddr, tuple: FourTuple, seg: &TcpRepr<'_>, mss: u16) {
-        let Some(l) = self.listeners.get(&lkey) else { return };
-        if l.accept_queue_full() {
-            return; // as Linux: the ACK is dropped; the peer's retransmission may find room
-        }
-        let sockopts = l.sockopts;
-        let (mut ctx, _) = self.ctx_parts(now);
-        let mut t = Tcb::new(tuple, seg.ack - 1u32, now, ctx.config, sockopts);
-        t.passive = true;
-        t.init_receive_side(&ctx);
-        t.opts.rcv_wscale = 0;
-        t.adv_mss = t.adv_mss.min(1460);
-        t.irs = seg.seq - 1u32;
-        t.rcv_nxt = seg.seq;
-        t.opts.peer_mss = mss;
-        t.update_snd_mss(&ctx);
-        t.snd_nxt = t.iss + 1u32;
-        t.snd_max = t.snd_nxt;
-        t.rcv_adv = t.rcv_nxt + (t.rcv_space(&ctx).min(65_535));
-        t.set_state(TcpState::SynReceived);
-        t.segment_arrives(&mut ctx, seg);
-        let tx = ctx.tx;
-        self.adopt_child(now, lkey, t, tx);
     }
 
     /// Fires the timers due at `now`.
@@ -918,10 +816,7 @@ impl Host {
         }
         let iss = SeqNum(self.isn.isn(now, &tuple));
         let (mut ctx, conns) = self.ctx_parts(now);
-        let mut t = Tcb::new(tuple, iss, now, ctx.config, opts);
-        t.init_receive_side(&ctx);
-        t.set_state(TcpState::SynSent);
-        t.send_syn(&mut ctx);
+        let t = Tcb::open_active(&mut ctx, tuple, iss, opts);
         let tx = ctx.tx;
         conns.insert(tuple, t);
         self.tx.extend(tx);
@@ -943,24 +838,7 @@ impl Host {
         };
         let (mut ctx, conns) = self.ctx_parts(now);
         let t = conns.get_mut(&tuple).ok_or(Errno::EPIPE)?;
-        if let Some(e) = t.error.take() {
-            return Err(e);
-        }
-        if t.shut_wr || t.fin_queued {
-            return Err(Errno::EPIPE);
-        }
-        match t.state {
-            TcpState::SynSent | TcpState::SynReceived => return Err(Errno::EAGAIN),
-            TcpState::Established | TcpState::CloseWait => {}
-            _ => return Err(Errno::EPIPE),
-        }
-        let room = t.sndbuf_cap.saturating_sub(t.send_buf.len());
-        if room == 0 {
-            return Err(Errno::EAGAIN);
-        }
-        let n = room.min(data.len());
-        t.send_buf.extend(&data[..n]);
-        t.output(&mut ctx);
+        let n = t.send(&mut ctx, data)?;
         let tx = ctx.tx;
         self.tx.extend(tx);
         self.settle(now, tuple);
@@ -974,21 +852,12 @@ impl Host {
         self.note_call(fd, CallKind::Receive);
         let tuple = match &mut self.sock_mut(fd)?.state {
             SockState::Conn { tuple, .. } => *tuple,
-            SockState::Dead(t) => return read_from(t, len, peek, true),
+            SockState::Dead(t) => return t.read_buffered(len, peek, true),
             SockState::Listening { .. } | SockState::Fresh { .. } => return Err(Errno::ENOTCONN),
         };
         let (mut ctx, conns) = self.ctx_parts(now);
         let t = conns.get_mut(&tuple).ok_or(Errno::ENOTCONN)?;
-        let before = t.rcv_wnd();
-        let out = read_from(t, len, peek, false);
-        if matches!(&out, Ok(d) if !d.is_empty()) && t.state.is_synchronized() && !peek {
-            // Window update (RFC 9293 3.8.6.2.2): announce when the window grew by two segments or half the buffer.
-            let now_wnd = t.rcv_window(&ctx);
-            let step = (2 * u32::from(t.adv_mss)).min(t.rcv_space(&ctx) / 2);
-            if now_wnd >= before + step {
-                t.send_ack(&mut ctx);
-            }
-        }
+        let out = t.receive(&mut ctx, len, peek);
         let tx = ctx.tx;
         self.tx.extend(tx);
         self.loop_back(now);
@@ -1007,13 +876,11 @@ impl Host {
         };
         let (mut ctx, conns) = self.ctx_parts(now);
         let t = conns.get_mut(&tuple).ok_or(Errno::ENOTCONN)?;
-        if matches!(how, Shutdown::Read | Shutdown::Both) {
-            t.shut_rd = true;
-        }
-        if matches!(how, Shutdown::Write | Shutdown::Both) && !t.shut_wr {
-            t.shut_wr = true;
-            close_sending(t, &mut ctx);
-        }
+        t.shutdown(
+            &mut ctx,
+            matches!(how, Shutdown::Read | Shutdown::Both),
+            matches!(how, Shutdown::Write | Shutdown::Both),
+        );
         let tx = ctx.tx;
         self.tx.extend(tx);
         self.settle(now, tuple);
@@ -1035,34 +902,7 @@ impl Host {
             SockState::Conn { tuple, .. } => {
                 let (mut ctx, conns) = self.ctx_parts(now);
                 if let Some(t) = conns.get_mut(&tuple) {
-                    t.orphan = true;
-                    let unread = !t.recv_buf.is_empty();
-                    let resets = matches!(
-                        t.state,
-                        TcpState::Established
-                            | TcpState::CloseWait
-                            | TcpState::FinWait1
-                            | TcpState::FinWait2
-                            | TcpState::SynReceived
-                    );
-                    if linger0 || (unread && t.state != TcpState::TimeWait) {
-                        // RFC 9293 3.10.4 / RFC 2525 2.17: closing with unread data (or SO_LINGER {1, 0}) aborts
-                        // with a RST instead of a FIN, as Linux does. ABORT deletes even a TIME-WAIT TCB (3.10.5);
-                        // Linux cannot, its TIME-WAIT is no longer attached to the socket.
-                        if resets {
-                            t.send_active_reset(&mut ctx);
-                        }
-                        t.close_now();
-                    } else if t.state == TcpState::SynSent {
-                        t.close_now();
-                    } else {
-                        t.shut_wr = true;
-                        close_sending(t, &mut ctx);
-                        if t.state == TcpState::FinWait2 {
-                            let at = now + core::time::Duration::from_secs(u64::from(ctx.config.tcp_fin_timeout));
-                            t.set_timer(Timer::FinWait2, at);
-                        }
-                    }
+                    t.close(&mut ctx, linger0);
                 }
                 let tx = ctx.tx;
                 self.tx.extend(tx);
@@ -1081,8 +921,7 @@ impl Host {
             self.limbo.remove(&tuple);
             let (mut ctx, conns) = self.ctx_parts(now);
             if let Some(t) = conns.get_mut(&tuple) {
-                t.send_active_reset(&mut ctx);
-                t.close_now();
+                t.abort_by_user(&mut ctx);
             }
             let tx = ctx.tx;
             self.tx.extend(tx);
@@ -1140,26 +979,8 @@ impl Host {
             }
         }
         if let Some(t) = tuple.and_then(|tu| self.conns.get_mut(&tu)) {
-            let was_keepalive = t.sockopts.keepalive;
-            t.sockopts = opts;
-            if let Some(b) = opts.rcvbuf {
-                t.rcvbuf_cap = b as usize;
-            }
-            if let Some(b) = opts.sndbuf {
-                t.sndbuf_cap = b as usize;
-            }
-            let _ = was_keepalive;
-            if matches!(name, SockOptName::KeepAlive | SockOptName::KeepIdle) {
-                if opts.keepalive && matches!(t.state, TcpState::Established | TcpState::CloseWait) {
-                    // As Linux's tcp_sock_set_keepidle: the idle time counts from the last segment received.
-                    let idle = core::time::Duration::from_secs(u64::from(
-                        opts.keepidle.unwrap_or(self.config.tcp_keepalive_time),
-                    ));
-                    t.set_timer(Timer::Keepalive, (t.last_rcv + idle).max(self.now));
-                } else {
-                    t.clear_timer(Timer::Keepalive);
-                }
-            }
+            let rearm = matches!(name, SockOptName::KeepAlive | SockOptName::KeepIdle);
+            t.apply_sockopts(opts, rearm, &self.config, self.now);
         }
         Ok(())
     }
@@ -1246,23 +1067,6 @@ fn positive(v: i64) -> Result<u32, Errno> {
     }
 }
 
-/// Stops the sending direction: the FIN is queued and the state moves (RFC 9293 3.10.4 CLOSE).
-fn close_sending(t: &mut Tcb, ctx: &mut Ctx<'_>) {
-    match t.state {
-        TcpState::SynSent => {
-            t.close_now();
-            return;
-        }
-        // "SYN-RECEIVED: If no SENDs have been issued and there is no pending data to send, then form a FIN
-        // segment and send it, and enter FIN-WAIT-1 state".
-        TcpState::SynReceived | TcpState::Established => t.set_state(TcpState::FinWait1),
-        TcpState::CloseWait => t.set_state(TcpState::LastAck),
-        _ => return,
-    }
-    t.fin_queued = true;
-    t.output(ctx);
-}
-
 fn conn_readiness(t: &Tcb) -> u16 {
     use pollbits::*;
     let mut r = 0;
@@ -1293,27 +1097,4 @@ fn is_multicast_or_broadcast(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
         IpAddr::V6(v6) => v6.is_multicast(),
     }
-}
-
-fn read_from(t: &mut Tcb, len: usize, peek: bool, dead: bool) -> Result<Vec<u8>, Errno> {
-    if !t.recv_buf.is_empty() && len > 0 {
-        let n = len.min(t.recv_buf.len());
-        let data: Vec<u8> = t.recv_buf.range(..n).copied().collect();
-        if !peek {
-            t.recv_buf.drain(..n);
-        }
-        return Ok(data);
-    }
-    // The peer's FIN was the end of its data, whatever came after: Linux's tcp_recvmsg reports end of stream
-    // (SOCK_DONE) before a pending error, which a later write() still gets.
-    if t.fin_received {
-        return Ok(Vec::new());
-    }
-    if let Some(e) = t.error.take() {
-        return Err(e);
-    }
-    if t.shut_rd || dead || t.state == TcpState::Closed {
-        return Ok(Vec::new());
-    }
-    Err(Errno::EAGAIN)
 }

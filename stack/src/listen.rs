@@ -8,11 +8,17 @@
 //!   is then dropped, and a third ACK is dropped too (the child stays in SYN-RECEIVED and its SYN-ACK timer
 //!   keeps running) or, with `tcp_abort_on_overflow = 1`, answered with a RST;
 //! - with cookies off, a SYN is also dropped once fewer than a quarter of `tcp_max_syn_backlog` slots are free.
+//!
+//! The listener decides and builds; the host files what it returns (the child into its demux table and the SYN
+//! queue) and sends what it put in the context.
 
-use crate::isn::{FourTuple, TupleHasher};
+use crate::config::Config;
+use crate::isn::{FourTuple, IsnGenerator, TupleHasher};
 use crate::seq::SeqNum;
-use crate::tcb::SockOpts;
+use crate::tcb::output::reset_for;
+use crate::tcb::{Ctx, SockOpts, Tcb, TcpState, DEFAULT_MSS};
 use crate::time::Instant;
+use crate::wire::{TcpFlags, TcpRepr};
 use core::net::SocketAddr;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -50,6 +56,161 @@ impl Listener {
     pub fn syn_queue_full(&self) -> bool {
         self.syn_queue.len() > self.backlog as usize
     }
+}
+
+/// What a listener did with one segment; the segments it answers with are in the [`Ctx`].
+#[derive(Debug)]
+pub(crate) struct Listened {
+    /// A new connection for the SYN queue (a SYN answered), or already established (a cookie's ACK).
+    pub child: Option<Tcb>,
+    /// A SYN cookie was sent, or came back valid.
+    pub cookie: Option<CookieUse>,
+}
+
+/// A SYN cookie's two moments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CookieUse {
+    /// A SYN-ACK went out with a cookie as its ISS.
+    Sent,
+    /// An ACK returned a valid cookie.
+    Accepted,
+}
+
+/// What a full accept queue does to the third ACK of a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// Dropped: the child stays in SYN-RECEIVED and may complete later.
+    Drop,
+    /// `tcp_abort_on_overflow = 1`: answered with a RST, the child deleted.
+    Reset,
+}
+
+impl Listener {
+    /// RFC 9293 3.10.7.2, LISTEN. `reopen_iss` is set when TIME-WAIT handed over a SYN that reopens its
+    /// connection (RFC 6191): that SYN is answered with the given ISS and bypasses the queue limits.
+    pub(crate) fn segment_arrives(
+        &self,
+        ctx: &mut Ctx<'_>,
+        cookies: &SynCookies,
+        isn: &IsnGenerator,
+        tuple: FourTuple,
+        seg: &TcpRepr<'_>,
+        reopen_iss: Option<SeqNum>,
+    ) -> Listened {
+        let mut out = Listened { child: None, cookie: None };
+        let f = seg.flags;
+        let cfg = ctx.config;
+        // "First, check for a RST: An incoming RST segment could not be valid ... it should be ignored."
+        if f.rst() {
+            return out;
+        }
+        // "Second, check for an ACK: Any acknowledgment is bad if it arrives on a connection still in the LISTEN
+        // state. An acceptable reset segment should be formed for any arriving ACK-bearing segment." A valid
+        // SYN cookie is the exception: it opens the connection the SYN asked for.
+        if f.ack() {
+            if !f.syn() && cfg.tcp_syncookies != 0 {
+                if let Some(mss) = cookies.check(ctx.now, &tuple, seg.seq, seg.ack) {
+                    out.cookie = Some(CookieUse::Accepted);
+                    if !self.accept_queue_full() {
+                        // Else as Linux: the ACK is dropped; the peer's retransmission may find room.
+                        out.child = Some(Tcb::from_cookie(ctx, tuple, self.sockopts, seg, mss));
+                    }
+                    return out;
+                }
+            }
+            ctx.tx.push(reset_for(&tuple, seg));
+            return out;
+        }
+        // "Third, check for a SYN". "Fourth, other data or control: ... drop the segment, and return."
+        if !f.syn() {
+            return out;
+        }
+        let mut want_cookie = false;
+        if reopen_iss.is_none() && (cfg.tcp_syncookies == 2 || self.syn_queue_full()) {
+            if cfg.tcp_syncookies == 0 {
+                return out; // SYN queue full, no cookies: drop
+            }
+            want_cookie = true;
+        }
+        if self.accept_queue_full() {
+            return out;
+        }
+        if !want_cookie && reopen_iss.is_none() && cfg.tcp_syncookies == 0 {
+            let max = cfg.tcp_max_syn_backlog as usize;
+            if max.saturating_sub(self.syn_queue.len()) < max >> 2 {
+                return out;
+            }
+        }
+        if want_cookie {
+            send_cookie_syn_ack(ctx, cookies, tuple, seg);
+            out.cookie = Some(CookieUse::Sent);
+            return out;
+        }
+        let iss = reopen_iss.unwrap_or_else(|| SeqNum(isn.isn(ctx.now, &tuple)));
+        out.child = Some(Tcb::from_syn(ctx, tuple, iss, self.sockopts, seg));
+        out
+    }
+
+    /// The third ACK of a handshake finds the accept queue full (Linux's tcp_check_req -> listen_overflow).
+    pub(crate) fn third_ack_overflow(&self, config: &Config, child: &Tcb, seg: &TcpRepr<'_>) -> Option<Overflow> {
+        let f = seg.flags;
+        let third_ack = child.state == TcpState::SynReceived && child.passive && f.ack() && !f.rst() && !f.syn();
+        if !(third_ack && child.acks_our_syn(seg) && self.accept_queue_full()) {
+            return None;
+        }
+        // Dropping leaves the child in SYN-RECEIVED, its SYN-ACK timer running (Linux's `acked` request socket):
+        // a later ACK or data segment may still find room.
+        Some(if config.tcp_abort_on_overflow != 0 { Overflow::Reset } else { Overflow::Drop })
+    }
+}
+
+impl Tcb {
+    /// The child a SYN opens in LISTEN: "Set RCV.NXT to SEG.SEQ+1, IRS is set to SEG.SEQ ... ISS should be
+    /// selected and a SYN segment sent of the form: <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>" and the state is
+    /// SYN-RECEIVED. Data on a SYN is not queued (as Linux without TFO).
+    fn from_syn(ctx: &mut Ctx<'_>, tuple: FourTuple, iss: SeqNum, sockopts: SockOpts, seg: &TcpRepr<'_>) -> Tcb {
+        let mut t = Tcb::new(tuple, iss, ctx.now, ctx.config, sockopts);
+        t.passive = true;
+        t.init_receive_side(ctx);
+        t.take_peer_syn(ctx, seg);
+        t.set_state(TcpState::SynReceived);
+        t.send_syn(ctx);
+        t
+    }
+
+    /// The connection a valid cookie's ACK opens: the SYN-RECEIVED child that SYN would have made (without the
+    /// options a cookie cannot carry), then the ACK processed as SYN-RECEIVED processes it.
+    fn from_cookie(ctx: &mut Ctx<'_>, tuple: FourTuple, sockopts: SockOpts, seg: &TcpRepr<'_>, mss: u16) -> Tcb {
+        let mut t = Tcb::new(tuple, seg.ack - 1u32, ctx.now, ctx.config, sockopts);
+        t.passive = true;
+        t.init_receive_side(ctx);
+        t.opts.rcv_wscale = 0;
+        t.adv_mss = t.adv_mss.min(1460);
+        t.irs = seg.seq - 1u32;
+        t.rcv_nxt = seg.seq;
+        t.opts.peer_mss = mss;
+        t.update_snd_mss(ctx);
+        t.snd_nxt = t.iss + 1u32;
+        t.snd_max = t.snd_nxt;
+        t.rcv_adv = t.rcv_nxt + (t.rcv_space(ctx).min(65_535));
+        t.set_state(TcpState::SynReceived);
+        t.segment_arrives(ctx, seg);
+        t
+    }
+}
+
+/// A SYN-ACK whose ISS is a cookie; no state is kept. It offers only the MSS: the other options would need state
+/// (Linux encodes them in the timestamp; the reference stack does not).
+fn send_cookie_syn_ack(ctx: &mut Ctx<'_>, cookies: &SynCookies, tuple: FourTuple, seg: &TcpRepr<'_>) {
+    let peer_mss = seg.options.mss().unwrap_or(DEFAULT_MSS);
+    let iss = cookies.make(ctx.now, &tuple, seg.seq, peer_mss);
+    let mut t = Tcb::new(tuple, iss, ctx.now, ctx.config, SockOpts::default());
+    t.init_receive_side(ctx);
+    t.rcv_nxt = seg.seq + 1u32;
+    t.opts.rcv_wscale = 0;
+    // Not a state change anyone sees: this TCB only shapes the one segment and is dropped.
+    t.state = TcpState::SynReceived;
+    t.send_segment(ctx, TcpFlags::SYN | TcpFlags::ACK, iss, &[]);
 }
 
 /// SYN cookies: the ISS of a SYN-ACK sent without keeping state encodes a coarse time, the MSS index and a keyed

@@ -120,6 +120,23 @@ impl Tcb {
         }
     }
 
+    /// What every SYN we accept sets, in LISTEN and in SYN-SENT: "RCV.NXT is set to SEG.SEQ+1, IRS is set to
+    /// SEG.SEQ", the options it offers, and the send window from its (never scaled, RFC 7323 2.2) window field.
+    pub(crate) fn take_peer_syn(&mut self, ctx: &Ctx<'_>, seg: &TcpRepr<'_>) {
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1u32;
+        self.negotiate(ctx, seg);
+        self.snd_wnd = u32::from(seg.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+    }
+
+    /// SYN-RECEIVED's test of an ACK (3.10.7.4, fifth step): "If SND.UNA < SEG.ACK =< SND.NXT".
+    pub(crate) fn acks_our_syn(&self, seg: &TcpRepr<'_>) -> bool {
+        self.snd_una < seg.ack && seg.ack <= self.snd_max
+    }
+
     /// RFC 9293 3.10.7.3, SYN-SENT.
     fn segment_arrives_syn_sent(&mut self, ctx: &mut Ctx<'_>, seg: &TcpRepr<'_>) {
         let f = seg.flags;
@@ -149,15 +166,9 @@ impl Tcb {
         if !f.syn() {
             return;
         }
-        self.irs = seg.seq;
-        self.rcv_nxt = seg.seq + 1u32;
-        self.negotiate(ctx, seg);
-        // The SYN's window is never scaled (RFC 7323 2.2). Choice: SND.WND, WL1 and WL2 are set from this SYN
-        // in both branches, as the RFC's SYN-RECEIVED branch says; later segments update them as usual.
-        self.snd_wnd = u32::from(seg.window);
-        self.max_snd_wnd = self.snd_wnd;
-        self.snd_wl1 = seg.seq;
-        self.snd_wl2 = seg.ack;
+        // Choice: SND.WND, WL1 and WL2 are set from this SYN in both branches, as the RFC's SYN-RECEIVED branch
+        // says; later segments update them as usual.
+        self.take_peer_syn(ctx, seg);
         if ack_ok {
             self.snd_una = seg.ack;
         }
@@ -280,7 +291,7 @@ impl Tcb {
         if self.state == TcpState::SynReceived {
             // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state ... If the segment acknowledgment is
             // not acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST> and send it."
-            if !(self.snd_una < seg.ack && seg.ack <= self.snd_max) {
+            if !self.acks_our_syn(seg) {
                 ctx.tx.push(reset_for(&self.tuple, seg));
                 return;
             }

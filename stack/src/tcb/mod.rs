@@ -4,6 +4,8 @@
 //!   synchronized states (`segment_arrives_synchronized`), TIME-WAIT (`segment_arrives_time_wait`).
 //! - [`output`]: building and sending segments, options, window advertisement, Nagle.
 //! - [`timers`]: the timer table and what each expiry does.
+//! - `user`: the user calls of RFC 9293 3.10.1-3.10.5 (OPEN, SEND, RECEIVE, CLOSE, ABORT) on one connection.
+//! - `rtt`, `congestion`, `reassembly`: the RFC 6298 estimator, congestion control (Reno), the out-of-order queue.
 //!
 //! A `Tcb` never does I/O: it appends datagrams to the [`Ctx`] it is handed and reads the time from it.
 
@@ -13,6 +15,7 @@ pub(crate) mod output;
 mod reassembly;
 mod rtt;
 pub(crate) mod timers;
+mod user;
 
 use crate::config::Config;
 use crate::errno::Errno;
