@@ -603,11 +603,13 @@ fn coverage(
         });
         cov::transitions_table(&cells, output.is_some() || check.is_some())
     } else {
-        let linux = tcpdrill::backend::linux::available();
-        let kinds =
-            if linux.is_ok() { vec![BackendKind::Reference, BackendKind::Linux] } else { vec![BackendKind::Reference] };
-        if let Err(why) = &linux {
-            eprintln!("linux column not run: {why}");
+        // Every backend of the registry that can run here has its column; the others are left empty, with why.
+        let mut kinds = Vec::new();
+        for b in BackendKind::all() {
+            match (b.info().available)() {
+                Ok(()) => kinds.push(b),
+                Err(why) => eprintln!("{} column not run: {why}", b.name()),
+            }
         }
         let jobs = setup.jobs_for(&kinds);
         let mut results: std::collections::BTreeMap<(usize, BackendKind), &'static str> = Default::default();

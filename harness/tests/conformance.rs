@@ -1,9 +1,9 @@
-//! The conformance suite as tests: every `scripts/**/*.pkt` is a test case of its own, named after its path
-//! (`reference::handshake/active-open`), so `cargo test` lists each script and `cargo nextest run` can shard them.
-//! A second case per script (`golden::...`) compares its trace on the reference backend with the insta snapshot
-//! in `golden/` (`cargo insta review` accepts intended changes). A third (`linux::...`) runs the script against the
-//! kernel in a network namespace of its own: for real where that is allowed (root, as in CI), otherwise ignored
-//! with the reason printed.
+//! The conformance suite as tests: every `scripts/**/*.pkt` is a test case of its own per backend of the
+//! registry, named after the backend and its path (`reference::handshake/active-open`, `linux::...`), so `cargo
+//! test` lists each script and `cargo nextest run` can shard them. A backend that cannot run here (the linux
+//! backend without root) has its cases ignored with the reason printed. One more case per script (`golden::...`)
+//! compares its trace on the reference backend with the insta snapshot in `golden/` (`cargo insta review` accepts
+//! intended changes).
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::BTreeMap;
@@ -22,24 +22,25 @@ fn name_of(path: &Path) -> String {
     rel.with_extension("").to_string_lossy().replace('\\', "/")
 }
 
-fn run_reference(path: &Path) -> Result<report::ScriptResult, Failed> {
+fn run_on(backend: BackendKind, path: &Path) -> report::ScriptResult {
     let name = format!("scripts/{}.pkt", name_of(path));
-    Ok(report::run_file(path, &name, BackendKind::Reference, &ParseOptions::default(), &RunOptions::default()))
+    report::run_file(path, &name, backend, &ParseOptions::default(), &RunOptions::default())
 }
 
 /// Each script's result word per backend, for the REQUIREMENTS.md check after all cases ran.
 type Results = Arc<Mutex<BTreeMap<(String, BackendKind), &'static str>>>;
 
-fn run_linux(path: &Path, results: &Results) -> Result<(), Failed> {
-    let name = format!("scripts/{}.pkt", name_of(path));
-    let r = report::run_file(path, &name, BackendKind::Linux, &ParseOptions::default(), &RunOptions::default());
-    results.lock().expect("not poisoned").insert((name_of(path), BackendKind::Linux), coverage::status_word(&r));
+/// One script on one backend: passes only on a pass (a skip is a failure here: every script of the suite must
+/// run on every backend of the registry).
+fn case(backend: BackendKind, path: &Path, results: &Results) -> Result<(), Failed> {
+    let r = run_on(backend, path);
+    results.lock().expect("not poisoned").insert((name_of(path), backend), coverage::status_word(&r));
     match r.outcome {
         Err(e) => Err(e.into()),
         Ok(o) => match o.verdict {
             Verdict::Pass => Ok(()),
             Verdict::Fail(f) => Err(format!("{}\n{}", f.text(), f.diagnostic.render_plain()).into()),
-            Verdict::Skipped(reason) => Err(format!("skipped on the linux backend: {reason}").into()),
+            Verdict::Skipped(reason) => Err(format!("skipped on the {} backend: {reason}", backend.name()).into()),
         },
     }
 }
@@ -82,37 +83,26 @@ fn main() {
     }
     let results: Results = Arc::default();
     let complete = args.filter.is_none() && args.skip.is_empty() && !args.list && !args.ignored;
-    let linux = tcpdrill::backend::linux::available();
-    if let Err(why) = &linux {
-        eprintln!("linux::* cases ignored: {why}");
+    let unavailable: Vec<(BackendKind, String)> =
+        BackendKind::all().filter_map(|b| (b.info().available)().err().map(|why| (b, why))).collect();
+    for (b, why) in &unavailable {
+        eprintln!("{}::* cases ignored: {why}", b.name());
     }
     let scripts = report::collect_scripts(&[root().join("scripts")]).expect("scripts/ is readable");
     let mut trials = Vec::new();
     for path in scripts.clone() {
         let name = name_of(&path);
-        let p = path.clone();
-        let res = results.clone();
-        trials.push(Trial::test(format!("reference::{name}"), move || {
-            let r = run_reference(&p)?;
-            res.lock().expect("not poisoned").insert((name_of(&p), BackendKind::Reference), coverage::status_word(&r));
-            match r.outcome {
-                Err(parse) => Err(parse.into()),
-                Ok(o) => match o.verdict {
-                    Verdict::Pass => Ok(()),
-                    Verdict::Fail(f) => Err(format!("{}\n{}", f.text(), f.diagnostic.render_plain()).into()),
-                    Verdict::Skipped(reason) => Err(format!("skipped on the reference backend: {reason}").into()),
-                },
-            }
-        }));
-        let p = path.clone();
-        let res = results.clone();
-        trials
-            .push(Trial::test(format!("linux::{name}"), move || run_linux(&p, &res)).with_ignored_flag(linux.is_err()));
+        for b in BackendKind::all() {
+            let (p, res) = (path.clone(), results.clone());
+            let ignored = unavailable.iter().any(|(u, _)| *u == b);
+            trials.push(
+                Trial::test(format!("{}::{name}", b.name()), move || case(b, &p, &res)).with_ignored_flag(ignored),
+            );
+        }
         let p = path.clone();
         let n = name.clone();
         trials.push(Trial::test(format!("golden::{name}"), move || {
-            let r = run_reference(&p)?;
-            let trace = match r.outcome {
+            let trace = match run_on(BackendKind::Reference, &p).outcome {
                 Ok(o) => o.trace.to_string(),
                 Err(parse) => return Err(parse.into()),
             };
@@ -135,7 +125,7 @@ fn main() {
         }));
     }
     let conclusion = libtest_mimic::run(&args, trials);
-    if complete && linux.is_ok() && !conclusion.has_failed() {
+    if complete && unavailable.is_empty() && !conclusion.has_failed() {
         match check_requirements(&results, &scripts) {
             Ok(()) => println!("scripts/REQUIREMENTS.md is up to date"),
             Err(e) => {
@@ -143,8 +133,9 @@ fn main() {
                 std::process::exit(101);
             }
         }
-    } else if complete && linux.is_err() {
-        println!("scripts/REQUIREMENTS.md not checked: its linux column needs the linux cases");
+    } else if complete && !unavailable.is_empty() {
+        let names: Vec<&str> = unavailable.iter().map(|(b, _)| b.name()).collect();
+        println!("scripts/REQUIREMENTS.md not checked: its {} column needs those cases", names.join(", "));
     }
     conclusion.exit();
 }

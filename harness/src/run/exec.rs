@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tcpdrill_stack::host::{Domain, Shutdown, SockOptName, SockOptValue};
-use tcpdrill_stack::wire::{Checksums, IpRepr, SackBlocks, TcpDatagram, TcpFlags, TcpOption, TcpOptions, TcpRepr};
+use tcpdrill_stack::wire::{
+    Checksums, IpRepr, Numbering, SackBlocks, TcpDatagram, TcpFlags, TcpOption, TcpOptions, TcpRepr,
+};
 use tcpdrill_stack::{Errno, FourTuple, SeqNum, TcpState};
 
 /// Knobs of a run, from the CLI and the script's header options.

@@ -4,6 +4,7 @@
 use super::ast::*;
 use super::parser::fmt_secs;
 use std::fmt::Write;
+use tcpdrill_stack::wire::notation::Layout;
 
 /// The canonical text of a script.
 pub fn print(s: &Script) -> String {
@@ -83,35 +84,28 @@ pub fn packet(p: &Packet) -> String {
     out
 }
 
-/// The TCP part of a packet line.
+/// The TCP part of a packet line, in the one layout every packet notation shares
+/// ([`tcpdrill_stack::wire::notation::Layout`]).
 pub fn tcp(t: &TcpSpec) -> String {
     let mut out = String::new();
     if let Some((a, b)) = t.ports {
         write!(out, "{a}>{b} ").expect("writing to a String");
     }
-    out.push_str(&t.flags);
-    match t.seq {
-        Some(s) => write!(out, " {s}:{}({})", s.wrapping_add(t.len), t.len),
-        None => write!(out, " ...({})", t.len),
-    }
-    .expect("writing to a String");
-    if let Some(a) = t.ack {
-        write!(out, " ack {a}").expect("writing to a String");
-    }
-    if let Some(w) = t.win {
-        write!(out, " win {w}").expect("writing to a String");
-    }
-    if let Some(u) = t.urg {
-        write!(out, " urg {u}").expect("writing to a String");
-    }
-    match &t.options {
-        None => {}
-        Some(Options::Any) => out.push_str(" <...>"),
-        Some(Options::List(opts, _)) => {
-            let list: Vec<String> = opts.iter().map(option).collect();
-            write!(out, " <{}>", list.join(",")).expect("writing to a String");
-        }
-    }
+    let options = match &t.options {
+        None => None,
+        Some(Options::Any) => Some("...".to_string()),
+        Some(Options::List(opts, _)) => Some(opts.iter().map(option).collect::<Vec<_>>().join(",")),
+    };
+    let layout = Layout {
+        flags: &t.flags,
+        seq: t.seq,
+        len: t.len,
+        ack: t.ack,
+        win: t.win,
+        urg: t.urg,
+        options: options.as_ref().map(|o| o as &dyn std::fmt::Display),
+    };
+    write!(out, "{layout}").expect("writing to a String");
     if t.bad_csum {
         out.push_str(" bad_csum");
     }

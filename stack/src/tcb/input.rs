@@ -569,6 +569,15 @@ impl Tcb {
         self.output(ctx);
     }
 
+    /// Enters TIME-WAIT (from FIN-WAIT-1, FIN-WAIT-2 or CLOSING, whose last ACK or FIN arrived): every other timer
+    /// stops and the 2 MSL timer starts; `segment_arrives_time_wait` below restarts it, and its expiry (in
+    /// `timers.rs`) deletes the TCB.
+    pub(crate) fn enter_time_wait(&mut self, ctx: &mut Ctx<'_>) {
+        self.set_state(TcpState::TimeWait);
+        self.timers.clear_all();
+        self.set_timer(Timer::TimeWait, ctx.now + super::TIME_WAIT_LEN);
+    }
+
     /// TIME-WAIT, as Linux's tcp_timewait_state_process: an in-order RST kills it unless tcp_rfc1337; a new SYN
     /// beyond the old sequence space (or with a newer timestamp) reopens (RFC 6191); anything else is ACKed and
     /// restarts the 2 MSL timer when it carries an ACK (a retransmitted FIN does).

@@ -2,7 +2,7 @@
 //! what each expiry does.
 
 use super::congestion::CongestionControl;
-use super::{Ctx, Tcb, TcpState, RTO_INITIAL, TIME_WAIT_LEN};
+use super::{Ctx, Tcb, TcpState, RTO_INITIAL};
 use crate::errno::Errno;
 use crate::time::Instant;
 use crate::wire::TcpFlags;
@@ -288,13 +288,6 @@ impl Tcb {
     pub(crate) fn close_now(&mut self) {
         self.timers.clear_all();
         self.set_state(TcpState::Closed);
-    }
-
-    /// Enters TIME-WAIT: every other timer stops, 2 MSL starts.
-    pub(crate) fn enter_time_wait(&mut self, ctx: &mut Ctx<'_>) {
-        self.set_state(TcpState::TimeWait);
-        self.timers.clear_all();
-        self.set_timer(Timer::TimeWait, ctx.now + TIME_WAIT_LEN);
     }
 }
 

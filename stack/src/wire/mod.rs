@@ -9,11 +9,13 @@ pub mod checksum;
 mod error;
 pub mod ipv4;
 pub mod ipv6;
+pub mod notation;
 pub mod tcp;
 
 pub use error::{Result, WireError};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
+pub use notation::Numbering;
 pub use tcp::{Checksums, SackBlocks, TcpFlags, TcpOption, TcpOptionIter, TcpOptions, TcpRepr, TcpSegment};
 
 use core::fmt;

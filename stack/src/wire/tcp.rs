@@ -612,19 +612,10 @@ impl fmt::Debug for TcpOptions {
 }
 
 /// The options in packetdrill notation, comma separated, without the angle brackets. A malformed option
-/// shows as `bad(<reason>)` and ends the list.
+/// shows as `bad(<reason>)` and ends the list. Absolute numbers; see [`TcpOptions::notation`].
 impl fmt::Display for TcpOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, o) in self.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            match o {
-                Ok(o) => write!(f, "{o}")?,
-                Err(e) => write!(f, "bad({e})")?,
-            }
-        }
-        Ok(())
+        self.notation(super::notation::Numbering::ABSOLUTE).fmt(f)
     }
 }
 
@@ -896,23 +887,11 @@ impl<'a> TcpRepr<'a> {
     }
 }
 
-/// packetdrill's notation with absolute numbers: `S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>`. `ack` shows
-/// only with ACK set, `urg` only with URG set, the option list only when there are options.
+/// packetdrill's notation with absolute numbers: `S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>` (see
+/// [`TcpRepr::notation`] for relative numbers).
 impl fmt::Display for TcpRepr<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = self.payload.len();
-        write!(f, "{} {}:{}({})", self.flags, self.seq, self.seq + len, len)?;
-        if self.flags.ack() {
-            write!(f, " ack {}", self.ack)?;
-        }
-        write!(f, " win {}", self.window)?;
-        if self.flags.urg() {
-            write!(f, " urg {}", self.urgent)?;
-        }
-        if !self.options.is_empty() {
-            write!(f, " <{}>", self.options)?;
-        }
-        Ok(())
+        self.notation(super::notation::Numbering::ABSOLUTE).fmt(f)
     }
 }
 

@@ -134,6 +134,35 @@ fn display_in_packetdrill_notation() {
 }
 
 #[test]
+fn notation_renumbers_seq_ack_sack_and_tsval() {
+    let syn = hex(LINUX_SYN);
+    let d = TcpDatagram::parse(&syn, Checksums::Verify).unwrap();
+    let n = Numbering { seq_offset: 3_739_493_746, ack_offset: 0, ts_offset: 188_729_000 };
+    assert_eq!(
+        d.tcp.notation(n).to_string(),
+        "S 0:0(0) win 64240 <mss 1460,sackOK,TS val 800 ecr 0,nop,wscale 10>",
+        "seq less the sender's ISN, TSval less its origin, TSecr as it is"
+    );
+    let blocks = SackBlocks::new(&[(SeqNum(1100), SeqNum(1200))]).unwrap();
+    let mut opts = TcpOptions::EMPTY;
+    opts.push(&TcpOption::Sack(blocks)).unwrap();
+    let ack = TcpRepr {
+        src_port: 1,
+        dst_port: 2,
+        seq: SeqNum(5),
+        ack: SeqNum(1001),
+        flags: TcpFlags::ACK | TcpFlags::URG,
+        window: 10,
+        urgent: 3,
+        options: opts,
+        payload: b"",
+    };
+    let n = Numbering { seq_offset: 4, ack_offset: 1000, ts_offset: 0 };
+    assert_eq!(ack.notation(n).to_string(), ".U 1:1(0) ack 1 win 10 urg 3 <sack 100:200>");
+    assert_eq!(ack.to_string(), ".U 5:5(0) ack 1001 win 10 urg 3 <sack 1100:1200>", "Display is the zero numbering");
+}
+
+#[test]
 fn flags_keep_reserved_bits() {
     let mut b = hex(LINUX_SYN);
     b[20 + 12] |= 0x0e; // the three reserved bits, below the data offset nibble

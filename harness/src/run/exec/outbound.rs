@@ -14,12 +14,7 @@ impl Exec<'_> {
         match TcpDatagram::parse(d, Checksums::Ignore) {
             Ok(p) => {
                 let (tuple, syn) = ((p.tcp.src_port, p.tcp.dst_port), p.tcp.flags.syn());
-                let text = script_notation(
-                    &p.tcp,
-                    self.space.local_offset(tuple, syn),
-                    self.space.remote_offset(tuple, syn),
-                    self.space.ts_offset(),
-                );
+                let text = p.tcp.notation(self.numbering(tuple, syn)).to_string();
                 // The ports, as the script's per-packet syntax writes them, when they are not the connection's.
                 if tuple == self.default_tuple(None, false) && !ports {
                     text
@@ -28,6 +23,16 @@ impl Exec<'_> {
                 }
             }
             Err(e) => format!("(unparsable: {e})"),
+        }
+    }
+
+    /// Script space for a segment of `tuple` the stack sent: its sequence numbers less our ISN, its ACK numbers
+    /// less the script's, TSval less the learned origin.
+    fn numbering(&self, tuple: (u16, u16), syn: bool) -> Numbering {
+        Numbering {
+            seq_offset: self.space.local_offset(tuple, syn),
+            ack_offset: self.space.remote_offset(tuple, syn),
+            ts_offset: self.space.ts_offset().unwrap_or(0),
         }
     }
 
@@ -96,10 +101,10 @@ impl Exec<'_> {
             }
             return Err(self.fail(e.span, "error handling packet", msg, d, "this packet"));
         }
-        if let Some((field, want, got)) = self.mismatch(t, p.ecn, &live) {
-            let msg = format!("live packet field {field}: expected: {want} vs actual: {got}");
+        if let Err(m) = self.check_fields(t, p.ecn, &live) {
+            let msg = format!("live packet field {}: expected: {} vs actual: {}", m.field, m.expected, m.actual);
             let mut d = details(self);
-            if field.ends_with("_port") {
+            if m.field.ends_with("_port") {
                 d[1] = format!("actual packet:  {} {}", secs(actual), self.outbound_text_ports(&bytes, true));
             }
             return Err(self.fail(e.span, "error handling packet", msg, d, "this packet"));
@@ -281,26 +286,18 @@ impl Exec<'_> {
         Ok((*t, merged))
     }
 
-    /// The first field where the live packet differs from the script, in the order of packetdrill's TCP checks.
-    /// Where packetdrill reports the IP total length (options of another length), tcpdrill names the options.
-    pub(super) fn mismatch(
-        &self,
-        t: &TcpSpec,
-        ecn: Option<Ecn>,
-        live: &TcpDatagram<'_>,
-    ) -> Option<(String, String, String)> {
-        let num = |v: u64| format!("{v} ({v:#x})");
+    /// Checks the live packet against the script line field by field, in the order of packetdrill's checks (IP,
+    /// ports, ECN, flags, then the numbers mapped into script space, then options); the first difference is the
+    /// error. Where packetdrill reports the IP total length (options of another length), tcpdrill names the options.
+    pub(super) fn check_fields(&self, t: &TcpSpec, ecn: Option<Ecn>, live: &TcpDatagram<'_>) -> Result<(), Mismatch> {
         let l = &live.tcp;
         let (lp, rp) = self.default_tuple(t.ports, false);
         if live.ip.dst_addr() != self.remote_ip {
-            return Some(("ip_dst".into(), self.remote_ip.to_string(), live.ip.dst_addr().to_string()));
+            return Err(Mismatch::new("ip_dst", self.remote_ip, live.ip.dst_addr()));
         }
-        if (t.ports.is_some() || self.local_port.is_some()) && l.src_port != lp {
-            return Some(("tcp_src_port".into(), num(u64::from(lp)), num(u64::from(l.src_port))));
-        }
-        if l.dst_port != rp {
-            return Some(("tcp_dst_port".into(), num(u64::from(rp)), num(u64::from(l.dst_port))));
-        }
+        let port_known = t.ports.is_some() || self.local_port.is_some();
+        check_field("tcp_src_port", port_known.then_some(lp), l.src_port)?;
+        check_field("tcp_dst_port", Some(rp), l.dst_port)?;
         if let Some(e) = ecn {
             let got = live.ip.ecn();
             let ok = match e {
@@ -311,50 +308,31 @@ impl Exec<'_> {
                 Ecn::Ce => got == 3,
             };
             if !ok {
-                return Some((
-                    "ip_ecn".into(),
-                    e.name().into(),
-                    ["noecn", "ect1", "ect0", "ce"][usize::from(got & 3)].into(),
-                ));
+                return Err(Mismatch::new("ip_ecn", e.name(), ["noecn", "ect1", "ect0", "ce"][usize::from(got & 3)]));
             }
         }
         let want = TcpFlags::from_letters(&t.flags);
         let psh_either = t.flags.contains('p');
         for (bit, name) in FLAG_FIELDS {
-            let (w, g) = (want.contains(bit), l.flags.contains(bit));
-            if w != g && !(psh_either && bit == TcpFlags::PSH) {
-                return Some((name.into(), num(u64::from(w)), num(u64::from(g))));
+            if !(psh_either && bit == TcpFlags::PSH) {
+                check_field(name, Some(u8::from(want.contains(bit))), u8::from(l.flags.contains(bit)))?;
             }
         }
+        // The live numbers in script space, on a copy: sequence numbers less our ISN, an ACK number (with ACK set
+        // only, as packetdrill maps it) less the script's.
         let (tuple, syn) = ((l.src_port, l.dst_port), l.flags.syn());
         let remote_offset = self.space.remote_offset(tuple, syn);
-        if let Some(s) = t.seq {
-            let got = l.seq.0.wrapping_sub(self.space.local_offset(tuple, syn));
-            if got != s {
-                return Some(("tcp_seq".into(), num(u64::from(s)), num(u64::from(got))));
-            }
-        }
-        // An omitted ACK number is 0, and checked, as packetdrill's parser leaves it (only a segment with ACK set
-        // has its number mapped into script space).
-        let want_ack = t.ack.unwrap_or(0);
-        let got = if l.flags.ack() { l.ack.0.wrapping_sub(remote_offset) } else { l.ack.0 };
-        if got != want_ack {
-            return Some(("tcp_ack_seq".into(), num(u64::from(want_ack)), num(u64::from(got))));
-        }
-        if let Some(w) = t.win {
-            if u32::from(l.window) != w {
-                return Some(("tcp_window".into(), num(u64::from(w)), num(u64::from(l.window))));
-            }
-        }
-        if let Some(u) = t.urg {
-            if u32::from(l.urgent) != u {
-                return Some(("tcp_urg_ptr".into(), num(u64::from(u)), num(u64::from(l.urgent))));
-            }
-        }
+        let seq = l.seq.0.wrapping_sub(self.space.local_offset(tuple, syn));
+        let ack = if l.flags.ack() { l.ack.0.wrapping_sub(remote_offset) } else { l.ack.0 };
+        check_field("tcp_seq", t.seq, seq)?;
+        // An omitted ACK number is 0, and checked, as packetdrill's parser leaves it.
+        check_field("tcp_ack_seq", Some(t.ack.unwrap_or(0)), ack)?;
+        check_field("tcp_window", t.win, u32::from(l.window))?;
+        check_field("tcp_urg_ptr", t.urg, u32::from(l.urgent))?;
         match &t.options {
             Some(Options::Any) => {}
             None if !l.options.is_empty() => {
-                return Some(("tcp_options".into(), "<>".into(), format!("<{}>", l.options)));
+                return Err(Mismatch::new("tcp_options", "<>", format_args!("<{}>", l.options)));
             }
             None => {}
             Some(Options::List(list, _)) => {
@@ -391,12 +369,49 @@ impl Exec<'_> {
                     });
                 if !same {
                     let want: Vec<String> = list.iter().map(printer::option).collect();
-                    let got_text = script_notation_options(&l.options, remote_offset, self.space.ts_offset());
-                    return Some(("tcp_options".into(), format!("<{}>", want.join(",")), format!("<{got_text}>")));
+                    let numbering = Numbering {
+                        ack_offset: remote_offset,
+                        ts_offset: self.space.ts_offset().unwrap_or(0),
+                        ..Numbering::ABSOLUTE
+                    };
+                    let got_text = l.options.notation(numbering);
+                    return Err(Mismatch::new(
+                        "tcp_options",
+                        format_args!("<{}>", want.join(",")),
+                        format_args!("<{got_text}>"),
+                    ));
                 }
             }
         }
-        None
+        Ok(())
+    }
+}
+
+/// The first field where a live packet differs from its script line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Mismatch {
+    /// packetdrill's name for the field (`tcp_seq`, `tcp_options`, ...).
+    pub field: &'static str,
+    /// What the script says.
+    pub expected: String,
+    /// What the packet has, in script space.
+    pub actual: String,
+}
+
+impl Mismatch {
+    fn new(field: &'static str, expected: impl std::fmt::Display, actual: impl std::fmt::Display) -> Mismatch {
+        Mismatch { field, expected: expected.to_string(), actual: actual.to_string() }
+    }
+}
+
+/// One numeric field: `expected` None is a wildcard. Numbers print as packetdrill's do, `N (0xN)`.
+fn check_field<T: Into<u64> + Copy>(field: &'static str, expected: Option<T>, actual: T) -> Result<(), Mismatch> {
+    let num = |v: u64| format!("{v} ({v:#x})");
+    match expected {
+        Some(e) if e.into() != actual.into() => {
+            Err(Mismatch { field, expected: num(e.into()), actual: num(actual.into()) })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -412,43 +427,6 @@ pub(super) const FLAG_FIELDS: [(TcpFlags, &str); 9] = [
     (TcpFlags::CWR, "tcp_cwr"),
     (TcpFlags::AE, "tcp_ae"),
 ];
-
-pub(super) fn script_notation_options(o: &TcpOptions, ack_offset: u32, ts_offset: Option<u32>) -> String {
-    o.iter()
-        .map(|x| match x {
-            Ok(TcpOption::Timestamps { tsval, tsecr }) => {
-                format!("TS val {} ecr {tsecr}", tsval.wrapping_sub(ts_offset.unwrap_or(0)))
-            }
-            Ok(TcpOption::Sack(blocks)) => {
-                let b: Vec<String> = blocks
-                    .as_slice()
-                    .iter()
-                    .map(|(l, r)| format!("{}:{}", l.0.wrapping_sub(ack_offset), r.0.wrapping_sub(ack_offset)))
-                    .collect();
-                format!("sack {}", b.join(" "))
-            }
-            Ok(other) => other.to_string(),
-            Err(e) => format!("bad({e})"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// A stack's segment in script notation: the sequence number less `seq_offset`, the ACK number (and SACK blocks)
-/// less `ack_offset`, TSval relative to the learned offset.
-pub(super) fn script_notation(t: &TcpRepr<'_>, seq_offset: u32, ack_offset: u32, ts_offset: Option<u32>) -> String {
-    let seq = t.seq.0.wrapping_sub(seq_offset);
-    let len = t.payload.len() as u32;
-    let mut s = format!("{} {seq}:{}({len})", t.flags.without_reserved(), seq.wrapping_add(len));
-    if t.flags.ack() {
-        s.push_str(&format!(" ack {}", t.ack.0.wrapping_sub(ack_offset)));
-    }
-    s.push_str(&format!(" win {}", t.window));
-    if !t.options.is_empty() {
-        s.push_str(&format!(" <{}>", script_notation_options(&t.options, ack_offset, ts_offset)));
-    }
-    s
-}
 
 /// What is wrong with a stack's option area, checked on every segment it sends: each option but EOL and NOP carries
 /// a length that fits (RFC 9293 MUST-68), and whatever follows EOL is zero padding (MUST-69).
