@@ -74,23 +74,34 @@ impl Default for RunOptions {
 }
 
 struct Exec<'a> {
+    /// The script's name, as failures show it.
     file: Arc<str>,
+    /// The script's text, for located diagnostics.
     source: Arc<str>,
+    /// The stack under test.
     backend: &'a mut dyn Backend,
     opts: RunOptions,
+    /// What happened, in order, for `-v`, diagrams and golden traces.
     trace: Trace,
+    /// The stack's address (packetdrill's local_ip).
     local_ip: IpAddr,
+    /// The address the script speaks from (packetdrill's remote_ip).
     remote_ip: IpAddr,
     /// The stack's port for the script's connection (learned from its SYN for active opens).
     local_port: Option<u16>,
+    /// The script's port for its connection.
     remote_port: u16,
     /// The script<->live numbering of every connection.
     space: ScriptSpace,
+    /// `--tcp_ts_tick_usecs`: TSval is checked within the tolerance in ticks of this length, when set.
     ts_tick_usecs: Option<i64>,
     /// The TSval tolerance of the packet being checked, microseconds.
     ts_tolerance_usecs: i64,
+    /// Script fd -> the backend's fd (packetdrill maps them the same way: scripts write the numbers they expect).
     fds: BTreeMap<i64, i32>,
+    /// Backend fds set O_NONBLOCK: their calls return EAGAIN instead of blocking.
     nonblocking: BTreeMap<i32, bool>,
+    /// A blocking call still running (written `t1...t2`).
     pending: Option<Pending>,
     /// The socket `%{ }%` blocks look at (packetdrill's socket under test): the last accepted or connecting fd.
     under_test: Option<i32>,
@@ -101,6 +112,7 @@ struct Exec<'a> {
     /// The previous event was an inbound packet: a relative inbound packet right after it counts from its script
     /// time rather than from the clock, as packetdrill anchors them.
     prev_inbound: bool,
+    /// The latest backend time an event ran at: the script's length, reported in the outcome.
     last_time: Micros,
     /// When the run's time limit runs out, on the wall clock.
     deadline: std::time::Instant,
@@ -116,10 +128,13 @@ struct Exec<'a> {
 
 /// A call written `t1...t2` that blocked: it runs on meanwhile, as on packetdrill's syscall thread.
 struct Pending {
+    /// The call, translated for the backend.
     call: Call,
+    /// Its script line.
     event: Event,
     /// Its `t2`.
     end: Micros,
+    /// When it was started, backend time.
     start: Micros,
 }
 

@@ -1070,7 +1070,7 @@ pub fn normalize_flags(raw: &str) -> Result<String, char> {
     // last segment of the queued data (MUST-61), so portable scripts may wildcard it on the others.
     // The stack's letters, in their order, with `p` beside `P`.
     let order: String =
-        TcpFlags::LETTERS.iter().flat_map(|&(_, c)| if c == 'P' { vec!['P', 'p'] } else { vec![c] }).collect();
+        TcpFlags::TABLE.iter().flat_map(|&(_, c, _)| if c == 'P' { vec!['P', 'p'] } else { vec![c] }).collect();
     if raw.contains('P') && raw.contains('p') {
         return Err('p');
     }

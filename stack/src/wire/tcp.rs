@@ -112,24 +112,25 @@ impl TcpFlags {
         TcpFlags(self.0 & !Self::RESERVED.0)
     }
 
-    /// packetdrill's letter for each flag, in the order its notation writes them (`S.` is a SYN-ACK): the one
-    /// table the stack's `Display`, the script parser and the executor share.
-    pub const LETTERS: [(TcpFlags, char); 9] = [
-        (TcpFlags::FIN, 'F'),
-        (TcpFlags::SYN, 'S'),
-        (TcpFlags::RST, 'R'),
-        (TcpFlags::PSH, 'P'),
-        (TcpFlags::ACK, '.'),
-        (TcpFlags::URG, 'U'),
-        (TcpFlags::ECE, 'E'),
-        (TcpFlags::CWR, 'W'),
-        (TcpFlags::AE, 'A'),
+    /// Each flag with packetdrill's letter for it and its name in Linux's `struct tcphdr` (packetdrill's checks
+    /// call the field `tcp_<name>`), in the order the notation writes them (`S.` is a SYN-ACK): the one table the
+    /// stack's `Display`, the script parser and the executor share.
+    pub const TABLE: [(TcpFlags, char, &'static str); 9] = [
+        (TcpFlags::FIN, 'F', "fin"),
+        (TcpFlags::SYN, 'S', "syn"),
+        (TcpFlags::RST, 'R', "rst"),
+        (TcpFlags::PSH, 'P', "psh"),
+        (TcpFlags::ACK, '.', "ack"),
+        (TcpFlags::URG, 'U', "urg"),
+        (TcpFlags::ECE, 'E', "ece"),
+        (TcpFlags::CWR, 'W', "cwr"),
+        (TcpFlags::AE, 'A', "ae"),
     ];
 
     /// The flags written in packetdrill's letters (`"S."`); other characters (`-`, tcpdrill's `p`) set nothing.
     pub fn from_letters(s: &str) -> TcpFlags {
         let mut f = TcpFlags::NONE;
-        for (flag, c) in TcpFlags::LETTERS {
+        for (flag, c, _) in TcpFlags::TABLE {
             if s.contains(c) {
                 f |= flag;
             }
@@ -156,7 +157,7 @@ impl core::ops::BitOrAssign for TcpFlags {
 impl fmt::Display for TcpFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut any = false;
-        for (flag, c) in TcpFlags::LETTERS {
+        for (flag, c, _) in TcpFlags::TABLE {
             if self.contains(flag) {
                 fmt::Write::write_char(f, c)?;
                 any = true;

@@ -206,40 +206,30 @@ impl Exec<'_> {
             let prev_bytes = &segments.last().expect("one at least").1;
             let prev = TcpDatagram::parse(prev_bytes, Checksums::Ignore).expect("checked when read");
             let (p, c) = (&prev.tcp, &cur.tcp);
-            let num = |v: u64| format!("{v} ({v:#x})");
-            // Every flag but FIN, PSH and CWR, which the last segment's or the first's stand for.
-            let same = |f: TcpFlags| ![TcpFlags::FIN, TcpFlags::PSH, TcpFlags::CWR].contains(&f);
-            let flags: Vec<(TcpFlags, &str)> = FLAG_FIELDS.into_iter().filter(|(f, _)| same(*f)).collect();
-            let differs = if (c.src_port, c.dst_port) != (p.src_port, p.dst_port)
-                || cur.ip.src_addr() != prev.ip.src_addr()
-            {
-                Some((
-                    "the connection".to_string(),
-                    format!("{}:{}", p.src_port, p.dst_port),
-                    format!("{}:{}", c.src_port, c.dst_port),
-                ))
-            } else if let Some((_, name)) = flags.iter().find(|(f, _)| p.flags.contains(*f) != c.flags.contains(*f)) {
-                let bit = |x: &TcpRepr<'_>| u64::from(flags.iter().any(|(f, n)| n == name && x.flags.contains(*f)));
-                Some((name.to_string(), num(bit(p)), num(bit(c))))
-            } else if c.seq != p.seq + p.payload.len() as u32 {
+            // Segment k+1 continues segment k: the same connection, every flag but FIN, PSH and CWR (which the
+            // last segment's or the first's stand for), the next sequence number, the same other fields.
+            let continues = || -> Result<(), Mismatch> {
+                if (c.src_port, c.dst_port) != (p.src_port, p.dst_port) || cur.ip.src_addr() != prev.ip.src_addr() {
+                    let ports = |x: &TcpRepr<'_>| format!("{}:{}", x.src_port, x.dst_port);
+                    return Err(Mismatch::new("the connection", ports(p), ports(c)));
+                }
+                for (f, _, _) in TcpFlags::TABLE {
+                    if ![TcpFlags::FIN, TcpFlags::PSH, TcpFlags::CWR].contains(&f) {
+                        check_field(field_name(f), Some(u8::from(p.flags.contains(f))), u8::from(c.flags.contains(f)))?;
+                    }
+                }
                 // In script numbers, as the rest of the report.
-                let off = self.space.local_offset((c.src_port, c.dst_port), false);
-                let next = (p.seq + p.payload.len() as u32).0.wrapping_sub(off);
-                Some(("tcp_seq".into(), num(u64::from(next)), num(u64::from(c.seq.0.wrapping_sub(off)))))
-            } else if c.ack != p.ack {
-                let off = self.space.remote_offset((c.src_port, c.dst_port), false);
-                let script = |x: SeqNum| num(u64::from(x.0.wrapping_sub(off)));
-                Some(("tcp_ack_seq".into(), script(p.ack), script(c.ack)))
-            } else if c.window != p.window {
-                Some(("tcp_window".into(), num(u64::from(p.window)), num(u64::from(c.window))))
-            } else if c.urgent != p.urgent {
-                Some(("tcp_urg_ptr".into(), num(u64::from(p.urgent)), num(u64::from(c.urgent))))
-            } else if c.options.as_bytes().len() != p.options.as_bytes().len() {
-                let len = |x: &TcpRepr<'_>| num(x.options.as_bytes().len() as u64);
-                Some(("tcp_options length".into(), len(p), len(c)))
-            } else {
-                None
+                let tuple = (c.src_port, c.dst_port);
+                let (local, remote) = (self.space.local_offset(tuple, false), self.space.remote_offset(tuple, false));
+                let next = (p.seq + p.payload.len() as u32).0.wrapping_sub(local);
+                check_field("tcp_seq", Some(next), c.seq.0.wrapping_sub(local))?;
+                check_field("tcp_ack_seq", Some(p.ack.0.wrapping_sub(remote)), c.ack.0.wrapping_sub(remote))?;
+                check_field("tcp_window", Some(p.window), c.window)?;
+                check_field("tcp_urg_ptr", Some(p.urgent), c.urgent)?;
+                let len = |x: &TcpRepr<'_>| x.options.as_bytes().len() as u64;
+                check_field("tcp_options length", Some(len(p)), len(c))
             };
+            let differs = continues().err();
             let n = segments.len() + 1;
             let shown = |x: &Self| {
                 let mut d = vec![format!("script packet:  {} {script_text}", secs(start))];
@@ -249,10 +239,13 @@ impl Exec<'_> {
                 d.push(format!("actual #{n}:      {} {}", secs(t), x.outbound_text(&bytes)));
                 d
             };
-            if let Some((field, was, got)) = differs {
+            if let Some(m) = differs {
                 let msg = format!(
-                    "segment {n} does not continue segment {} of this packet: {field}: expected: {was} vs actual: {got}",
-                    n - 1
+                    "segment {n} does not continue segment {} of this packet: {}: expected: {} vs actual: {}",
+                    n - 1,
+                    m.field,
+                    m.expected,
+                    m.actual
                 );
                 return Err(self.fail(e.span, "error handling packet", msg, shown(self), "this packet"));
             }
@@ -313,9 +306,9 @@ impl Exec<'_> {
         }
         let want = TcpFlags::from_letters(&t.flags);
         let psh_either = t.flags.contains('p');
-        for (bit, name) in FLAG_FIELDS {
+        for (bit, _, _) in TcpFlags::TABLE {
             if !(psh_either && bit == TcpFlags::PSH) {
-                check_field(name, Some(u8::from(want.contains(bit))), u8::from(l.flags.contains(bit)))?;
+                check_field(field_name(bit), Some(u8::from(want.contains(bit))), u8::from(l.flags.contains(bit)))?;
             }
         }
         // The live numbers in script space, on a copy: sequence numbers less our ISN, an ACK number (with ACK set
@@ -391,7 +384,7 @@ impl Exec<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Mismatch {
     /// packetdrill's name for the field (`tcp_seq`, `tcp_options`, ...).
-    pub field: &'static str,
+    pub field: String,
     /// What the script says.
     pub expected: String,
     /// What the packet has, in script space.
@@ -399,34 +392,25 @@ pub(super) struct Mismatch {
 }
 
 impl Mismatch {
-    fn new(field: &'static str, expected: impl std::fmt::Display, actual: impl std::fmt::Display) -> Mismatch {
-        Mismatch { field, expected: expected.to_string(), actual: actual.to_string() }
+    fn new(field: impl Into<String>, expected: impl std::fmt::Display, actual: impl std::fmt::Display) -> Mismatch {
+        Mismatch { field: field.into(), expected: expected.to_string(), actual: actual.to_string() }
     }
+}
+
+/// packetdrill's name for a flag's field: `tcp_` and its `struct tcphdr` name.
+fn field_name(flag: TcpFlags) -> String {
+    let name = TcpFlags::TABLE.iter().find(|(f, _, _)| *f == flag).map_or("flags", |(_, _, n)| n);
+    format!("tcp_{name}")
 }
 
 /// One numeric field: `expected` None is a wildcard. Numbers print as packetdrill's do, `N (0xN)`.
-fn check_field<T: Into<u64> + Copy>(field: &'static str, expected: Option<T>, actual: T) -> Result<(), Mismatch> {
+fn check_field<T: Into<u64> + Copy>(field: impl Into<String>, expected: Option<T>, actual: T) -> Result<(), Mismatch> {
     let num = |v: u64| format!("{v} ({v:#x})");
     match expected {
-        Some(e) if e.into() != actual.into() => {
-            Err(Mismatch { field, expected: num(e.into()), actual: num(actual.into()) })
-        }
+        Some(e) if e.into() != actual.into() => Err(Mismatch::new(field, num(e.into()), num(actual.into()))),
         _ => Ok(()),
     }
 }
-
-/// The TCP flags as packetdrill's checks name them, in its order.
-pub(super) const FLAG_FIELDS: [(TcpFlags, &str); 9] = [
-    (TcpFlags::FIN, "tcp_fin"),
-    (TcpFlags::SYN, "tcp_syn"),
-    (TcpFlags::RST, "tcp_rst"),
-    (TcpFlags::PSH, "tcp_psh"),
-    (TcpFlags::ACK, "tcp_ack"),
-    (TcpFlags::URG, "tcp_urg"),
-    (TcpFlags::ECE, "tcp_ece"),
-    (TcpFlags::CWR, "tcp_cwr"),
-    (TcpFlags::AE, "tcp_ae"),
-];
 
 /// What is wrong with a stack's option area, checked on every segment it sends: each option but EOL and NOP carries
 /// a length that fits (RFC 9293 MUST-68), and whatever follows EOL is zero padding (MUST-69).
