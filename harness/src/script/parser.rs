@@ -1068,9 +1068,9 @@ impl<'a> Parser<'a> {
 pub fn normalize_flags(raw: &str) -> Result<String, char> {
     // `p` is tcpdrill's "PSH either way" for outbound packets: RFC 9293 leaves PSH to the sender except on the
     // last segment of the queued data (MUST-61), so portable scripts may wildcard it on the others.
-    // The stack's letters, in their order, with `p` beside `P`.
-    let order: String =
-        TcpFlags::TABLE.iter().flat_map(|&(_, c, _)| if c == 'P' { vec!['P', 'p'] } else { vec![c] }).collect();
+    // The stack's letters (TcpFlags::TABLE), in their order, with `p` beside `P`; no allocation but the result,
+    // as this runs for every packet line.
+    let known = |c: char| c == 'p' || TcpFlags::TABLE.iter().any(|&(_, l, _)| l == c);
     if raw.contains('P') && raw.contains('p') {
         return Err('p');
     }
@@ -1080,10 +1080,19 @@ pub fn normalize_flags(raw: &str) -> Result<String, char> {
     if raw.is_empty() {
         return Err(' ');
     }
-    if let Some(bad) = raw.chars().find(|c| !order.contains(*c)) {
+    if let Some(bad) = raw.chars().find(|c| !known(*c)) {
         return Err(bad);
     }
-    Ok(order.chars().filter(|c| raw.contains(*c)).collect())
+    let mut out = String::with_capacity(raw.len());
+    for &(_, l, _) in &TcpFlags::TABLE {
+        if raw.contains(l) {
+            out.push(l);
+        }
+        if l == 'P' && raw.contains('p') {
+            out.push('p');
+        }
+    }
+    Ok(out)
 }
 
 /// Seconds with up to six decimals, trailing zeros dropped (`0`, `0.1`, `1.000001`).
