@@ -1026,7 +1026,7 @@ impl Host {
                     info = TcpInfo {
                         state: t.state.linux_number(),
                         retransmits: t.retransmits,
-                        probes: t.keepalive_probes_out.max(t.persist_backoff),
+                        probes: t.keepalive_probes_out.max(t.persist_probes),
                         snd_wscale: t.opts.snd_wscale,
                         rcv_wscale: t.opts.rcv_wscale,
                         rto_us: t.rtt.rto().as_micros() as u64,

@@ -409,12 +409,14 @@ impl Tcb {
             self.snd_wl2 = seg.ack;
             if opened {
                 self.clear_timer(Timer::Persist);
-                self.persist_backoff = 0;
+                self.persist_probes = 0;
+                self.persist_shift = 0;
             }
         }
-        if self.persist_backoff > 0 {
-            // MUST-37: a probe was answered, the connection is alive; keep probing while the window is zero.
-            self.persist_backoff = 1;
+        if self.persist_probes > 0 {
+            // MUST-37: a probe was answered, the connection is alive; keep probing while the window is zero, the
+            // interval still growing (SHLD-30; Linux's tcp_ack_probe keeps icsk_backoff).
+            self.persist_probes = 1;
         }
         self.keepalive_probes_out = 0;
         if self.sockopts.keepalive {

@@ -322,7 +322,12 @@ pub struct Tcb {
     /// A SYN or SYN-ACK was retransmitted (RFC 6298 5.7: RTO falls back to 3 s without an RTT sample).
     pub(crate) syn_retransmitted: bool,
     pub(crate) keepalive_probes_out: u32,
-    pub(crate) persist_backoff: u32,
+    /// Zero-window probes since the peer last answered one, plus one once it has (the give-up count: MUST-37 lets
+    /// an answered window stay shut forever).
+    pub(crate) persist_probes: u32,
+    /// Doublings of the zero-window probe interval (SHLD-30); kept while the window stays shut, answered or not,
+    /// as Linux's icsk_backoff; cleared when it opens.
+    pub(crate) persist_shift: u32,
     /// Last time anything arrived (keepalive idle clock).
     pub(crate) last_rcv: Instant,
     /// Last time an ACK went out for an invalid segment (tcp_invalid_ratelimit).
@@ -411,7 +416,8 @@ impl Tcb {
             rtt_probe: None,
             syn_retransmitted: false,
             keepalive_probes_out: 0,
-            persist_backoff: 0,
+            persist_probes: 0,
+            persist_shift: 0,
             last_rcv: now,
             last_oow_ack: None,
             cc: Reno::default(),

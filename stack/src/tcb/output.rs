@@ -271,7 +271,8 @@ impl Tcb {
             let len = unsent.min(u32::from(self.snd_mss)).min(usable);
             if unsent > 0 && len == 0 {
                 if self.snd_wnd == 0 && self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
-                    self.persist_backoff = 0;
+                    self.persist_probes = 0;
+                    self.persist_shift = 0;
                     self.set_timer(Timer::Persist, ctx.now + self.rtt.rto());
                 }
                 break;

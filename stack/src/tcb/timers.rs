@@ -237,17 +237,23 @@ impl Tcb {
 
     fn persist_timeout(&mut self, ctx: &mut Ctx<'_>) {
         if self.snd_wnd > 0 || self.send_buf.is_empty() {
-            self.persist_backoff = 0;
+            self.persist_probes = 0;
+            self.persist_shift = 0;
             return self.output(ctx);
         }
-        if self.persist_backoff > ctx.config.tcp_retries2 {
+        if self.persist_probes > ctx.config.tcp_retries2 {
             return self.abort(Errno::ETIMEDOUT);
         }
         // Linux's zero-window probe: an ACK carrying the already acknowledged byte SND.UNA - 1, which forces
         // the peer to answer with its current window.
         self.send_segment(ctx, TcpFlags::ACK, self.snd_una - 1u32, &[]);
-        self.persist_backoff += 1;
-        let wait = (self.rtt.rto() * (1u32 << self.persist_backoff.min(16))).min(Self::rto_max(ctx));
+        self.persist_probes += 1;
+        // RFC 9293 SHLD-30: the interval doubles with every probe, up to the RTO's maximum (Linux's
+        // tcp_probe0_when: RTO << icsk_backoff, at most TCP_RTO_MAX; the shift stops growing at tcp_retries2).
+        if self.persist_shift < ctx.config.tcp_retries2 {
+            self.persist_shift += 1;
+        }
+        let wait = (self.rtt.rto() * (1u32 << self.persist_shift.min(16))).min(Self::rto_max(ctx));
         self.set_timer(Timer::Persist, ctx.now + wait);
     }
 
