@@ -111,6 +111,23 @@ enum Command {
         #[arg(long, default_value = "reference")]
         backend: String,
     },
+    /// Write the mutation-testing report (scripts/MUTANTS.md) from a cargo-mutants run: the broken reference
+    /// stacks the suite rejects, by file, and every survivor with its explanation from --explained or marked as
+    /// wanting a script. See the README's "Mutation testing".
+    MutantsReport {
+        /// cargo-mutants' output folders (each holding outcomes.json; several for the shards of one run).
+        #[arg(default_value = "mutants.out")]
+        dirs: Vec<PathBuf>,
+        /// The markdown table of explanations for survivors.
+        #[arg(long, default_value = "scripts/mutants-explained.md", value_name = "FILE")]
+        explained: PathBuf,
+        /// Where the run came from, for the report's header (say the commit and the command).
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        source: String,
+        /// Write the report to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print IP/TCP datagrams given as hex in packetdrill notation (one datagram per argument, or one per
     /// line on standard input when no argument is given).
     Decode {
@@ -153,6 +170,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
+        Command::MutantsReport { dirs, explained, source, output } => {
+            mutants_report(&dirs, &explained, &source, output.as_deref())
+        }
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
         Command::Run { paths, backend, jobs, verbose, define, sysctl, diagram, pcap, tolerance_scale, limits } => {
             match Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs, limits) {
@@ -171,6 +191,64 @@ fn main() -> ExitCode {
                 Ok(setup) => diff(&setup, &backends),
                 Err(code) => code,
             }
+        }
+    }
+}
+
+fn mutants_report(
+    dirs: &[PathBuf],
+    explained: &std::path::Path,
+    source: &str,
+    out: Option<&std::path::Path>,
+) -> ExitCode {
+    use tcpdrill::report::mutants;
+    let mut list = Vec::new();
+    let mut total = 0;
+    for dir in dirs {
+        let file = dir.join("outcomes.json");
+        let read = std::fs::read_to_string(&file)
+            .map_err(|e| format!("{e} (run cargo mutants first; see the README's \"Mutation testing\")"));
+        let found = std::fs::read_to_string(dir.join("mutants.json"))
+            .map_err(|e| format!("mutants.json: {e}"))
+            .and_then(|t| mutants::count_found(&t));
+        match read.and_then(|t| mutants::read_outcomes(&t)).and_then(|l| Ok((l, found?))) {
+            Ok((l, n)) => {
+                list.extend(l);
+                total += n;
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::from(exit::USAGE);
+            }
+        }
+    }
+    let ex = match std::fs::read_to_string(explained) {
+        Ok(t) => mutants::read_explanations(&t),
+        Err(e) => {
+            eprintln!("{}: {e}", explained.display());
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let source = if source.is_empty() {
+        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    } else {
+        source.to_string()
+    };
+    let text = mutants::report(&list, total, &ex, &source);
+    match out {
+        Some(p) => match std::fs::write(p, &text) {
+            Ok(()) => {
+                eprintln!("wrote {}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                ExitCode::from(exit::USAGE)
+            }
+        },
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
         }
     }
 }

@@ -157,3 +157,26 @@ fn non_utf8_bytes_in_a_command_are_an_error_at_the_byte() {
     assert_eq!(code(&o), 1, "{}", text(&o));
     assert!(text(&o).contains("cmd.pkt:1:12") && text(&o).contains("not UTF-8"), "{}", text(&o));
 }
+
+/// `mutants-report` reads a cargo-mutants output folder and the explanations; without a run it says what to do.
+#[test]
+fn mutants_report_from_a_run_and_without_one() {
+    let d = folder("mutants");
+    let none = tcpdrill(&["mutants-report", d.to_str().unwrap()]);
+    assert_eq!(code(&none), 2);
+    assert!(text(&none).contains("run cargo mutants first"), "{}", text(&none));
+    write(
+        &d,
+        "outcomes.json",
+        br#"{"outcomes": [{"scenario": {"Mutant": {"name": "stack/src/isn.rs:67:9: replace IsnGenerator::isn -> u32 with 0",
+            "file": "stack/src/isn.rs", "function": {"function_name": "IsnGenerator::isn"}}}, "summary": "MissedMutant"}]}"#,
+    );
+    write(&d, "mutants.json", b"[{}, {}]");
+    let ex = write(&d, "explained.md", b"| where | why |\n|---|---|\n");
+    let out = d.join("MUTANTS.md");
+    let r = tcpdrill(&["mutants-report", d.to_str().unwrap(), "--explained", &ex, "--output", out.to_str().unwrap()]);
+    assert_eq!(code(&r), 0, "{}", text(&r));
+    let md = std::fs::read_to_string(out).unwrap();
+    assert!(md.contains("A partial run: 1 of the 2 mutants were tested"), "{md}");
+    assert!(md.contains("`replace IsnGenerator::isn -> u32 with 0`: **no script rejects it yet**"), "{md}");
+}
