@@ -234,9 +234,13 @@ fn mutants_report(
     } else {
         source.to_string()
     };
-    let text = mutants::report(&list, total, &ex, &source);
+    emit(&mutants::report(&list, total, &ex, &source), out)
+}
+
+/// A report to `--output FILE` (saying so on standard error) or to standard output.
+fn emit(text: &str, out: Option<&std::path::Path>) -> ExitCode {
     match out {
-        Some(p) => match std::fs::write(p, &text) {
+        Some(p) => match std::fs::write(p, text) {
             Ok(()) => {
                 eprintln!("wrote {}", p.display());
                 ExitCode::SUCCESS
@@ -723,20 +727,5 @@ fn coverage(
         );
         return ExitCode::from(exit::FAIL);
     }
-    match output {
-        Some(file) => match std::fs::write(file, &report) {
-            Ok(()) => {
-                eprintln!("wrote {}", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                ExitCode::from(exit::USAGE)
-            }
-        },
-        None => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-    }
+    emit(&report, output)
 }
