@@ -160,7 +160,10 @@ fn blocking_call_timing_and_never_returning() {
 fn skips_what_the_reference_backend_cannot_run() {
     for (tail, reason) in [
         ("+0 `ip link show`\n", "needs the linux backend (shell command at line 9)"),
-        ("+0 %{ assert tcpi_state == 1 }%\n", "needs the linux backend (%{ }% block at line 9)"),
+        (
+            "+0 %{ assert tcpi_ca_state == TCP_CA_Open }%\n",
+            "tcpi_ca_state (%{ }% block at line 9) is not in the reference backend's TCP_INFO",
+        ),
         ("+0 `sysctl -w net.inet.tcp.rfc1323=1`\n", "net.inet.tcp.rfc1323 (line 9) is not a Linux sysctl"),
         ("+0 < udp (10)\n", "UDP and ICMP packets are not supported yet (line 9)"),
     ] {
@@ -169,6 +172,15 @@ fn skips_what_the_reference_backend_cannot_run() {
             other => panic!("{tail:?}: expected a skip, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn python_blocks_see_the_reference_stacks_tcp_info() {
+    // Each block sees its own snapshot: the handshake done, ten segments of window, the peer's MSS.
+    let ok = "+0 %{ assert (tcpi_state, tcpi_snd_cwnd, tcpi_snd_mss) == (1, 10, 1460), tcpi_snd_cwnd }%\n";
+    assert!(matches!(run(ok), Verdict::Pass), "{:?}", run(ok));
+    let f = failure("+0 %{ assert tcpi_snd_cwnd == 4, tcpi_snd_cwnd }%\n");
+    assert!(f.contains("AssertionError: 10"), "{f}");
 }
 
 #[test]

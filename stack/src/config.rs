@@ -176,12 +176,19 @@ macro_rules! knobs {
                 let p: Vec<u16> = v.split_whitespace().map(str::parse).collect::<Result<_, _>>().map_err(|_| "two ports")?;
                 match p[..] { [a, b] if 0 < a && a <= b => { c.ip_local_port_range = [a, b]; Ok(()) } _ => Err("two ascending ports") }
             }),
+            // Accepted so that a script can ask Linux for Reno (a fresh namespace runs BBR) and the same line means
+            // the same on both backends; anything else would silently test a different algorithm.
+            ("net.ipv4.tcp_congestion_control", |_, v| match v.trim() {
+                "reno" => Ok(()),
+                _ => Err("reno (the reference stack's only congestion control)"),
+            }),
         ];
         const GETTERS: &[(&str, fn(&Config) -> String)] = &[
             $(($path, |c| c.$field.to_string()),)*
             ("net.ipv4.tcp_rmem", |c| format!("{}\t{}\t{}", c.tcp_rmem[0], c.tcp_rmem[1], c.tcp_rmem[2])),
             ("net.ipv4.tcp_wmem", |c| format!("{}\t{}\t{}", c.tcp_wmem[0], c.tcp_wmem[1], c.tcp_wmem[2])),
             ("net.ipv4.ip_local_port_range", |c| format!("{}\t{}", c.ip_local_port_range[0], c.ip_local_port_range[1])),
+            ("net.ipv4.tcp_congestion_control", |_| "reno".to_string()),
         ];
     };
 }
@@ -281,6 +288,9 @@ mod tests {
         assert!(matches!(e, ConfigError::BadValue { name: "net.ipv4.tcp_syncookies", .. }), "{e}");
         assert!(c.set("tcp_rmem", "1 2").is_err());
         assert!(c.set("net.inet.tcp.rfc1323", "1").is_err(), "FreeBSD names are not Linux knobs");
+        assert!(c.set("tcp_congestion_control", "cubic").is_err(), "only the algorithm the stack has");
+        c.set("tcp_congestion_control", "reno").unwrap();
+        assert_eq!(c.get("tcp_congestion_control").as_deref(), Some("reno"));
         assert_eq!(c, Config::default(), "failed sets change nothing");
     }
 }

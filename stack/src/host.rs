@@ -957,7 +957,8 @@ impl Host {
             SockOptName::NoDelay => o.nodelay = int(value)? != 0,
             SockOptName::MaxSeg => {
                 let v = int(value)?;
-                if !(0..=65_535).contains(&v) || (v > 0 && v < 88) {
+                // Linux's bounds: TCP_MIN_MSS (88) to MAX_TCP_WINDOW (32767), or 0 for "no clamp".
+                if !(0..=32_767).contains(&v) || (v > 0 && v < 88) {
                     return Err(Errno::EINVAL);
                 }
                 o.user_mss = v as u16;

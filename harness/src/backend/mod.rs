@@ -189,6 +189,11 @@ pub trait Backend {
         let _ = fd;
         Err(format!("the {} backend takes no TCP_INFO snapshots", self.name()))
     }
+    /// The `tcpi_*` names its snapshots hold, when not every one of Linux's: a block that reads another is
+    /// skipped with that reason rather than failed. `None`: all of them.
+    fn tcp_info_names(&self) -> Option<&'static [&'static str]> {
+        None
+    }
     /// The state of any connection, fd-less ones included; `None` for CLOSED (no connection).
     fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState>;
     /// The (state, stimulus) pairs the stack handled so far, for `tcpdrill coverage --transitions`; empty where

@@ -4,7 +4,7 @@
 use super::{Backend, Call, CallResult, Capabilities, Micros};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use tcpdrill_stack::host::{pollbits, Host, HostEvent, SockOptValue};
+use tcpdrill_stack::host::{pollbits, Host, HostEvent, SockOptName, SockOptValue};
 use tcpdrill_stack::wire::WireError;
 use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
 
@@ -87,13 +87,28 @@ impl Reference {
     }
 }
 
+/// The `tcpi_*` fields the reference stack's TCP_INFO has, in Linux's units (tcpi_unacked is not among them: the
+/// stack counts bytes in flight, Linux segments).
+const TCP_INFO_NAMES: &[&str] = &[
+    "tcpi_state",
+    "tcpi_retransmits",
+    "tcpi_probes",
+    "tcpi_snd_wscale",
+    "tcpi_rcv_wscale",
+    "tcpi_rto",
+    "tcpi_snd_mss",
+    "tcpi_rtt",
+    "tcpi_rttvar",
+    "tcpi_snd_cwnd",
+];
+
 impl Backend for Reference {
     fn name(&self) -> &'static str {
         "reference"
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: false, python: false, real_time: false }
+        Capabilities { shell: false, python: super::linux::python3_available(), real_time: false }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {
@@ -110,6 +125,33 @@ impl Backend for Reference {
 
     fn next_event_time(&self) -> Option<Micros> {
         self.host.poll_timeout().map(|at| at.micros() as i64 - EPOCH as i64)
+    }
+
+    fn tcp_info(&mut self, fd: i32) -> Result<Vec<(&'static str, i64)>, String> {
+        match self.host.getsockopt(fd, SockOptName::Info) {
+            Ok(SockOptValue::Info(i)) => Ok(TCP_INFO_NAMES
+                .iter()
+                .zip([
+                    i64::from(i.state),
+                    i64::from(i.retransmits),
+                    i64::from(i.probes),
+                    i64::from(i.snd_wscale),
+                    i64::from(i.rcv_wscale),
+                    i.rto_us as i64,
+                    i64::from(i.snd_mss),
+                    i.rtt_us as i64,
+                    i.rttvar_us as i64,
+                    i64::from(i.snd_cwnd),
+                ])
+                .map(|(n, v)| (*n, v))
+                .collect()),
+            Ok(_) => Err("TCP_INFO read back as another option".to_string()),
+            Err(e) => Err(format!("getsockopt(TCP_INFO) on fd {fd}: {e:?}")),
+        }
+    }
+
+    fn tcp_info_names(&self) -> Option<&'static [&'static str]> {
+        Some(TCP_INFO_NAMES)
     }
 
     fn inject(&mut self, datagram: &[u8]) -> Result<(), String> {

@@ -440,6 +440,9 @@ impl Tcb {
         self.send_buf.drain(..data_acked);
         self.snd_buf_seq += data_acked;
         self.snd_una = ack;
+        while self.push_ends.front().is_some_and(|&e| e <= ack) {
+            self.push_ends.pop_front();
+        }
         if self.snd_nxt < self.snd_una {
             self.snd_nxt = self.snd_una;
         }

@@ -337,6 +337,9 @@ pub struct Tcb {
     pub(crate) cc: Reno,
     /// End of the last sub-MSS segment sent (Minshall's variant of Nagle, as Linux's tcp_minshall_check).
     pub(crate) snd_sml: SeqNum,
+    /// Where unacknowledged segments sent with PSH end, oldest first: a retransmission keeps its PSH, as Linux's
+    /// retransmission of the same skb does (the flag belongs to the segment, not to when it is sent).
+    pub(crate) push_ends: VecDeque<SeqNum>,
 
     // Acknowledgment policy.
     /// Segments received since the last ACK we sent.
@@ -422,6 +425,7 @@ impl Tcb {
             last_oow_ack: None,
             cc: Reno::default(),
             snd_sml: iss,
+            push_ends: VecDeque::new(),
             unacked_segs: 0,
             quickacks: 0,
             ack_now: false,

@@ -123,7 +123,7 @@ impl Tcb {
         }
         if with_sack && self.opts.sack && !self.reasm.is_empty() {
             let room = (40 - o.len() - 4) / 8;
-            let blocks = self.reasm.sack_blocks(self.rcv_nxt, room.min(4));
+            let blocks = self.reasm.sack_blocks(room.min(4));
             if let Some(b) = SackBlocks::new(&blocks) {
                 let _ = o.push(&TcpOption::Nop);
                 let _ = o.push(&TcpOption::Nop);
@@ -295,8 +295,12 @@ impl Tcb {
             let off = (self.snd_nxt - self.snd_buf_seq).max(0) as usize;
             let payload: Vec<u8> = self.send_buf.range(off..off + len as usize).copied().collect();
             let mut flags = TcpFlags::ACK;
-            if len > 0 && is_last {
+            let end = self.snd_nxt + len;
+            if len > 0 && (is_last || self.push_ends.contains(&end)) {
                 flags |= TcpFlags::PSH;
+                if self.push_ends.back().is_none_or(|&e| e < end) {
+                    self.push_ends.push_back(end);
+                }
             }
             if fin {
                 flags |= TcpFlags::FIN;

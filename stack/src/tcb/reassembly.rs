@@ -8,12 +8,13 @@ use std::collections::VecDeque;
 /// Bytes received beyond RCV.NXT, as non-overlapping blocks, and an out-of-order FIN.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Reassembly {
-    /// (start, bytes), unordered, non-overlapping, each non-empty and beyond RCV.NXT.
-    blocks: Vec<(SeqNum, Vec<u8>)>,
+    /// (start, bytes, when last touched), unordered, non-overlapping, each non-empty and beyond RCV.NXT.
+    blocks: Vec<(SeqNum, Vec<u8>, u64)>,
     /// Sequence number of a FIN received out of order: nothing at or beyond it belongs to the stream.
     fin: Option<SeqNum>,
-    /// Start of the block touched last (reported first in SACK, RFC 2018 section 4).
-    last: Option<SeqNum>,
+    /// Counts insertions: a block's stamp orders the SACK blocks, the most recently touched first (RFC 2018
+    /// section 4: the first block holds the segment just received, then "the most recently reported" ones).
+    clock: u64,
 }
 
 impl Reassembly {
@@ -24,12 +25,12 @@ impl Reassembly {
 
     /// Bytes held.
     pub(crate) fn bytes(&self) -> usize {
-        self.blocks.iter().map(|(_, d)| d.len()).sum()
+        self.blocks.iter().map(|(_, d, _)| d.len()).sum()
     }
 
     /// The held blocks, unordered.
     pub(crate) fn blocks(&self) -> impl Iterator<Item = (SeqNum, &[u8])> {
-        self.blocks.iter().map(|(s, d)| (*s, d.as_slice()))
+        self.blocks.iter().map(|(s, d, _)| (*s, d.as_slice()))
     }
 
     /// An out-of-order FIN's sequence number, once seen.
@@ -49,7 +50,7 @@ impl Reassembly {
         let s = (start - base) as u32;
         let e = s + data.len() as u32;
         let mut pieces = vec![(s, e)];
-        for (bs, bd) in &self.blocks {
+        for (bs, bd, _) in &self.blocks {
             let b0 = (*bs - base) as u32;
             let b1 = b0 + bd.len() as u32;
             pieces = pieces
@@ -66,40 +67,45 @@ impl Reassembly {
                 })
                 .collect();
         }
+        self.clock += 1;
         for (p0, p1) in pieces {
             let bytes = data[(p0 - s) as usize..(p1 - s) as usize].to_vec();
-            self.blocks.push((base + p0, bytes));
+            self.blocks.push((base + p0, bytes, self.clock));
         }
-        self.blocks.sort_by_key(|(st, _)| (*st - base) as u32);
-        let mut merged: Vec<(SeqNum, Vec<u8>)> = Vec::with_capacity(self.blocks.len());
-        for (st, d) in self.blocks.drain(..) {
+        self.blocks.sort_by_key(|(st, _, _)| (*st - base) as u32);
+        let mut merged: Vec<(SeqNum, Vec<u8>, u64)> = Vec::with_capacity(self.blocks.len());
+        for (st, d, t) in self.blocks.drain(..) {
             match merged.last_mut() {
-                Some((ls, ld)) if *ls + ld.len() == st => ld.extend_from_slice(&d),
-                _ => merged.push((st, d)),
+                Some((ls, ld, lt)) if *ls + ld.len() == st => {
+                    ld.extend_from_slice(&d);
+                    *lt = (*lt).max(t);
+                }
+                _ => merged.push((st, d, t)),
             }
         }
         self.blocks = merged;
-        self.last = self.blocks.iter().find(|(st, d)| *st <= start && start < *st + d.len()).map(|(st, _)| *st);
+        // A segment wholly inside held bytes touches the block that holds it.
+        let clock = self.clock;
+        if let Some(b) = self.blocks.iter_mut().find(|(st, d, _)| *st <= start && start < *st + d.len()) {
+            b.2 = clock;
+        }
     }
 
     /// Moves the blocks that now continue the stream at `rcv_nxt` into `out`; returns the new RCV.NXT.
     pub(crate) fn pull(&mut self, mut rcv_nxt: SeqNum, out: &mut VecDeque<u8>) -> SeqNum {
-        while let Some(i) = self.blocks.iter().position(|(st, d)| *st <= rcv_nxt && rcv_nxt <= *st + d.len()) {
-            let (st, d) = self.blocks.swap_remove(i);
+        while let Some(i) = self.blocks.iter().position(|(st, d, _)| *st <= rcv_nxt && rcv_nxt <= *st + d.len()) {
+            let (st, d, _) = self.blocks.swap_remove(i);
             let skip = (rcv_nxt - st) as usize;
             out.extend(&d[skip..]);
             rcv_nxt += d.len() - skip;
         }
-        self.blocks.retain(|(st, d)| *st + d.len() > rcv_nxt);
-        for (st, d) in &mut self.blocks {
+        self.blocks.retain(|(st, d, _)| *st + d.len() > rcv_nxt);
+        for (st, d, _) in &mut self.blocks {
             if *st < rcv_nxt {
                 let cut = (rcv_nxt - *st) as usize;
                 d.drain(..cut);
                 *st = rcv_nxt;
             }
-        }
-        if self.blocks.is_empty() {
-            self.last = None;
         }
         rcv_nxt
     }
@@ -107,10 +113,10 @@ impl Reassembly {
     /// Records a FIN at `fin_seq`, beyond RCV.NXT: held bytes at or past it are cut off.
     pub(crate) fn set_fin(&mut self, fin_seq: SeqNum) {
         self.fin = Some(fin_seq);
-        for (st, d) in &mut self.blocks {
+        for (st, d, _) in &mut self.blocks {
             d.truncate(((fin_seq - *st).max(0) as usize).min(d.len()));
         }
-        self.blocks.retain(|(_, d)| !d.is_empty());
+        self.blocks.retain(|(_, d, _)| !d.is_empty());
     }
 
     /// Forgets everything: the FIN was processed, nothing follows it.
@@ -118,12 +124,13 @@ impl Reassembly {
         *self = Reassembly::default();
     }
 
-    /// Up to `max` SACK blocks, the most recently touched first, then in sequence order (RFC 2018 section 4).
-    pub(crate) fn sack_blocks(&self, rcv_nxt: SeqNum, max: usize) -> Vec<(SeqNum, SeqNum)> {
-        let mut blocks: Vec<(SeqNum, SeqNum)> = self.blocks.iter().map(|(s, d)| (*s, *s + d.len())).collect();
-        blocks.sort_by_key(|(s, _)| (Some(*s) != self.last, (*s - rcv_nxt) as u32));
-        blocks.truncate(max);
-        blocks
+    /// Up to `max` SACK blocks, the most recently touched first (RFC 2018 section 4; Linux's tcp_sack_new_ofo_skb
+    /// moves the touched block to the front the same way).
+    pub(crate) fn sack_blocks(&self, max: usize) -> Vec<(SeqNum, SeqNum)> {
+        let mut blocks: Vec<(u64, SeqNum, SeqNum)> =
+            self.blocks.iter().map(|(s, d, t)| (*t, *s, *s + d.len())).collect();
+        blocks.sort_by_key(|&(t, _, _)| core::cmp::Reverse(t));
+        blocks.into_iter().take(max).map(|(_, s, e)| (s, e)).collect()
     }
 }
 
@@ -178,13 +185,15 @@ mod tests {
     }
 
     #[test]
-    fn sack_reports_the_latest_block_first_then_in_order() {
+    fn sack_reports_the_blocks_most_recently_touched_first() {
         let mut r = Reassembly::default();
         r.insert(NXT, SeqNum(1100), b"x");
         r.insert(NXT, SeqNum(1300), b"y");
         r.insert(NXT, SeqNum(1200), b"z");
-        let blocks = r.sack_blocks(NXT, 4);
-        assert_eq!(blocks, [(SeqNum(1200), SeqNum(1201)), (SeqNum(1100), SeqNum(1101)), (SeqNum(1300), SeqNum(1301))]);
-        assert_eq!(r.sack_blocks(NXT, 2).len(), 2, "bounded by the option space");
+        let blocks = r.sack_blocks(4);
+        assert_eq!(blocks, [(SeqNum(1200), SeqNum(1201)), (SeqNum(1300), SeqNum(1301)), (SeqNum(1100), SeqNum(1101))]);
+        assert_eq!(r.sack_blocks(2).len(), 2, "bounded by the option space");
+        r.insert(NXT, SeqNum(1101), b"w");
+        assert_eq!(r.sack_blocks(1), [(SeqNum(1100), SeqNum(1102))], "a merged block takes the newest stamp");
     }
 }

@@ -232,7 +232,10 @@ impl Tcb {
             ctx.config.tcp_retries2
         };
         let base = Duration::from_micros(u64::from(ctx.config.tcp_rto_min_us));
-        self.retransmits >= retries && since >= model_timeout(retries, base, Self::rto_max(ctx))
+        // Time alone, as Linux's retransmits_timed_out (after at least one retransmission): with an RTO above the
+        // model's base the budget runs out after fewer than `retries` retransmissions (measured on 6.18: an RTO
+        // of 2.85 s and tcp_retries2=3 give up at the second expiry).
+        self.retransmits > 0 && since >= model_timeout(retries, base, Self::rto_max(ctx))
     }
 
     fn persist_timeout(&mut self, ctx: &mut Ctx<'_>) {
@@ -262,10 +265,23 @@ impl Tcb {
     }
 
     fn keepalive_timeout(&mut self, ctx: &mut Ctx<'_>) {
-        if !self.sockopts.keepalive || !matches!(self.state, TcpState::Established | TcpState::CloseWait) {
+        // As Linux's tcp_keepalive_timer: every synchronized state with nothing of ours outstanding, a half-closed
+        // FIN-WAIT-2 included (an orphaned one has tcp_fin_timeout instead); FIN-WAIT-1, CLOSING and LAST-ACK
+        // always have their FIN in flight.
+        let probing = match self.state {
+            TcpState::Established | TcpState::CloseWait => true,
+            TcpState::FinWait2 => !self.orphan,
+            _ => false,
+        };
+        if !self.sockopts.keepalive || !probing {
             return;
         }
         let idle = self.keepalive_idle(ctx);
+        // "It is alive without keepalive": data in flight or waiting has the retransmission timer; look again a
+        // whole idle time later.
+        if self.keepalive_probes_out == 0 && (self.in_flight() > 0 || !self.send_buf.is_empty()) {
+            return self.set_timer(Timer::Keepalive, ctx.now + idle);
+        }
         let intvl = Duration::from_secs(u64::from(self.sockopts.keepintvl.unwrap_or(ctx.config.tcp_keepalive_intvl)));
         let probes = self.sockopts.keepcnt.unwrap_or(ctx.config.tcp_keepalive_probes);
         let idle_for = ctx.now.saturating_since(self.last_rcv);

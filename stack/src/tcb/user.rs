@@ -51,7 +51,9 @@ impl Tcb {
     pub(crate) fn receive(&mut self, ctx: &mut Ctx<'_>, len: usize, peek: bool) -> Result<Vec<u8>, Errno> {
         let before = self.rcv_wnd();
         let out = self.read_buffered(len, peek, false);
-        if matches!(&out, Ok(d) if !d.is_empty()) && self.state.is_synchronized() && !peek {
+        // No window update once the peer's FIN is in: it sends no more (Linux's tcp_cleanup_rbuf skips the update
+        // under RCV_SHUTDOWN).
+        if matches!(&out, Ok(d) if !d.is_empty()) && self.state.is_synchronized() && !peek && !self.fin_received {
             let now_wnd = self.rcv_window(ctx);
             let step = (2 * u32::from(self.adv_mss)).min(self.rcv_space(ctx) / 2);
             if now_wnd >= before + step {

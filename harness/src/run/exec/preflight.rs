@@ -77,6 +77,15 @@ impl Exec<'_> {
                 Action::Code(_) if !caps.python => {
                     return Some(format!("needs the linux backend (%{{ }}% block at line {line})"));
                 }
+                Action::Code(c) => {
+                    if let Some(names) = self.backend.tcp_info_names() {
+                        if let Some(missing) = tcpi_names(&c.text).find(|n| !names.contains(n)) {
+                            return Some(format!(
+                                "{missing} (%{{ }}% block at line {line}) is not in the {name} backend's TCP_INFO"
+                            ));
+                        }
+                    }
+                }
                 Action::Packet(p) => match &p.body {
                     PacketBody::Udp { .. } | PacketBody::Icmp { .. } => {
                         return Some(format!("UDP and ICMP packets are not supported yet (line {line})"));
@@ -123,4 +132,9 @@ pub(super) fn sysctl_assignments(cmd: &str) -> Option<Vec<(String, String)>> {
 
 pub(super) fn is_linux_knob(name: &str) -> bool {
     name.starts_with("net.ipv4.") || name.starts_with("net.core.") || name.starts_with("net/ipv4/")
+}
+
+/// The `tcpi_*` identifiers a `%{ }%` block reads.
+fn tcpi_names(code: &str) -> impl Iterator<Item = &str> {
+    code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("tcpi_"))
 }
