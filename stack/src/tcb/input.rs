@@ -75,6 +75,14 @@ impl Tcb {
         if self.opts.timestamps {
             mss = mss.saturating_sub(TS_OPTION_LEN);
         }
+        // Sender-side silly window avoidance as Linux does it (tcp_bound_to_half_wnd): no segment larger than half
+        // the largest window the peer has offered (the whole of it below 536 bytes), never below 68 bytes of
+        // header and data; a peer with a 1000-byte window gets 500-byte segments.
+        let cutoff = if self.max_snd_wnd > u32::from(DEFAULT_MSS) { self.max_snd_wnd / 2 } else { self.max_snd_wnd };
+        if cutoff > 0 && u32::from(mss) > cutoff {
+            let header = 20 + if self.opts.timestamps { TS_OPTION_LEN } else { 0 };
+            mss = (cutoff as u16).max(68 - header);
+        }
         self.snd_mss = mss.max(8);
     }
 
@@ -128,6 +136,7 @@ impl Tcb {
         self.negotiate(ctx, seg);
         self.snd_wnd = u32::from(seg.window);
         self.max_snd_wnd = self.snd_wnd;
+        self.update_snd_mss(ctx);
         self.snd_wl1 = seg.seq;
         self.snd_wl2 = seg.ack;
     }
@@ -301,6 +310,7 @@ impl Tcb {
             // (tcp_create_openreq_child): the SYN's unscaled window says nothing about the windows to come, and
             // counting it would hold back every short segment (sender SWS avoidance) on a small scaled window.
             self.max_snd_wnd = self.snd_wnd;
+            self.update_snd_mss(ctx);
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
             self.become_established(ctx);
@@ -404,7 +414,10 @@ impl Tcb {
         if self.snd_una <= seg.ack && (self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= seg.ack)) {
             let opened = self.snd_wnd == 0 && window > 0;
             self.snd_wnd = window;
-            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            if window > self.max_snd_wnd {
+                self.max_snd_wnd = window;
+                self.update_snd_mss(ctx);
+            }
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
             if opened {
@@ -413,11 +426,10 @@ impl Tcb {
                 self.persist_shift = 0;
             }
         }
-        if self.persist_probes > 0 {
-            // MUST-37: a probe was answered, the connection is alive; keep probing while the window is zero, the
-            // interval still growing (SHLD-30; Linux's tcp_ack_probe keeps icsk_backoff).
-            self.persist_probes = 1;
-        }
+        // MUST-37: any ACK answers the probes: the connection is alive, and while the window stays zero the
+        // probing goes on, its interval still growing (SHLD-30; Linux's tcp_ack zeroes icsk_probes_out, and
+        // tcp_ack_probe keeps icsk_backoff).
+        self.persist_probes = 0;
         self.keepalive_probes_out = 0;
         if self.sockopts.keepalive {
             let at = ctx.now + self.keepalive_idle(ctx);

@@ -244,7 +244,9 @@ impl Tcb {
             self.persist_shift = 0;
             return self.output(ctx);
         }
-        if self.persist_probes > ctx.config.tcp_retries2 {
+        // Linux's tcp_probe_timer: tcp_retries2 unanswered probes, then the connection is given up at the next
+        // expiry (MUST-37 protects only a peer that answers).
+        if self.persist_probes >= ctx.config.tcp_retries2 {
             return self.abort(Errno::ETIMEDOUT);
         }
         // Linux's zero-window probe: an ACK carrying the already acknowledged byte SND.UNA - 1, which forces
