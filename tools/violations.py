@@ -6,80 +6,51 @@ or "a 59 s TIME-WAIT"). Every case must end "FAIL (caught)"; the exit status is 
     python3 tools/violations.py                 # every case (a release build each, ~20 s)
     python3 tools/violations.py TIME-WAIT       # the cases whose name contains TIME-WAIT
 
-Each case: (name, file, old text, new text, scripts that must fail). The file is restored after each case; do not
-interrupt it (an interrupted run leaves the last case's change in the tree: `git checkout stack/`). Not while
-cargo-mutants runs: one build at a time."""
-import subprocess, sys
-CASES = [
-  ("ISN without its clock", "stack/src/isn.rs",
-   "let m = (now.micros() / 4) as u32;", "let m = 0u32 & (now.micros() as u32);",
-   ["scripts/isn/same-four-tuple-isn-follows-the-clock.pkt"]),
-  ("send MSS ignores the path MTU", "stack/src/tcb/input.rs",
-   "let mut mss = self.opts.peer_mss.min(ctx.config.mtu.saturating_sub(ip_tcp).min(65_535) as u16);",
-   "let _ = ip_tcp;\n        let mut mss = self.opts.peer_mss;",
-   ["scripts/options/mss-path-limits-segment-size.pkt"]),
-  ("answered zero-window probes count toward giving up", "stack/src/tcb/input.rs",
-   "            self.persist_probes = 1;\n", "",
-   ["scripts/timers/zero-window-answered-probes-never-give-up.pkt"]),
-  ("zero-window probe interval stops growing once answered", "stack/src/tcb/input.rs",
-   "            self.persist_probes = 1;\n", "            self.persist_probes = 1;\n            self.persist_shift = 1;\n",
-   ["scripts/timers/zero-window-persist.pkt"]),
-  ("RFC 5961 5.2 bound off by one (SEG.ACK = SND.UNA - MAX.SND.WND rejected)", "stack/src/tcb/input.rs",
-   "if seg.ack > self.snd_max || seg.ack < lower {", "if seg.ack > self.snd_max || seg.ack <= lower {",
-   ["scripts/reset/ack-bound-at-max-snd-wnd.pkt"]),
-  ("RFC 5961 5.2 bound at 64 x MAX.SND.WND", "stack/src/tcb/input.rs",
-   "let lower = self.snd_una - self.max_snd_wnd;", "let lower = self.snd_una - self.max_snd_wnd.saturating_mul(64);",
-   ["scripts/reset/ack-bound-at-max-snd-wnd.pkt"]),
-  ("our own SYN's window scaled", "stack/src/tcb/output.rs",
-   "((space / mss * mss).max(mss.min(space))) as u16", "(((space / mss * mss).max(mss.min(space))) >> self.opts.rcv_wscale) as u16",
-   ["scripts/options/syn-window-never-scaled.pkt", "scripts/options/window-scale-both-offer.pkt"]),
-  ("any SYN reopens TIME-WAIT", "stack/src/tcb/input.rs",
-   "(seg.seq > self.rcv_nxt || newer_ts)", "true",
-   ["scripts/time-wait/old-syn-does-not-reopen.pkt"]),
-  ("a SYN at RCV.NXT reopens TIME-WAIT", "stack/src/tcb/input.rs",
-   "(seg.seq > self.rcv_nxt || newer_ts)", "(seg.seq >= self.rcv_nxt || newer_ts)",
-   ["scripts/time-wait/old-syn-does-not-reopen.pkt"]),
-  ("a SYN with an older timestamp reopens TIME-WAIT", "stack/src/tcb/input.rs",
-   "&& !paws_reject && (seg.seq > self.rcv_nxt || newer_ts)", "&& (seg.seq > self.rcv_nxt || newer_ts)",
-   ["scripts/time-wait/old-timestamp-syn-does-not-reopen.pkt"]),
-  ("SYN-RECEIVED forgets it came from an active OPEN", "stack/src/tcb/input.rs",
-   "            TcpState::SynReceived if self.passive => {", "            TcpState::SynReceived if self.passive || true => {",
-   ["scripts/reset/rst-in-syn-received-active.pkt"]),
-  ("keep-alives on by default", "stack/src/tcb/mod.rs",
-   "pub struct SockOpts {\n    /// SO_KEEPALIVE.\n    pub keepalive: bool,", None,
-   ["scripts/timers/keepalive-off-by-default-on-the-wire.pkt"]),
-  ("TIME-WAIT lasts 59 s", "stack/src/tcb/mod.rs",
-   "pub const TIME_WAIT_LEN: Duration = Duration::from_secs(60);", "pub const TIME_WAIT_LEN: Duration = Duration::from_secs(59);",
-   ["scripts/close/active-close.pkt", "scripts/close/simultaneous-close.pkt", "scripts/time-wait/lasts-2msl-active-opener.pkt"]),
-  ("a 60 s keep-alive idle time by default", "stack/src/config.rs",
-   "tcp_keepalive_time: 7200", "tcp_keepalive_time: 60",
-   ["scripts/timers/keepalive-default-two-hours.pkt"]),
-]
+The cases are tools/violations.json: what is broken, the requirements it breaks, the file, the text replaced and
+its replacement, the scripts (under scripts/, without .pkt) that must fail. A whole run in which every case is
+caught writes scripts/violations-caught.tsv, which `tcpdrill coverage` reads for REQUIREMENTS.md's "asserted by"
+column. The file is restored after each case; do not interrupt it (an interrupted run leaves the last case's
+change in the tree: `git checkout stack/`). Not while cargo-mutants runs: one build at a time."""
+import json, subprocess, sys
+
+CASES = json.load(open("tools/violations.json"))
 only = sys.argv[1:]
 bad = 0
-for name, path, old, new, scripts in CASES:
+caught = []
+for case in CASES:
+    name, path, old, new, scripts = case["name"], case["file"], case["old"], case["new"], case["scripts"]
     if only and not any(o in name for o in only):
         continue
     src = open(path).read()
-    if new is None:
-        # keep-alive default: SockOpts derives Default; flip it in Tcb::new's use instead
-        mutated = src.replace("        Tcb {\n            tuple,", "        let sockopts = SockOpts { keepalive: true, ..sockopts };\n        Tcb {\n            tuple,", 1)
-    else:
-        if old not in src:
-            print(f"!! {name}: pattern not found in {path}"); bad += 1; continue
-        mutated = src.replace(old, new, 1)
-    open(path, "w").write(mutated)
+    if src.count(old) != 1:
+        print(f"!! {name}: the text to replace is in {path} {src.count(old)} times, not once"); bad += 1; continue
+    open(path, "w").write(src.replace(old, new, 1))
     try:
         b = subprocess.run(["cargo", "build", "--release", "-q", "-p", "tcpdrill"], capture_output=True, text=True)
         if b.returncode != 0:
             print(f"!! {name}: does not build\n{b.stderr[-800:]}"); bad += 1; continue
+        all_failed = True
         for s in scripts:
-            r = subprocess.run(["target/release/tcpdrill", "run", s], capture_output=True, text=True)
+            r = subprocess.run(["target/release/tcpdrill", "run", f"scripts/{s}.pkt"], capture_output=True, text=True)
             first = next((l for l in r.stdout.splitlines() + r.stderr.splitlines() if "error" in l), "")
             verdict = "FAIL (caught)" if r.returncode == 1 else f"exit {r.returncode} (NOT caught)"
-            if r.returncode != 1: bad += 1
+            if r.returncode != 1:
+                bad += 1; all_failed = False
             print(f"{name}: {s}: {verdict}\n    {first[:200]}")
+        if all_failed:
+            caught.append(case)
     finally:
         open(path, "w").write(src)
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "tcpdrill"])
+if not only and not bad:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "stack", "scripts"], capture_output=True, text=True).stdout.strip():
+        commit += " with uncommitted changes"
+    with open("scripts/violations-caught.tsv", "w") as f:
+        f.write(f"# Generated by `python3 tools/violations.py` at {commit}: each hand-made violation of\n")
+        f.write("# tools/violations.json and the scripts that failed on it. Do not edit by hand.\n")
+        f.write("# violation\trequirements\tscripts\n")
+        for c in caught:
+            f.write(f"{c['name']}\t{','.join(c['requirements'])}\t{' '.join(c['scripts'])}\n")
+    print(f"all {len(caught)} caught: wrote scripts/violations-caught.tsv")
 sys.exit(1 if bad else 0)

@@ -127,6 +127,14 @@ enum Command {
         /// Write the report to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also write, for each script, the mutants it rejects (read from the runs' logs), for `coverage`'s
+        /// asserted column: scripts/mutants-kills.tsv.
+        #[arg(long, value_name = "FILE")]
+        kills: Option<PathBuf>,
+        /// The mutants of the commit reported on (`cargo mutants --list --json > FILE`): verdicts from runs at an
+        /// earlier commit count only for the mutants it still has, and the total is its length.
+        #[arg(long, value_name = "FILE")]
+        current: Option<PathBuf>,
     },
     /// Print IP/TCP datagrams given as hex in packetdrill notation (one datagram per argument, or one per
     /// line on standard input when no argument is given).
@@ -170,8 +178,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
-        Command::MutantsReport { dirs, explained, source, output } => {
-            mutants_report(&dirs, &explained, &source, output.as_deref())
+        Command::MutantsReport { dirs, explained, source, output, kills, current } => {
+            mutants_report(&dirs, &explained, &source, output.as_deref(), kills.as_deref(), current.as_deref())
         }
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
         Command::Run { paths, backend, jobs, verbose, define, sysctl, diagram, pcap, tolerance_scale, limits } => {
@@ -200,24 +208,46 @@ fn mutants_report(
     explained: &std::path::Path,
     source: &str,
     out: Option<&std::path::Path>,
+    kills: Option<&std::path::Path>,
+    current: Option<&std::path::Path>,
 ) -> ExitCode {
     use tcpdrill::report::mutants;
-    let mut list = Vec::new();
-    let mut total = 0;
+    let mut runs = Vec::new();
+    let mut found = std::collections::BTreeSet::new();
     for dir in dirs {
         let file = dir.join("outcomes.json");
         let read = std::fs::read_to_string(&file)
             .map_err(|e| format!("{e} (run cargo mutants first; see the README's \"Mutation testing\")"));
-        let found = std::fs::read_to_string(dir.join("mutants.json"))
+        let names = std::fs::read_to_string(dir.join("mutants.json"))
             .map_err(|e| format!("mutants.json: {e}"))
-            .and_then(|t| mutants::count_found(&t));
-        match read.and_then(|t| mutants::read_outcomes(&t)).and_then(|l| Ok((l, found?))) {
-            Ok((l, n)) => {
-                list.extend(l);
-                total += n;
+            .and_then(|t| mutants::found_names(&t));
+        match read.and_then(|t| mutants::read_outcomes(&t)).and_then(|l| Ok((l, names?))) {
+            Ok((mut l, n)) => {
+                for m in &mut l {
+                    // A log that cannot be read names no script: the mutant still counts, it only witnesses less.
+                    let log = m.log_path.as_ref().and_then(|p| std::fs::read_to_string(dir.join(p)).ok());
+                    m.rejected_by = log.as_deref().map(mutants::rejecting_scripts).unwrap_or_default();
+                }
+                runs.push(l);
+                found.extend(n);
             }
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
+                return ExitCode::from(exit::USAGE);
+            }
+        }
+    }
+    let mut list = mutants::merge_runs(runs);
+    let mut total = found.len().max(list.len());
+    if let Some(c) = current {
+        match std::fs::read_to_string(c).map_err(|e| e.to_string()).and_then(|t| mutants::found_names(&t)) {
+            Ok(names) => {
+                let names: std::collections::BTreeSet<String> = names.into_iter().collect();
+                list.retain(|m| names.contains(&m.name));
+                total = names.len();
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", c.display());
                 return ExitCode::from(exit::USAGE);
             }
         }
@@ -234,6 +264,13 @@ fn mutants_report(
     } else {
         source.to_string()
     };
+    if let Some(k) = kills {
+        if let Err(e) = std::fs::write(k, mutants::kills_tsv(&list, &source)) {
+            eprintln!("{}: {e}", k.display());
+            return ExitCode::from(exit::USAGE);
+        }
+        eprintln!("wrote {}", k.display());
+    }
     emit(&mutants::report(&list, total, &ex, &source), out)
 }
 
@@ -711,7 +748,14 @@ fn coverage(
                 cov::ScriptStatus::of(name_of(f), text, &per_backend)
             })
             .collect();
-        cov::requirements_markdown(&scripts)
+        let evidence = match root.as_deref().map(cov::Evidence::load).transpose() {
+            Ok(e) => e.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+        cov::requirements_markdown(&scripts, &evidence)
     };
     if let Some(file) = check {
         let current = std::fs::read_to_string(file).unwrap_or_default();

@@ -171,7 +171,11 @@ fn mutants_report_from_a_run_and_without_one() {
         br#"{"outcomes": [{"scenario": {"Mutant": {"name": "stack/src/isn.rs:67:9: replace IsnGenerator::isn -> u32 with 0",
             "file": "stack/src/isn.rs", "function": {"function_name": "IsnGenerator::isn"}}}, "summary": "MissedMutant"}]}"#,
     );
-    write(&d, "mutants.json", b"[{}, {}]");
+    write(
+        &d,
+        "mutants.json",
+        br#"[{"name": "stack/src/isn.rs:67:9: replace IsnGenerator::isn -> u32 with 0"}, {"name": "another"}]"#,
+    );
     let ex = write(&d, "explained.md", b"| where | why |\n|---|---|\n");
     let out = d.join("MUTANTS.md");
     let r = tcpdrill(&["mutants-report", d.to_str().unwrap(), "--explained", &ex, "--output", out.to_str().unwrap()]);

@@ -61,7 +61,8 @@ fn check_requirements(results: &Results, scripts: &[PathBuf]) -> Result<(), Stri
         let per_backend: Vec<(&'static str, Option<&str>)> = BackendKind::all().map(|b| (b.name(), get(b))).collect();
         statuses.push(coverage::ScriptStatus::of(n.clone(), &text, &per_backend));
     }
-    let want = coverage::requirements_markdown(&statuses);
+    let evidence = coverage::Evidence::load(&root().join("scripts"))?;
+    let want = coverage::requirements_markdown(&statuses, &evidence);
     let file = root().join("scripts/REQUIREMENTS.md");
     let have = std::fs::read_to_string(&file).unwrap_or_default();
     if have == want {

@@ -86,6 +86,7 @@ pub const REQUIREMENTS: &[(&str, &str, &str)] = &[
     ("RFC1337", "RFC 1337 3", "TIME-WAIT assassination: a RST in TIME-WAIT (tcp_rfc1337)"),
     ("RFC7323-WS", "RFC 7323 2", "Window scale: both SYNs must offer it; SYN windows unscaled"),
     ("RFC7323-TS", "RFC 7323 3", "Timestamps: negotiated in the SYNs, TSecr echoes the last TSval"),
+    ("RFC7323-PAWS", "RFC 7323 5", "PAWS: a segment with a TSval older than TS.Recent is dropped with an ACK"),
     ("RFC2018-4", "RFC 2018 4", "SACK blocks: the newest segment's first, then the most recently reported"),
     ("RFC5681-SS", "RFC 5681 3.1", "Slow start from the initial window; one segment after a timeout"),
     ("RFC5681-ACK", "RFC 5681 4.2", "An immediate ACK for out-of-order data, for filling a gap, for a duplicate"),
@@ -166,8 +167,95 @@ pub fn status_word(r: &super::ScriptResult) -> &'static str {
     }
 }
 
-/// `scripts/REQUIREMENTS.md`: each requirement with the scripts that test it and their results on each backend.
-pub fn requirements_markdown(scripts: &[ScriptStatus]) -> String {
+/// What shows a requirement asserted (a stack that violates it fails a script) rather than merely exercised, read
+/// from files beside the scripts: the mutants each script rejects (`tcpdrill mutants-report --kills`), the
+/// hand-made violations `tools/violations.py` saw caught, and the arguments for what no script can assert.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// Script name -> (mutants it rejects, how many of them no other script does, its most specific mutant).
+    pub kills: BTreeMap<String, (usize, usize, String)>,
+    /// Hand-made violations the suite caught: (what was broken, requirement ids, the scripts that failed).
+    pub violations: Vec<(String, Vec<String>, Vec<String>)>,
+    /// Requirement id -> why no script asserts it (not black-box testable, or Linux and the RFC part ways).
+    pub argued: BTreeMap<String, String>,
+}
+
+impl Evidence {
+    /// The mutants each script rejects, in `scripts/`.
+    pub const KILLS: &'static str = "mutants-kills.tsv";
+    /// The hand-made violations caught, in `scripts/`.
+    pub const VIOLATIONS: &'static str = "violations-caught.tsv";
+    /// The arguments, in `scripts/`.
+    pub const ARGUED: &'static str = "requirements-argued.md";
+
+    /// Reads the three files from the scripts folder `dir`; a missing one is empty evidence, an unreadable line an
+    /// error naming the file and line.
+    pub fn load(dir: &std::path::Path) -> Result<Evidence, String> {
+        let read = |name: &str| match std::fs::read_to_string(dir.join(name)) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(format!("{}: {e}", dir.join(name).display())),
+        };
+        Evidence::parse(&read(Self::KILLS)?, &read(Self::VIOLATIONS)?, &read(Self::ARGUED)?)
+    }
+
+    /// [`Evidence::load`] on the files' texts.
+    pub fn parse(kills: &str, violations: &str, argued: &str) -> Result<Evidence, String> {
+        let rows = |text: &str| -> Vec<(usize, Vec<String>)> {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+                .map(|(i, l)| (i + 1, l.split('\t').map(str::to_string).collect()))
+                .collect()
+        };
+        let mut e = Evidence::default();
+        for (line, f) in rows(kills) {
+            let bad = || format!("{}:{line}: expected script, rejected, alone, mutant", Self::KILLS);
+            let [sc, all, alone, ex] = &f[..] else { return Err(bad()) };
+            let n = |v: &str| v.parse::<usize>().map_err(|_| bad());
+            e.kills.insert(sc.clone(), (n(all)?, n(alone)?, ex.clone()));
+        }
+        for (line, f) in rows(violations) {
+            let [what, reqs, scripts] = &f[..] else {
+                return Err(format!("{}:{line}: expected violation, requirements, scripts", Self::VIOLATIONS));
+            };
+            let list = |v: &str| v.split([',', ' ']).filter(|x| !x.is_empty()).map(str::to_string).collect();
+            e.violations.push((what.clone(), list(reqs), list(scripts)));
+        }
+        for line in argued.lines() {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+            if cells.len() >= 2 && REQUIREMENTS.iter().any(|(id, _, _)| *id == cells[0]) {
+                e.argued.insert(cells[0].to_string(), cells[1..].join("|").trim().to_string());
+            }
+        }
+        Ok(e)
+    }
+
+    /// What asserts requirement `id`, tested by `scripts`: ("asserted" by a violation of it | "mutants" its
+    /// scripts reject, which may break it or something else | "argued" | "exercised", the evidence).
+    fn of(&self, id: &str, scripts: &[&ScriptStatus]) -> (&'static str, String) {
+        if let Some((what, _, by)) = self.violations.iter().find(|(_, reqs, _)| reqs.iter().any(|r| r == id)) {
+            return ("asserted", format!("violation \"{what}\" fails {}", by.join(", ")));
+        }
+        let best = scripts
+            .iter()
+            .filter_map(|s| self.kills.get(&s.name).map(|k| (s.name.as_str(), k)))
+            .filter(|(_, k)| k.0 > 0)
+            .max_by_key(|(name, k)| (k.1, k.0, std::cmp::Reverse(*name)));
+        if let Some((name, (all, alone, ex))) = best {
+            let alone = if *alone > 0 { format!(", {alone} by it alone") } else { String::new() };
+            return ("mutants", format!("{name} rejects {all} mutants{alone}, e.g. `{ex}`"));
+        }
+        match self.argued.get(id) {
+            Some(why) => ("argued", why.clone()),
+            None => ("exercised", String::new()),
+        }
+    }
+}
+
+/// `scripts/REQUIREMENTS.md`: each requirement with the scripts that test it, whether a broken stack is shown to
+/// fail them (asserted) or they only run through it (exercised), and their results on each backend.
+pub fn requirements_markdown(scripts: &[ScriptStatus], evidence: &Evidence) -> String {
     let mut by_req: BTreeMap<&str, Vec<&ScriptStatus>> = BTreeMap::new();
     for s in scripts {
         for t in &s.tags {
@@ -182,15 +270,40 @@ pub fn requirements_markdown(scripts: &[ScriptStatus]) -> String {
          tags in the scripts and\nthe scripts' results on each backend; `cargo test` checks that it is up to date. \
          Do not edit by hand.\n\n",
     );
-    let _ = writeln!(out, "{covered} of {} requirements have at least one script.\n", REQUIREMENTS.len());
+    let judged: Vec<(&str, String)> = REQUIREMENTS
+        .iter()
+        .map(|(id, _, _)| {
+            let (word, why) = evidence.of(id, by_req.get(id).map_or(&[][..], Vec::as_slice));
+            match (word, by_req.contains_key(id)) {
+                ("exercised", false) => ("uncovered", "not covered".to_string()),
+                ("exercised", true) => (word, "exercised only".to_string()),
+                (w, _) => (w, format!("{w}: {why}")),
+            }
+        })
+        .collect();
+    let count = |w: &str| judged.iter().filter(|(x, _)| *x == w).count();
+    let _ = writeln!(
+        out,
+        "{covered} of {} requirements have at least one script. {} are asserted: a stack built to break them \
+         (`python3 tools/violations.py`) fails their scripts; for {} more, their scripts reject mutants of the \
+         stack (`scripts/MUTANTS.md`), which shows the scripts can fail but not that those mutants break the \
+         requirement; {} are argued to be beyond a black-box test or not what Linux does; {} are only \
+         exercised; {} have neither a script nor an argument.\n",
+        REQUIREMENTS.len(),
+        count("asserted"),
+        count("mutants"),
+        count("argued"),
+        count("exercised"),
+        count("uncovered"),
+    );
     // A column per backend, as the scripts' results list them (every backend of the registry).
     let backends: Vec<&str> = scripts.first().map_or(Vec::new(), |s| s.results.iter().map(|(b, _)| *b).collect());
-    let _ = writeln!(out, "| requirement | source | what | scripts | {} |", backends.join(" | "));
-    let _ = writeln!(out, "|---|---|---|---|{}", "---|".repeat(backends.len()));
-    for (id, src, what) in REQUIREMENTS {
+    let _ = writeln!(out, "| requirement | source | what | scripts | asserted by | {} |", backends.join(" | "));
+    let _ = writeln!(out, "|---|---|---|---|---|{}", "---|".repeat(backends.len()));
+    for ((id, src, what), (_, judged)) in REQUIREMENTS.iter().zip(&judged) {
         match by_req.get(id) {
             None => {
-                let _ = writeln!(out, "| {id} | {src} | {what} | not covered |{}", " |".repeat(backends.len()));
+                let _ = writeln!(out, "| {id} | {src} | {what} | | {judged} |{}", " |".repeat(backends.len()));
             }
             Some(list) => {
                 let names: Vec<String> = list
@@ -203,7 +316,12 @@ pub fn requirements_markdown(scripts: &[ScriptStatus]) -> String {
                 let columns: Vec<String> = (0..backends.len())
                     .map(|i| summary(&list.iter().map(|s| s.results[i].1.as_str()).collect::<Vec<_>>()))
                     .collect();
-                let _ = writeln!(out, "| {id} | {src} | {what} | {} | {} |", names.join("<br>"), columns.join(" | "));
+                let _ = writeln!(
+                    out,
+                    "| {id} | {src} | {what} | {} | {judged} | {} |",
+                    names.join("<br>"),
+                    columns.join(" | ")
+                );
             }
         }
     }
@@ -337,10 +455,32 @@ mod tests {
             results: vec![("reference", "pass".into()), ("linux", "FAIL".into())],
             linux_divergence: true,
         };
-        let md = requirements_markdown(&[s]);
-        assert!(md.contains("| MUST-13 | RFC 9293 3.6.1 | Stay in TIME-WAIT for 2 MSL | [close/x](close/x.pkt) (Linux differs) | 1/1 pass | 0/1 pass (FAIL) |"), "{md}");
-        assert!(md.contains("| MUST-2 | RFC 9293 3.1 | Sender computes the checksum | not covered | | |"));
-        assert!(md.contains(&format!("1 of {} requirements", REQUIREMENTS.len())));
+        let md = requirements_markdown(std::slice::from_ref(&s), &Evidence::default());
+        assert!(md.contains("| MUST-13 | RFC 9293 3.6.1 | Stay in TIME-WAIT for 2 MSL | [close/x](close/x.pkt) (Linux differs) | exercised only | 1/1 pass | 0/1 pass (FAIL) |"), "{md}");
+        assert!(md.contains("| MUST-2 | RFC 9293 3.1 | Sender computes the checksum | | not covered | | |"));
+        assert!(
+            md.contains(&format!("1 of {} requirements have at least one script. 0 are asserted", REQUIREMENTS.len()))
+        );
+        // Asserted by a mutant its script rejects, by a hand-made violation, or argued.
+        let e = Evidence::parse(
+            "# header\nclose/x\t7\t2\tstack/src/tcb/timers.rs: replace + with - in Tcb::enter_time_wait\n",
+            "TIME-WAIT lasts 59 s\tMUST-13\tclose/x\nkeep-alives on\tMUST-25,MUST-26\ttimers/a timers/b\n",
+            "| id | why |\n|---|---|\n| MUST-9 | not black-box testable |\n| MUST-999 | no such row |\n",
+        )
+        .unwrap();
+        assert_eq!(e.violations[1].1, ["MUST-25", "MUST-26"]);
+        assert_eq!(e.violations[1].2, ["timers/a", "timers/b"]);
+        let md = requirements_markdown(std::slice::from_ref(&s), &e);
+        assert!(md.contains("| asserted: violation \"TIME-WAIT lasts 59 s\" fails close/x |"), "{md}");
+        assert!(md.contains("| MUST-9 | RFC 9293 3.4.1 | ISN function not computable from outside | | argued: not black-box testable |"), "{md}");
+        assert!(md.contains("3 are asserted"), "{md}");
+        assert!(md.contains("1 are argued to be beyond a black-box test or not what Linux does; 0 are only exercised; 80 have neither"), "{md}");
+        let only_kills = Evidence { violations: vec![], ..e.clone() };
+        let md = requirements_markdown(&[s], &only_kills);
+        assert!(md.contains("| mutants: close/x rejects 7 mutants, 2 by it alone, e.g. `stack/src/tcb/timers.rs: replace + with - in Tcb::enter_time_wait` |"), "{md}");
+        assert!(md.contains("0 are asserted: a stack built to break them (`python3 tools/violations.py`) fails their scripts; for 1 more"), "{md}");
+        assert!(Evidence::parse("close/x\tseven\t2\tm\n", "", "").unwrap_err().contains("mutants-kills.tsv:1:"));
+        assert!(Evidence::parse("", "just one field\n", "").is_err());
     }
 
     #[test]

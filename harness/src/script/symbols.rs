@@ -52,6 +52,7 @@ pub const SYSCALLS: &[Syscall] = &[
     Syscall { name: "tcp_state", runs: true },
     Syscall { name: "tcp_isn_distinct", runs: true },
     Syscall { name: "tcp_isn_beyond_previous", runs: true },
+    Syscall { name: "tcp_isn_clock_within", runs: true },
 ];
 
 /// Whether the executor can make the syscall `name`.

@@ -157,7 +157,7 @@ impl Tcb {
     /// setsockopt() on a live connection: buffers resize, and changing SO_KEEPALIVE or TCP_KEEPIDLE
     /// (`rearm_keepalive`) restarts or stops the keep-alive timer. `now` is the host's latest time.
     pub(crate) fn apply_sockopts(&mut self, opts: SockOpts, rearm_keepalive: bool, config: &Config, now: Instant) {
-        self.sockopts = opts;
+        let fresh = !core::mem::replace(&mut self.sockopts, opts).keepalive && opts.keepalive;
         if let Some(b) = opts.rcvbuf {
             self.rcvbuf_cap = b as usize;
         }
@@ -165,10 +165,10 @@ impl Tcb {
             self.sndbuf_cap = b as usize;
         }
         if rearm_keepalive {
-            if opts.keepalive && matches!(self.state, TcpState::Established | TcpState::CloseWait) {
-                // As Linux's tcp_sock_set_keepidle: the idle time counts from the last segment received.
+            if opts.keepalive && self.state.is_synchronized() {
+                // Linux: SO_KEEPALIVE waits a whole idle time from now; TCP_KEEPIDLE counts from the last receipt.
                 let idle = Duration::from_secs(u64::from(opts.keepidle.unwrap_or(config.tcp_keepalive_time)));
-                self.set_timer(Timer::Keepalive, (self.last_rcv + idle).max(now));
+                self.set_timer(Timer::Keepalive, ((if fresh { now } else { self.last_rcv }) + idle).max(now));
             } else {
                 self.clear_timer(Timer::Keepalive);
             }

@@ -334,7 +334,8 @@ impl Exec<'_> {
     /// tcpdrill's ISN extensions, answered from the ISNs the executor learned (the stack's sequence numbers are
     /// otherwise only seen relative to them): `tcp_isn_distinct()` is 1 when every connection so far had an ISN of
     /// its own; `tcp_isn_beyond_previous()` is 1 when the current connection's ISN lies beyond (RFC 1982) the last
-    /// sequence number the previous incarnation of the same four-tuple used.
+    /// sequence number the previous incarnation of the same four-tuple used; `tcp_isn_clock_within(rate, percent)`
+    /// is 1 when the ISN clock ran at `rate` ticks a second, within `percent`, between those two incarnations.
     pub(super) fn isn_extension(&mut self, e: &Event, c: &Syscall) -> Res<()> {
         let fail = |x: &Self, m: String| x.fail(e.span, "error handling syscall", m, vec![], "this call");
         let got: i64 = match c.name.as_str() {
@@ -346,6 +347,17 @@ impl Exec<'_> {
                 Ok(b) => i64::from(b),
                 Err(why) => return Err(fail(self, format!("tcp_isn_beyond_previous(): {why}"))),
             },
+            "tcp_isn_clock_within" => {
+                let [rate, pct] = &c.args[..] else {
+                    return Err(fail(self, "tcp_isn_clock_within(rate, percent) takes two numbers".into()));
+                };
+                let (rate, pct) =
+                    (self.int(rate).map_err(|m| fail(self, m))?, self.int(pct).map_err(|m| fail(self, m))?);
+                match self.space.isn_clock_within(rate as f64, pct as f64) {
+                    Ok(b) => i64::from(b),
+                    Err(why) => return Err(fail(self, format!("tcp_isn_clock_within(): {why}"))),
+                }
+            }
             other => return Err(fail(self, format!("unknown extension {other}()"))),
         };
         let t = self.backend.now();

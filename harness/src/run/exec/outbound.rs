@@ -58,7 +58,7 @@ impl Exec<'_> {
         // Learn the stack's ISN, port and TS offset from this packet where the script fixes them.
         let ports = (live.tcp.src_port, live.tcp.dst_port);
         if live.tcp.flags.syn() {
-            self.space.outbound_syn(ports, live.tcp.flags.ack(), live.tcp.seq.0, t.seq);
+            self.space.outbound_syn(ports, live.tcp.flags.ack(), live.tcp.seq.0, t.seq, actual);
             if !live.tcp.flags.ack() {
                 self.local_port = Some(live.tcp.src_port);
                 self.remote_port = live.tcp.dst_port;

@@ -25,6 +25,8 @@ struct Incarnation {
     ports: Ports,
     isn: u32,
     end: u32,
+    /// When the stack sent the SYN it was learned from, microseconds of the script's clock.
+    at: i64,
 }
 
 /// The numbering of every connection of a run.
@@ -113,7 +115,7 @@ impl ScriptSpace {
 
     /// The stack sent a SYN (`ack`: a SYN-ACK) with live sequence number `live` where the script's line says
     /// `script`: learns its ISN if this starts a connection (or an incarnation) the space does not know yet.
-    pub(super) fn outbound_syn(&mut self, ports: Ports, ack: bool, live: u32, script: Option<u32>) {
+    pub(super) fn outbound_syn(&mut self, ports: Ports, ack: bool, live: u32, script: Option<u32>, at: i64) {
         let simultaneous_open = self.isn_from_syn && ack;
         let relearn = self.isn_ports != Some(ports) || (self.new_incarnation && !simultaneous_open);
         let Some(script) = script.filter(|_| relearn) else { return };
@@ -126,7 +128,7 @@ impl ScriptSpace {
         self.isn_ports = Some(ports);
         self.isn_from_syn = !ack;
         self.new_incarnation = false;
-        self.history.push(Incarnation { ports, isn: live, end: live });
+        self.history.push(Incarnation { ports, isn: live, end: live, at });
     }
 
     /// The stack's TSval `live` where the script says `script`, the first time one is seen.
@@ -164,6 +166,24 @@ impl ScriptSpace {
     }
 }
 
+impl ScriptSpace {
+    /// `tcp_isn_clock_within(rate, percent)`: whether the ISN clock ran at `rate` ticks a second, within
+    /// `percent`, between the previous incarnation of this four-tuple and the current one. Their ISNs share the
+    /// four-tuple's secret offset (RFC 6528's F), so their difference is the clock's advance alone. Why not, if it
+    /// cannot tell.
+    pub(super) fn isn_clock_within(&self, rate: f64, percent: f64) -> Result<bool, String> {
+        let (cur, earlier) = self.history.split_last().ok_or("no ISN seen yet")?;
+        let prev =
+            earlier.iter().rev().find(|h| h.ports == cur.ports).ok_or("no earlier incarnation of this four-tuple")?;
+        let dt = cur.at - prev.at;
+        if dt < 100_000 {
+            return Err(format!("the two ISNs were sent {dt} us apart; a rate needs at least 0.1 s"));
+        }
+        let measured = f64::from(cur.isn.wrapping_sub(prev.isn)) * 1e6 / dt as f64;
+        Ok((measured - rate).abs() <= rate * percent / 100.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,12 +198,12 @@ mod tests {
         assert_eq!(s.remote_offset(C, true), 0, "a SYN's sequence number as written");
         assert_eq!(s.remote_offset(C, false), 1000, "`< . 1:1(0)` is seq 1001");
         // > S. 0:0(0) from live ISN 7000.
-        s.outbound_syn(C, true, 7000, Some(0));
+        s.outbound_syn(C, true, 7000, Some(0), 0);
         assert_eq!(s.local_offset(C, false), 7000, "`ack 1` on a later segment is 7001");
         assert_eq!(s.local_offset(C, true), 7000, "the SYN-ACK line's 0 is 7000");
         // A script that writes `> S. 100:100(0)` keeps 100 for SYNs only (socket.h): later numbers count from 0.
         let mut t = ScriptSpace::default();
-        t.outbound_syn(C, true, 7000, Some(100));
+        t.outbound_syn(C, true, 7000, Some(100), 0);
         assert_eq!((t.local_offset(C, true), t.local_offset(C, false)), (6900, 7000));
     }
 
@@ -191,13 +211,13 @@ mod tests {
     fn a_syn_on_a_connection_in_use_changes_nothing_unless_the_stack_answers_it_with_a_syn_ack() {
         let mut s = ScriptSpace::default();
         s.inbound_syn(C, false, 0);
-        s.outbound_syn(C, true, 7000, Some(0));
+        s.outbound_syn(C, true, 7000, Some(0), 0);
         // A SYN in ESTABLISHED (answered by a challenge ACK): nothing moves.
         s.inbound_syn(C, false, 5000);
         assert_eq!((s.remote_offset(C, false), s.local_offset(C, false)), (0, 7000));
         // A SYN that reopens TIME-WAIT, answered by a SYN-ACK: both sides start afresh.
         s.inbound_syn(C, false, 50_000);
-        s.outbound_syn(C, true, 9000, Some(0));
+        s.outbound_syn(C, true, 9000, Some(0), 0);
         assert_eq!((s.remote_offset(C, false), s.local_offset(C, false)), (50_000, 9000));
         assert_eq!(s.isns_distinct(), Some(true));
     }
@@ -206,25 +226,42 @@ mod tests {
     fn a_simultaneous_opens_syn_ack_is_checked_not_learned() {
         let mut s = ScriptSpace::default();
         s.connecting();
-        s.outbound_syn(C, false, 7000, Some(0));
+        s.outbound_syn(C, false, 7000, Some(0), 0);
         s.inbound_syn(C, false, 0);
         // Our SYN-ACK repeats our SYN's sequence number: the ISN stays the SYN's.
-        s.outbound_syn(C, true, 7000, Some(0));
+        s.outbound_syn(C, true, 7000, Some(0), 0);
         assert_eq!(s.isns_distinct(), None, "one connection, one ISN");
         assert_eq!(s.local_offset(C, false), 7000);
     }
 
     #[test]
+    fn the_isn_clock_rate_is_measured_between_incarnations_of_one_four_tuple() {
+        let mut t = ScriptSpace::default();
+        t.outbound_syn(C, false, 1000, Some(0), 0);
+        t.connecting();
+        t.outbound_syn(C, false, 2000, Some(0), 50_000);
+        assert!(t.isn_clock_within(250_000.0, 1.0).unwrap_err().contains("50000 us apart"));
+        let mut s = ScriptSpace::default();
+        s.outbound_syn(C, false, u32::MAX - 100_000, Some(0), 0);
+        assert!(s.isn_clock_within(250_000.0, 1.0).unwrap_err().contains("no earlier incarnation"));
+        s.connecting();
+        // 250,000 ticks in one second, across the 2^32 wrap.
+        s.outbound_syn(C, false, 150_000 - 1, Some(0), 1_000_000);
+        assert_eq!(s.isn_clock_within(250_000.0, 1.0), Ok(true));
+        assert_eq!(s.isn_clock_within(15_625_000.0, 1.0), Ok(false));
+    }
+
+    #[test]
     fn the_next_incarnation_must_start_beyond_the_previous_ones_sequence_space() {
         let mut s = ScriptSpace::default();
-        s.outbound_syn(C, false, 1000, Some(0));
+        s.outbound_syn(C, false, 1000, Some(0), 0);
         s.outbound_end(C, 5000);
         assert_eq!(s.isn_beyond_previous(), Err("no earlier incarnation of this four-tuple"));
         s.connecting();
-        s.outbound_syn(C, false, 4000, Some(0));
+        s.outbound_syn(C, false, 4000, Some(0), 0);
         assert_eq!(s.isn_beyond_previous(), Ok(false), "4000 lies inside 1000..5000");
         s.connecting();
-        s.outbound_syn(C, false, 6000, Some(0));
+        s.outbound_syn(C, false, 6000, Some(0), 0);
         assert_eq!(s.isn_beyond_previous(), Ok(true));
     }
 }
