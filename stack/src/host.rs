@@ -935,8 +935,9 @@ impl Host {
         }
     }
 
-    /// `setsockopt(fd, level, name, value)`.
-    pub fn setsockopt(&mut self, fd: Fd, name: SockOptName, value: SockOptValue) -> Result<(), Errno> {
+    /// `setsockopt(fd, level, name, value)` at `now`: a timer it arms (SO_KEEPALIVE's idle time) counts from then.
+    pub fn setsockopt(&mut self, now: Instant, fd: Fd, name: SockOptName, value: SockOptValue) -> Result<(), Errno> {
+        self.advance(now);
         let int = |v: SockOptValue| match v {
             SockOptValue::Int(i) => Ok(i),
             _ => Err(Errno::EINVAL),

@@ -484,7 +484,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), String> {
             Op::Listen(backlog) => {
                 if listener.is_none() {
                     let fd = h.socket(Domain::Inet).map_err(|e| ctx(e.to_string()))?;
-                    let _ = h.setsockopt(fd, SockOptName::ReuseAddr, SockOptValue::Int(1));
+                    let _ = h.setsockopt(now, fd, SockOptName::ReuseAddr, SockOptValue::Int(1));
                     if h.bind(fd, SocketAddr::new(local, 8080)).is_ok() && h.listen(fd, i32::from(backlog % 8)).is_ok()
                     {
                         listener = Some(fd);
@@ -552,7 +552,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), String> {
                         5 => (SockOptName::RcvBuf, SockOptValue::Int(i64::from(v))),
                         _ => (SockOptName::MaxSeg, SockOptValue::Int(i64::from(v))),
                     };
-                    let _ = h.setsockopt(fd, name, val);
+                    let _ = h.setsockopt(now, fd, name, val);
                     let _ = h.getsockopt(fd, SockOptName::Info);
                 }
             }

@@ -607,7 +607,7 @@ fn test_established_close_with_unread_data_sends_rst() {
 fn test_established_close_with_linger_zero_sends_rst() {
     let mut t = T::new();
     let (_l, fd, iss) = t.established_passive();
-    t.host.setsockopt(fd, SockOptName::Linger, SockOptValue::Linger { onoff: true, linger: 0 }).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::Linger, SockOptValue::Linger { onoff: true, linger: 0 }).unwrap();
     t.host.close(t.now, fd).unwrap();
     recv!(t, R | A, iss + 1, PEER_ISN + 1);
     assert_eq!(t.state(), None);
@@ -820,7 +820,7 @@ fn test_time_wait_abort_deletes_the_tcb() {
     t.send(F | A, PEER_ISN + 1, iss + 2, 65535, &[], b"");
     recv!(t, A, iss + 2, PEER_ISN + 2);
     assert_eq!(t.state(), Some(TcpState::TimeWait));
-    t.host.setsockopt(fd, SockOptName::Linger, SockOptValue::Linger { onoff: true, linger: 0 }).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::Linger, SockOptValue::Linger { onoff: true, linger: 0 }).unwrap();
     t.host.close(t.now, fd).unwrap();
     assert!(t.host.poll_transmit().is_none(), "ABORT in TIME-WAIT sends nothing");
     assert_eq!(t.state(), None);
@@ -1004,10 +1004,10 @@ fn test_established_rto_floor_is_tcp_rto_min() {
 fn test_established_keepalive_probes_then_reset() {
     let mut t = T::new();
     let (_l, fd, iss) = t.established_passive();
-    t.host.setsockopt(fd, SockOptName::KeepAlive, SockOptValue::Int(1)).unwrap();
-    t.host.setsockopt(fd, SockOptName::KeepIdle, SockOptValue::Int(10)).unwrap();
-    t.host.setsockopt(fd, SockOptName::KeepIntvl, SockOptValue::Int(2)).unwrap();
-    t.host.setsockopt(fd, SockOptName::KeepCnt, SockOptValue::Int(3)).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::KeepAlive, SockOptValue::Int(1)).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::KeepIdle, SockOptValue::Int(10)).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::KeepIntvl, SockOptValue::Int(2)).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::KeepCnt, SockOptValue::Int(3)).unwrap();
     let start = t.now;
     let mut at = vec![];
     for _ in 0..3 {
@@ -1027,8 +1027,8 @@ fn test_established_keepalive_probes_then_reset() {
 fn test_established_keepalive_answered_keeps_connection() {
     let mut t = T::new();
     let (_l, fd, iss) = t.established_passive();
-    t.host.setsockopt(fd, SockOptName::KeepAlive, SockOptValue::Int(1)).unwrap();
-    t.host.setsockopt(fd, SockOptName::KeepIdle, SockOptValue::Int(10)).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::KeepAlive, SockOptValue::Int(1)).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::KeepIdle, SockOptValue::Int(10)).unwrap();
     t.next_timer();
     recv!(t, A, iss, PEER_ISN + 1);
     t.send(A, PEER_ISN + 1, iss + 1, 65535, &[], b"");
@@ -1064,7 +1064,7 @@ fn test_established_zero_window_persist_probes() {
 fn test_established_user_timeout_aborts() {
     let mut t = T::new();
     let (_l, fd, _) = t.established_passive();
-    t.host.setsockopt(fd, SockOptName::UserTimeout, SockOptValue::Int(5000)).unwrap();
+    t.host.setsockopt(t.now, fd, SockOptName::UserTimeout, SockOptValue::Int(5000)).unwrap();
     t.host.write(t.now, fd, b"x").unwrap();
     let start = t.now;
     while t.state() == Some(TcpState::Established) {
@@ -1224,7 +1224,7 @@ fn test_time_wait_bind_port_needs_reuseaddr_on_both() {
     assert_eq!(t.state(), Some(TcpState::TimeWait));
     let s = t.host.socket(Domain::Inet).unwrap();
     assert_eq!(t.host.bind(s, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)), Err(Errno::EADDRINUSE));
-    t.host.setsockopt(s, SockOptName::ReuseAddr, SockOptValue::Int(1)).unwrap();
+    t.host.setsockopt(t.now, s, SockOptName::ReuseAddr, SockOptValue::Int(1)).unwrap();
     assert_eq!(t.host.bind(s, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)), Err(Errno::EADDRINUSE));
 }
 
@@ -1233,7 +1233,7 @@ fn test_time_wait_bind_port_needs_reuseaddr_on_both() {
 fn test_time_wait_bind_port_with_reuseaddr() {
     let mut t = T::new();
     let l = t.host.socket(Domain::Inet).unwrap();
-    t.host.setsockopt(l, SockOptName::ReuseAddr, SockOptValue::Int(1)).unwrap();
+    t.host.setsockopt(t.now, l, SockOptName::ReuseAddr, SockOptValue::Int(1)).unwrap();
     t.host.bind(l, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)).unwrap();
     t.host.listen(l, 5).unwrap();
     t.send(S, PEER_ISN, 0, 65535, &[TcpOption::Mss(1460)], b"");
@@ -1247,6 +1247,6 @@ fn test_time_wait_bind_port_with_reuseaddr() {
     assert_eq!(t.state(), Some(TcpState::TimeWait));
     let s = t.host.socket(Domain::Inet).unwrap();
     assert_eq!(t.host.bind(s, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)), Err(Errno::EADDRINUSE));
-    t.host.setsockopt(s, SockOptName::ReuseAddr, SockOptValue::Int(1)).unwrap();
+    t.host.setsockopt(t.now, s, SockOptName::ReuseAddr, SockOptValue::Int(1)).unwrap();
     assert_eq!(t.host.bind(s, SocketAddr::new(LOCAL_IP.into(), LOCAL_PORT)), Ok(()));
 }

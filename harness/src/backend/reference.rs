@@ -205,12 +205,7 @@ impl Backend for Reference {
             Call::Write { fd, len, null: false } => h.write(now, *fd, &vec![0u8; *len]).map(|n| n as i64),
             Call::Shutdown(fd, how) => h.shutdown(now, *fd, *how).map(|()| 0),
             Call::Close(fd) => h.close(now, *fd).map(|()| 0),
-            // setsockopt() takes no time of its own: bring the host's clock to the call's, so that a timer it
-            // arms (SO_KEEPALIVE's idle time) counts from now.
-            Call::SetSockOpt(fd, n, v) => {
-                h.on_timeout(now);
-                h.setsockopt(*fd, *n, *v).map(|()| 0)
-            }
+            Call::SetSockOpt(fd, n, v) => h.setsockopt(now, *fd, *n, *v).map(|()| 0),
             Call::GetSockOpt(fd, n) => {
                 let r = h.getsockopt(*fd, *n).map(CallResult::Value);
                 self.collect();
