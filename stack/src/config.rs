@@ -182,6 +182,12 @@ macro_rules! knobs {
                 "reno" => Ok(()),
                 _ => Err("reno (the reference stack's only congestion control)"),
             }),
+            // The same for D-SACK (RFC 2883), which the reference stack does not send: a script turns it off on
+            // Linux to compare the SACK blocks both stacks must send.
+            ("net.ipv4.tcp_dsack", |_, v| match v.trim() {
+                "0" => Ok(()),
+                _ => Err("0 (the reference stack sends no D-SACK blocks)"),
+            }),
         ];
         const GETTERS: &[(&str, fn(&Config) -> String)] = &[
             $(($path, |c| c.$field.to_string()),)*
@@ -189,6 +195,7 @@ macro_rules! knobs {
             ("net.ipv4.tcp_wmem", |c| format!("{}\t{}\t{}", c.tcp_wmem[0], c.tcp_wmem[1], c.tcp_wmem[2])),
             ("net.ipv4.ip_local_port_range", |c| format!("{}\t{}", c.ip_local_port_range[0], c.ip_local_port_range[1])),
             ("net.ipv4.tcp_congestion_control", |_| "reno".to_string()),
+            ("net.ipv4.tcp_dsack", |_| "0".to_string()),
         ];
     };
 }

@@ -1011,7 +1011,20 @@ impl Host {
             SockOptName::SndBuf => int(i64::from(o.sndbuf.unwrap_or(config_wmem))),
             SockOptName::NoDelay => int(i64::from(o.nodelay)),
             SockOptName::MaxSeg => int(match tcb {
-                Some(t) if t.state.is_synchronized() => i64::from(t.snd_mss),
+                // Linux reads mss_cache, which outlives the connection: after a reset it is still the MSS learned,
+                // unless TCP_MAXSEG was set, which a CLOSED socket reads back.
+                Some(t) if t.state == TcpState::Closed && o.user_mss > 0 => i64::from(o.user_mss),
+                Some(t) if t.was_synchronized => i64::from(t.snd_mss),
+                // Before the peer's SYN (and after a refused connect), Linux's mss_cache is the MSS clamp
+                // (TCP_MAXSEG, or the 536 of RFC 9293's default) less the timestamp option our SYN offers
+                // (tcp_connect_init; measured on 6.18: 524).
+                Some(t) if matches!(t.state, TcpState::SynSent | TcpState::Closed) => {
+                    let clamp = if o.user_mss > 0 { o.user_mss } else { crate::tcb::DEFAULT_MSS };
+                    let ip_tcp = if t.tuple.local.is_ipv4() { 40 } else { 60 };
+                    let mss = u32::from(clamp).min(self.config.mtu.saturating_sub(ip_tcp));
+                    let ts = if self.config.tcp_timestamps != 0 { 12 } else { 0 };
+                    i64::from(mss.saturating_sub(ts))
+                }
                 _ if o.user_mss > 0 => i64::from(o.user_mss),
                 _ => i64::from(crate::tcb::DEFAULT_MSS),
             }),
@@ -1069,26 +1082,36 @@ fn positive(v: i64) -> Result<u32, Errno> {
     }
 }
 
+/// A connection's poll() readiness as Linux's tcp_poll computes it: the receive side shut (the peer's FIN,
+/// shutdown(SHUT_RD), or the connection ended) reads as POLLIN and POLLRDHUP; both sides shut, or the connection
+/// closed, is POLLHUP; a shut send side is writable (a write fails at once with EPIPE rather than block); before
+/// the handshake completes nothing but those is reported.
 fn conn_readiness(t: &Tcb) -> u16 {
     use pollbits::*;
+    // A connection that ended (reset, timed out, closed in order) has both sides shut, as tcp_done leaves it; one
+    // dropped by shutdown() in SYN-SENT has neither (tcp_disconnect), so it is only hung up.
+    let ended = t.state == TcpState::Closed && !t.disconnected;
+    let rcv_shut = t.fin_received || t.shut_rd || ended;
+    let snd_shut = t.shut_wr || ended;
     let mut r = 0;
-    if !t.recv_buf.is_empty() || t.fin_received || t.error.is_some() || t.state == TcpState::Closed {
-        r |= IN;
+    if rcv_shut {
+        r |= IN | RDHUP;
     }
-    if t.fin_received {
-        r |= RDHUP;
+    if (rcv_shut && snd_shut) || t.state == TcpState::Closed {
+        r |= HUP;
+    }
+    if !matches!(t.state, TcpState::SynSent | TcpState::SynReceived) {
+        if !t.recv_buf.is_empty() {
+            r |= IN;
+        }
+        // sk_stream_is_writeable: free space of at least half what is queued.
+        let queued = t.send_buf.len();
+        if snd_shut || t.sndbuf_cap.saturating_sub(queued) >= queued / 2 {
+            r |= OUT;
+        }
     }
     if t.error.is_some() {
         r |= ERR;
-    }
-    if matches!(t.state, TcpState::Established | TcpState::CloseWait) && t.send_buf.len() < t.sndbuf_cap && !t.shut_wr {
-        r |= OUT;
-    }
-    if t.state == TcpState::Closed || (t.shut_wr && t.fin_received) {
-        r |= HUP;
-    }
-    if t.state == TcpState::Closed && t.aborted {
-        r |= OUT;
     }
     r
 }

@@ -637,6 +637,17 @@ impl Backend for Linux {
                         Err(e) => CallResult::Err(e),
                     };
                 }
+                Call::Poll { fds, .. } => {
+                    // Never a blocking poll: the executor waits, so that a poll on packetdrill's syscall thread
+                    // and the script's own events go on side by side as for any other blocking call.
+                    let mut pfds: Vec<libc::pollfd> =
+                        fds.iter().map(|&(fd, events)| libc::pollfd { fd, events, revents: 0 }).collect();
+                    if let Err(e) = Self::ret(libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 0) as isize) {
+                        return CallResult::Err(e);
+                    }
+                    self.pump(Duration::ZERO);
+                    return CallResult::Polled(pfds.iter().map(|p| p.revents).collect());
+                }
                 Call::TcpState(t) => {
                     let s = Self::proc_state(t).unwrap_or(TcpState::Closed);
                     return CallResult::Value(SockOptValue::Int(i64::from(s.linux_number())));
@@ -651,6 +662,11 @@ impl Backend for Linux {
     }
 
     fn ready(&mut self, call: &Call) -> bool {
+        if let Call::Poll { until, .. } = call {
+            let now = self.now();
+            return until.is_none_or(|u| now >= u)
+                || matches!(self.call(call), CallResult::Polled(r) if r.iter().any(|&x| x != 0));
+        }
         let (fd, events) = match call {
             Call::Accept(fd) | Call::Read { fd, .. } => (*fd, libc::POLLIN),
             Call::Write { fd, .. } | Call::Connect(fd, _) => (*fd, libc::POLLOUT),

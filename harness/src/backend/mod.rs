@@ -40,6 +40,13 @@ use std::net::SocketAddr;
 use tcpdrill_stack::host::{Domain, Shutdown, SockOptName, SockOptValue};
 use tcpdrill_stack::{Errno, FourTuple, TcpState};
 
+/// poll()'s POLLNVAL: the descriptor is not open.
+pub const POLLNVAL: u16 = 0x020;
+/// poll()'s POLLRDNORM, which Linux reports with POLLIN.
+pub const POLLRDNORM: u16 = 0x040;
+/// poll()'s POLLWRNORM, which Linux reports with POLLOUT.
+pub const POLLWRNORM: u16 = 0x100;
+
 /// Microseconds since the script's start.
 pub type Micros = i64;
 
@@ -125,6 +132,15 @@ pub enum Call {
     BytesReadable(i32),
     /// tcpdrill's `tcp_state(...)`: the state of a connection, fd-less ones included.
     TcpState(FourTuple),
+    /// `poll(fds, nfds, timeout)`: each fd with the events asked for. A call that finds nothing ready waits
+    /// until `until` (script time; `None` for a zero timeout, `Some(i64::MAX)` for a negative one, which waits
+    /// for ever) and then returns 0.
+    Poll {
+        /// (fd, events) in the script's order.
+        fds: Vec<(i32, i16)>,
+        /// When a poll that finds nothing ready returns anyway.
+        until: Option<Micros>,
+    },
 }
 
 /// What a call returned.
@@ -136,6 +152,8 @@ pub enum CallResult {
     Value(SockOptValue),
     /// `-1` with errno.
     Err(Errno),
+    /// poll()'s `revents`, one per pollfd in the call's order; the return value is how many are not zero.
+    Polled(Vec<i16>),
 }
 
 /// What a backend can do, so that a script needing more is skipped with a reason instead of failing.

@@ -33,6 +33,20 @@ pub struct Reference {
 }
 
 impl Reference {
+    /// poll()'s `revents` for one pollfd as Linux's poll() reports it: the socket's readiness with POLLRDNORM
+    /// beside POLLIN and POLLWRNORM beside POLLOUT (tcp_poll sets them together), masked by the events asked for
+    /// plus POLLERR and POLLHUP, which are always reported; POLLNVAL for a descriptor that is not open.
+    fn revents(h: &Host, fd: i32, events: i16) -> i16 {
+        let Ok(mut bits) = h.poll(fd) else { return super::POLLNVAL as i16 };
+        if bits & pollbits::IN != 0 {
+            bits |= super::POLLRDNORM;
+        }
+        if bits & pollbits::OUT != 0 {
+            bits |= super::POLLWRNORM;
+        }
+        (bits & (events as u16 | pollbits::ERR | pollbits::HUP)) as i16
+    }
+
     /// A connection's state; with remote port 0, the listener on the local address (as the kernel's sock_diag
     /// lookup answers for the Linux backend).
     fn state_of(h: &Host, t: &FourTuple) -> Option<TcpState> {
@@ -221,6 +235,9 @@ impl Backend for Reference {
                     Err(e) => CallResult::Err(e),
                 };
             }
+            Call::Poll { fds, .. } => {
+                return CallResult::Polled(fds.iter().map(|&(fd, events)| Self::revents(h, fd, events)).collect());
+            }
             Call::TcpState(t) => {
                 let s = Self::state_of(h, t).unwrap_or(TcpState::Closed);
                 return CallResult::Value(SockOptValue::Int(i64::from(s.linux_number())));
@@ -234,6 +251,10 @@ impl Backend for Reference {
     }
 
     fn ready(&mut self, call: &Call) -> bool {
+        if let Call::Poll { fds, until } = call {
+            return until.is_none_or(|u| self.now >= u)
+                || fds.iter().any(|&(fd, events)| Self::revents(&self.host, fd, events) != 0);
+        }
         let fd = match call {
             Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write { fd, .. } => *fd,
             _ => return true,

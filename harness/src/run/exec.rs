@@ -99,6 +99,8 @@ struct Exec<'a> {
     ts_tolerance_usecs: i64,
     /// Script fd -> the backend's fd (packetdrill maps them the same way: scripts write the numbers they expect).
     fds: BTreeMap<i64, i32>,
+    /// Script fds closed since they were opened: poll() refuses them as packetdrill's to_live_fd does.
+    closed_fds: std::collections::BTreeSet<i64>,
     /// Backend fds set O_NONBLOCK: their calls return EAGAIN instead of blocking.
     nonblocking: BTreeMap<i32, bool>,
     /// A blocking call still running (written `t1...t2`).
@@ -159,6 +161,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         ts_tick_usecs: None,
         ts_tolerance_usecs: 0,
         fds: BTreeMap::new(),
+        closed_fds: std::collections::BTreeSet::new(),
         nonblocking: BTreeMap::new(),
         pending: None,
         under_test: None,
@@ -359,6 +362,17 @@ impl<'a> Exec<'a> {
         while self.pending.is_some() {
             self.within_limit()?;
             let now = self.backend.now();
+            // A waiting poll() returns at its timeout: a virtual clock stops there too.
+            let timeout =
+                self.pending.as_ref().and_then(|p| calls::poll_until(&p.call)).filter(|&u| u >= now && u <= t);
+            if let Some(u) = timeout.filter(|_| !self.real_time) {
+                if self.backend.next_event_time().is_none_or(|w| w > u || w < now) {
+                    self.backend.advance_to(u);
+                    self.collect_states();
+                    self.poll_pending()?;
+                    continue;
+                }
+            }
             match self.backend.next_event_time() {
                 // A real-time backend cannot say when the stack will act: look every 5 ms.
                 None if now < t => {

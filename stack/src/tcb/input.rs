@@ -23,8 +23,10 @@ pub(crate) enum Arrival {
 
 /// RFC 7323 5.5: TS.Recent older than 24 days no longer rejects.
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
-/// Linux's TCP_PAWS_WINDOW: a TSval one tick older than TS.Recent still passes.
-const PAWS_WINDOW: i32 = 1;
+/// How much older than TS.Recent a TSval may be and pass: none, by RFC 7323 5.3 R1 ("SEG.TSval < TS.Recent ...
+/// treat the arriving segment as not acceptable"). Linux tolerates one tick (TCP_PAWS_WINDOW); the reference stack
+/// keeps the RFC's rule and `options/paws-rejects-one-tick-older` records the difference.
+const PAWS_WINDOW: i32 = 0;
 
 impl Tcb {
     /// Feeds one segment addressed to this connection.

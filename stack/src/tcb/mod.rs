@@ -352,6 +352,10 @@ pub struct Tcb {
     pub(crate) error: Option<Errno>,
     /// The connection was reset or timed out (as opposed to closed in order).
     pub(crate) aborted: bool,
+    /// The connection reached a synchronized state at some time (TCP_MAXSEG reads the MSS it learned after).
+    pub(crate) was_synchronized: bool,
+    /// shutdown() during SYN-SENT dropped the connection (Linux's tcp_disconnect): CLOSED with no side shut.
+    pub(crate) disconnected: bool,
     pub(crate) sockopts: SockOpts,
     /// State changes not yet collected by the host: (from, to).
     pub(crate) transitions: Vec<(TcpState, TcpState)>,
@@ -431,6 +435,8 @@ impl Tcb {
             ack_now: false,
             error: None,
             aborted: false,
+            was_synchronized: false,
+            disconnected: false,
             sockopts,
             transitions: Vec::new(),
         }
@@ -478,6 +484,7 @@ impl Tcb {
         }
         debug_assert!(from.may_become(to), "{}: {from} -> {to} is not in RFC 9293's diagram", self.tuple);
         self.state = to;
+        self.was_synchronized |= to.is_synchronized();
         self.transitions.push((from, to));
     }
 

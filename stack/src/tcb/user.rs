@@ -65,7 +65,9 @@ impl Tcb {
 
     /// What RECEIVE returns from the buffers alone; `ended` for a connection that is gone (its fd outlived it).
     pub(crate) fn read_buffered(&mut self, len: usize, peek: bool, ended: bool) -> Result<Vec<u8>, Errno> {
-        if !self.recv_buf.is_empty() && len > 0 {
+        // A read of zero bytes is a read like any other that copies nothing: 0 while data waits (Linux's
+        // tcp_recvmsg wants at least one byte ready, then copies none), EAGAIN or the pending error otherwise.
+        if !self.recv_buf.is_empty() {
             let n = len.min(self.recv_buf.len());
             let data: Vec<u8> = self.recv_buf.range(..n).copied().collect();
             if !peek {
@@ -89,6 +91,15 @@ impl Tcb {
 
     /// shutdown(): SHUT_RD stops reading; SHUT_WR is CLOSE's sending half.
     pub(crate) fn shutdown(&mut self, ctx: &mut Ctx<'_>, read: bool, write: bool) {
+        if self.state == TcpState::SynSent {
+            // Linux's inet_shutdown disconnects a connecting socket whatever `how` says (tcp_disconnect): the
+            // connection is dropped with ECONNRESET pending and neither side marked shut. RFC 9293's CLOSE in
+            // SYN-SENT deletes the TCB the same way.
+            self.disconnected = true;
+            self.error = Some(Errno::ECONNRESET);
+            self.close_now();
+            return;
+        }
         if read {
             self.shut_rd = true;
         }
@@ -140,10 +151,7 @@ impl Tcb {
     /// Stops the sending direction: the FIN is queued and the state moves (3.10.4 CLOSE).
     fn close_sending(&mut self, ctx: &mut Ctx<'_>) {
         match self.state {
-            TcpState::SynSent => {
-                self.close_now();
-                return;
-            }
+            // (SYN-SENT never gets here: close() deletes the TCB and shutdown() disconnects it.)
             // "SYN-RECEIVED: If no SENDs have been issued and there is no pending data to send, then form a FIN
             // segment and send it, and enter FIN-WAIT-1 state".
             TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::FinWait1),

@@ -83,6 +83,29 @@ impl Exec<'_> {
         }
     }
 
+    /// poll()'s first argument: `[{fd=N, events=FLAGS, revents=FLAGS}, ...]`, as packetdrill writes it.
+    pub(super) fn pollfds<'e>(&self, e: &'e Expr) -> Result<Vec<PollFd<'e>>, String> {
+        let shape = "poll takes [{fd=N, events=FLAGS, revents=FLAGS}, ...]";
+        let items = match &e.kind {
+            ExprKind::List(v) => v,
+            _ => return Err(shape.into()),
+        };
+        items
+            .iter()
+            .map(|item| {
+                let ExprKind::Struct(fields) = &item.kind else { return Err(shape.to_string()) };
+                let get = |n: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| k.as_ref().and_then(Expr::as_symbol) == Some(n))
+                        .map(|(_, v)| v)
+                        .ok_or_else(|| format!("{shape}: {n} is missing"))
+                };
+                Ok(PollFd { fd: get("fd")?, events: get("events")?, revents: get("revents")? })
+            })
+            .collect()
+    }
+
     /// The live call for a script syscall.
     pub(super) fn translate(&mut self, c: &Syscall) -> Result<Call, String> {
         let a = &c.args;
@@ -143,6 +166,37 @@ impl Exec<'_> {
                 Some("SIOCINQ" | "FIONREAD") => Call::BytesReadable(self.fd(arg(0)?)?),
                 other => return Err(format!("ioctl {} is not supported", other.unwrap_or("?"))),
             },
+            "poll" => {
+                let items = self.pollfds(arg(0)?)?;
+                let nfds = self.int(arg(1)?)?;
+                if nfds != items.len() as i64 {
+                    return Err(format!("nfds {nfds} does not match {}-element pollfd array", items.len()));
+                }
+                let fds = items
+                    .iter()
+                    .map(|f| {
+                        // As packetdrill's to_live_fd: a pollfd names a descriptor the script opened and has not
+                        // closed (a raw number could be one of the harness's own on the linux backend).
+                        let n = self.int(f.fd)?;
+                        let live = self
+                            .fds
+                            .get(&n)
+                            .filter(|_| !self.closed_fds.contains(&n))
+                            .ok_or_else(|| format!("unable to find fd with script fd {n}"))?;
+                        let events = self.int(f.events)?;
+                        let events = i16::try_from(events).map_err(|_| format!("events {events:#x} out of range"))?;
+                        Ok((*live, events))
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                let timeout = self.int(arg(2)?)?;
+                let timeout = i32::try_from(timeout).map_err(|_| format!("timeout {timeout} out of range"))?;
+                let until = match timeout {
+                    0 => None,
+                    t if t < 0 => Some(Micros::MAX),
+                    t => Some(self.backend.now().saturating_add(i64::from(t) * 1000)),
+                };
+                Call::Poll { fds, until }
+            }
             "tcp_state" => {
                 let (lp, rp) = self.default_tuple(None, false);
                 let mut t = FourTuple {
@@ -191,7 +245,11 @@ impl Exec<'_> {
         let call =
             self.translate(c).map_err(|m| self.fail(e.span, "error handling syscall", m, vec![], "this call"))?;
         if let (Call::Close(fd), Some(p)) = (&call, &self.pending) {
-            if self.call_fd(&p.call) == Some(*fd) {
+            let watched = match &p.call {
+                Call::Poll { fds, .. } => fds.iter().any(|&(f, _)| f == *fd),
+                other => self.call_fd(other) == Some(*fd),
+            };
+            if watched {
                 // Closing it would let the next socket() take the same descriptor, and the blocked call would then
                 // complete on a socket it was never made on.
                 let what = format!("{} from line {}", call_name(&p.call), self.line(p.event.span));
@@ -216,9 +274,11 @@ impl Exec<'_> {
                 self.space.connecting();
             }
         }
-        let blocks = matches!(res, CallResult::Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EALREADY))
+        let blocks = (matches!(res, CallResult::Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EALREADY))
             && matches!(call, Call::Accept(_) | Call::Connect(..) | Call::Read { .. } | Call::Write { .. })
-            && !self.call_fd(&call).is_some_and(|fd| self.nonblocking.get(&fd).copied().unwrap_or(false));
+            && !self.call_fd(&call).is_some_and(|fd| self.nonblocking.get(&fd).copied().unwrap_or(false)))
+            // poll() with a timeout waits for an event whatever O_NONBLOCK says.
+            || matches!((&call, &res), (Call::Poll { until: Some(_), .. }, CallResult::Polled(r)) if r.iter().all(|&x| x == 0));
         if blocks {
             let Some(end) = expected_end else {
                 return self.block_in_place(e, c, call, start);
@@ -260,6 +320,8 @@ impl Exec<'_> {
                 Some(w) if w >= now => Some(w.max(now + 1)),
                 _ => None,
             };
+            let next =
+                earliest(earliest(next, poll_until(&call)), self.pending.as_ref().and_then(|p| poll_until(&p.call)));
             match next.filter(|&w| w <= limit) {
                 Some(w) => {
                     self.backend.advance_to(w);
@@ -310,6 +372,7 @@ impl Exec<'_> {
                 Some(w) if w >= now => w.max(now + 1),
                 _ => limit,
             };
+            let step = earliest(Some(step), self.pending.as_ref().and_then(|p| poll_until(&p.call))).unwrap_or(step);
             self.backend.advance_to(step.min(limit));
             self.collect_states();
             self.poll_pending()?;
@@ -418,6 +481,11 @@ impl Exec<'_> {
             (CallResult::Value(SockOptValue::Info(i)), _) => format!("0 {{tcpi_state={}}}", i.state),
             (CallResult::Ok(v), _) => v.to_string(),
             (CallResult::Err(err), _) => format!("-1 {}", err.name()),
+            (CallResult::Polled(r), _) => format!(
+                "{} [{}]",
+                r.iter().filter(|&&x| x != 0).count(),
+                r.iter().map(|&x| poll_flags(x)).collect::<Vec<_>>().join(", ")
+            ),
         };
         let mut shown = c.clone();
         shown.note = None;
@@ -427,6 +495,11 @@ impl Exec<'_> {
         let fail = |x: &Self, msg: String| x.fail(e.span, "error handling syscall", msg, vec![], "this call");
         if let Call::SetNonBlocking(fd, on) = call {
             self.nonblocking.insert(*fd, *on);
+        }
+        if let (Call::Close(_), CallResult::Ok(_)) = (call, &res) {
+            if let Ok(n) = c.args.first().map_or(Err(String::new()), |a| self.int(a)) {
+                self.closed_fds.insert(n);
+            }
         }
         // tcp_state compares the state named in the result.
         if let (Call::TcpState(tuple), CallResult::Value(SockOptValue::Int(n))) = (call, &res) {
@@ -458,6 +531,27 @@ impl Exec<'_> {
             ExprKind::Ellipsis => None,
             _ => Some(self.int(&c.result).map_err(|m| fail(self, m))?),
         };
+        if let CallResult::Polled(got) = &res {
+            // packetdrill: the return value exactly, then each pollfd's revents exactly.
+            let n = got.iter().filter(|&&x| x != 0).count() as i64;
+            if let Some(want) = expected.filter(|&w| w != n) {
+                return Err(fail(self, format!("poll returned {n} but expected {want}")));
+            }
+            let items = self.pollfds(&c.args[0]).map_err(|m| fail(self, m))?;
+            for (i, (item, &g)) in items.iter().zip(got).enumerate() {
+                if matches!(item.revents.kind, ExprKind::Ellipsis) {
+                    continue;
+                }
+                let want = self.int(item.revents).map_err(|m| fail(self, m))? as i16;
+                if want != g {
+                    return Err(fail(
+                        self,
+                        format!("Expected revents of {} but got {} for pollfd {i}", poll_flags(want), poll_flags(g)),
+                    ));
+                }
+            }
+            return Ok(());
+        }
         match (&res, expected) {
             (_, None) => {}
             (CallResult::Err(err), Some(-1)) => {
@@ -473,6 +567,7 @@ impl Exec<'_> {
             (CallResult::Err(err), Some(v)) => {
                 return Err(fail(self, format!("{} returned -1 {} but expected {v}", c.name, err)));
             }
+            (CallResult::Polled(_), _) => unreachable!("checked above"),
             (CallResult::Ok(_) | CallResult::Value(_), Some(-1)) => {
                 let got = if let CallResult::Ok(g) = res { g } else { 0 };
                 let want = c.errno.as_ref().map_or(String::new(), |(e, _)| format!(" {e}"));
@@ -481,6 +576,7 @@ impl Exec<'_> {
             (CallResult::Ok(got), Some(want)) => {
                 if matches!(call, Call::Socket(_) | Call::Accept(_)) {
                     self.fds.insert(want, *got as i32);
+                    self.closed_fds.remove(&want);
                     if matches!(call, Call::Accept(_)) {
                         self.under_test = Some(*got as i32);
                     }
@@ -533,8 +629,53 @@ impl Exec<'_> {
     }
 }
 
+/// The time a waiting poll() returns by itself.
+pub(super) fn poll_until(c: &Call) -> Option<Micros> {
+    match c {
+        Call::Poll { until: Some(u), .. } if *u < Micros::MAX => Some(*u),
+        _ => None,
+    }
+}
+
+fn earliest(a: Option<Micros>, b: Option<Micros>) -> Option<Micros> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One pollfd as the script writes it.
+pub(super) struct PollFd<'e> {
+    pub(super) fd: &'e Expr,
+    pub(super) events: &'e Expr,
+    pub(super) revents: &'e Expr,
+}
+
+/// poll flags as packetdrill prints them (`POLLIN|POLLOUT`), named from the symbol table.
+fn poll_flags(v: i16) -> String {
+    let names =
+        crate::script::symbols::SYMBOLS.iter().filter(|(n, b)| n.starts_with("POLL") && *b > 0 && b & (b - 1) == 0);
+    let mut parts = Vec::new();
+    let mut rest = v;
+    for (n, b) in names {
+        if v as i64 & b != 0 {
+            parts.push(n.to_string());
+            rest &= !(*b as i16);
+        }
+    }
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
 pub(super) fn call_name(c: &Call) -> &'static str {
     match c {
+        Call::Poll { .. } => "poll",
         Call::Accept(_) => "accept",
         Call::Connect(..) => "connect",
         Call::Read { .. } => "read",

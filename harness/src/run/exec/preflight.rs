@@ -112,20 +112,21 @@ impl Exec<'_> {
 
 /// `sysctl [-q] [-w] a.b.c=v ...` as (name, value) pairs; `None` if the command is anything else.
 pub(super) fn sysctl_assignments(cmd: &str) -> Option<Vec<(String, String)>> {
-    let mut words = cmd.split_whitespace();
+    let words = shlex::split(cmd)?;
+    let mut words = words.iter();
     if words.next()? != "sysctl" {
         return None;
     }
     let mut out = Vec::new();
     for w in words {
         if w.starts_with('-') {
-            if !["-q", "-w", "-qw", "-wq", "-e"].contains(&w) {
+            if !["-q", "-w", "-qw", "-wq", "-e"].contains(&w.as_str()) {
                 return None;
             }
             continue;
         }
         let (k, v) = w.split_once('=')?;
-        out.push((k.to_string(), v.trim_matches('"').to_string()));
+        out.push((k.to_string(), v.to_string()));
     }
     (!out.is_empty()).then_some(out)
 }
@@ -137,4 +138,29 @@ pub(super) fn is_linux_knob(name: &str) -> bool {
 /// The `tcpi_*` identifiers a `%{ }%` block reads.
 fn tcpi_names(code: &str) -> impl Iterator<Item = &str> {
     code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("tcpi_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_lines_split_as_the_shell_splits_them() {
+        let kv = |c: &str| sysctl_assignments(c).map(|v| v.into_iter().collect::<Vec<_>>());
+        assert_eq!(
+            kv(r#"sysctl -q net.ipv4.ip_local_port_range="40000 40000" net.ipv4.tcp_sack=0"#),
+            Some(vec![
+                ("net.ipv4.ip_local_port_range".to_string(), "40000 40000".to_string()),
+                ("net.ipv4.tcp_sack".to_string(), "0".to_string())
+            ])
+        );
+        assert_eq!(
+            kv("sysctl -w 'net.ipv4.tcp_rmem=4096 131072 6291456'"),
+            Some(vec![("net.ipv4.tcp_rmem".to_string(), "4096 131072 6291456".to_string())])
+        );
+        // Not a plain assignment list: left to a shell (the linux backend) or skipped.
+        assert_eq!(kv("sysctl -a"), None);
+        assert_eq!(kv(r#"sysctl -q net.ipv4.tcp_sack="0"#), None, "an unterminated quote");
+        assert_eq!(kv("ip tcp_metrics flush"), None);
+    }
 }
