@@ -662,11 +662,6 @@ impl Backend for Linux {
     }
 
     fn ready(&mut self, call: &Call) -> bool {
-        if let Call::Poll { until, .. } = call {
-            let now = self.now();
-            return until.is_none_or(|u| now >= u)
-                || matches!(self.call(call), CallResult::Polled(r) if r.iter().any(|&x| x != 0));
-        }
         let (fd, events) = match call {
             Call::Accept(fd) | Call::Read { fd, .. } => (*fd, libc::POLLIN),
             Call::Write { fd, .. } | Call::Connect(fd, _) => (*fd, libc::POLLOUT),

@@ -251,10 +251,6 @@ impl Backend for Reference {
     }
 
     fn ready(&mut self, call: &Call) -> bool {
-        if let Call::Poll { fds, until } = call {
-            return until.is_none_or(|u| self.now >= u)
-                || fds.iter().any(|&(fd, events)| Self::revents(&self.host, fd, events) != 0);
-        }
         let fd = match call {
             Call::Accept(fd) | Call::Connect(fd, _) | Call::Read { fd, .. } | Call::Write { fd, .. } => *fd,
             _ => return true,

@@ -382,6 +382,17 @@ impl Exec<'_> {
 
     /// Makes a blocked call again if the backend says it can make progress; `None` while it still blocks.
     pub(super) fn try_complete(&mut self, call: &Call) -> Option<CallResult> {
+        if let Call::Poll { until, .. } = call {
+            // A poll is its own readiness test, the same on every backend: done when an fd has an event, or at
+            // its timeout.
+            let res = self.backend.call(call);
+            self.collect_states();
+            let now = self.backend.now();
+            let done = matches!(&res, CallResult::Polled(r) if r.iter().any(|&x| x != 0))
+                || !matches!(res, CallResult::Polled(_))
+                || until.is_none_or(|u| now >= u);
+            return done.then_some(res);
+        }
         if !self.backend.ready(call) {
             return None;
         }
