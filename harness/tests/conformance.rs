@@ -32,8 +32,23 @@ type Results = Arc<Mutex<BTreeMap<(String, BackendKind), &'static str>>>;
 
 /// One script on one backend: passes only on a pass (a skip is a failure here: every script of the suite must
 /// run on every backend of the registry).
+///
+/// A real-time backend's case that fails on a timing error gets two more tries, each reported on standard error.
+/// This machine is a VM whose vCPUs the host deschedules: a thread sleeping 1 ms at a time on an idle guest
+/// overslept by more than 3 ms 127 times in 30 s, once by 13 ms (`/proc/stat` counts the steal), and 3 of 7
+/// full runs had one of the ~4,000 timed linux events late by 5 to 20 ms, against packetdrill's 4 ms tolerance.
+/// packetdrill fails the same way there (the kernel's selftests widen its tolerance to 14 ms on slow machines,
+/// KSFT_MACHINE_SLOW); a retry keeps the 4 ms and still fails a stack whose timing is wrong, because that fails
+/// every try.
 fn case(backend: BackendKind, path: &Path, results: &Results) -> Result<(), Failed> {
-    let r = run_on(backend, path);
+    let mut r = run_on(backend, path);
+    if backend.info().real_time {
+        for retry in 1..=2 {
+            let Some(why) = timing_failure(&r) else { break };
+            eprintln!("{}::{}: timing error on try {retry} ({why}): trying again", backend.name(), name_of(path));
+            r = run_on(backend, path);
+        }
+    }
     results.lock().expect("not poisoned").insert((name_of(path), backend), coverage::status_word(&r));
     match r.outcome {
         Err(e) => Err(e.into()),
@@ -42,6 +57,17 @@ fn case(backend: BackendKind, path: &Path, results: &Results) -> Result<(), Fail
             Verdict::Fail(f) => Err(format!("{}\n{}", f.text(), f.diagnostic.render_plain()).into()),
             Verdict::Skipped(reason) => Err(format!("skipped on the {} backend: {reason}", backend.name()).into()),
         },
+    }
+}
+
+/// The headline of a failure that is about when something happened, not what.
+fn timing_failure(r: &report::ScriptResult) -> Option<String> {
+    match &r.outcome {
+        Ok(o) => match &o.verdict {
+            Verdict::Fail(f) if f.headline.contains("timing error") => Some(f.headline.clone()),
+            _ => None,
+        },
+        Err(_) => None,
     }
 }
 

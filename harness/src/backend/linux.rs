@@ -48,6 +48,7 @@ pub const INFO: super::BackendInfo = super::BackendInfo {
     name: "linux",
     symbols: &["Linux"],
     netns: true,
+    real_time: true,
     available,
     make: || Ok(Box::new(Linux::new()?)),
 };

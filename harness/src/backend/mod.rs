@@ -16,6 +16,9 @@ pub struct BackendInfo {
     /// It runs each script on a thread of its own that first moves into a fresh network namespace (and so needs
     /// root).
     pub netns: bool,
+    /// It runs on the real clock (as [`Capabilities::real_time`] says of one made), so its timing verdicts are
+    /// subject to the machine's scheduling.
+    pub real_time: bool,
     /// Why it cannot run on this machine, if it cannot: one sentence saying what to do instead.
     pub available: fn() -> Result<(), String>,
     /// Makes one, for one script.

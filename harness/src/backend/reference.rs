@@ -15,6 +15,7 @@ pub const INFO: super::BackendInfo = super::BackendInfo {
     name: "reference",
     symbols: &["tcpdrill_ref"],
     netns: false,
+    real_time: false,
     available: || Ok(()),
     make: || Ok(Box::new(Reference::new(Config::default()))),
 };
