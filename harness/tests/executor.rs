@@ -166,12 +166,43 @@ fn skips_what_the_reference_backend_cannot_run() {
         ),
         ("+0 `sysctl -w net.inet.tcp.rfc1323=1`\n", "net.inet.tcp.rfc1323 (line 9) is not a Linux sysctl"),
         ("+0 < udp (10)\n", "UDP and ICMP packets are not supported yet (line 9)"),
+        (
+            "+0 setsockopt(4, SOL_SOCKET, SO_LISTENQLIMIT, [1], 4) = 0\n",
+            "SO_LISTENQLIMIT (line 9) is FreeBSD's; the reference backend has Linux's socket API",
+        ),
     ] {
         match run(tail) {
             Verdict::Skipped(r) => assert_eq!(r, reason),
             other => panic!("{tail:?}: expected a skip, got {other:?}"),
         }
     }
+}
+
+/// packetdrill's ip_info on outbound packets: the TOS byte and the TTL are compared (the reference stack sends
+/// TOS 0 and TTL 64, as Linux does by default), and a mismatch names the field.
+#[test]
+fn ip_fields_are_checked_outbound() {
+    let ack = |ip: &str| format!("+0 < P. 1:2(1) ack 1 win 65535\n+0 > {ip} . 1:1(0) ack 2\n");
+    for ip in ["(ttl 64)", "(tos 0x0)"] {
+        assert!(matches!(run(&ack(ip)), Verdict::Pass), "{ip}");
+    }
+    for (ip, why) in [
+        ("(ttl 63)", "live packet field ttl: expected: 63 (0x3f) vs actual: 64 (0x40)"),
+        ("(tos 0x4)", "live packet field tos: expected: 4 (0x4) vs actual: 0 (0x0)"),
+    ] {
+        let f = failure(&ack(ip));
+        assert!(f.contains(why), "{ip}: {f}");
+    }
+}
+
+/// And inbound: the TOS byte and the TTL go into the injected header.
+#[test]
+fn ip_fields_are_set_inbound() {
+    let (v, bytes) = last_injected("+0 < (tos 0x10) P. 1:2(1) ack 1 win 65535\n+0 > . 1:1(0) ack 2\n");
+    assert!(matches!(v, Verdict::Pass), "{v:?}");
+    assert_eq!(bytes[1], 0x10, "TOS byte");
+    let (_, bytes) = last_injected("+0 < (ttl 7) P. 1:2(1) ack 1 win 65535\n+0 > . 1:1(0) ack 2\n");
+    assert_eq!(bytes[8], 7, "TTL");
 }
 
 #[test]

@@ -92,8 +92,39 @@ fn packet_lines() {
     assert_eq!(o[2], TcpOpt::FastOpen(vec![0xab, 0xcd, 0x12, 0x34]));
     assert_eq!(o[3], TcpOpt::Raw { kind: 253, data: vec![1, 2] });
     match one("0 > [ect0] . 1:1(0) ack 1").action {
-        Action::Packet(p) => assert_eq!(p.ecn, Some(Ecn::Ect0)),
+        Action::Packet(p) => assert_eq!(p.ip.ecn(), Some(Ecn::Ect0)),
         _ => panic!(),
+    }
+    // packetdrill's ip_info, and nplab's IPv6 spellings of the same fields.
+    match one("0 < (tos 0x2, flowlabel 0x12345) S 0:0(0) win 1").action {
+        Action::Packet(p) => {
+            assert_eq!(p.ip, IpInfo { tos: Some(Tos::Byte(2)), flow_label: Some(0x12345), ttl: None })
+        }
+        _ => panic!(),
+    }
+    match one("0 > (hlim 255) S. 0:0(0) ack 1").action {
+        Action::Packet(p) => assert_eq!(p.ip, IpInfo { tos: None, flow_label: None, ttl: Some(255) }),
+        _ => panic!(),
+    }
+    match one("0 > [class 0x1] S. 0:0(0) ack 1").action {
+        Action::Packet(p) => assert_eq!(p.ip.tos, Some(Tos::Byte(1))),
+        _ => panic!(),
+    }
+}
+
+/// Malformed IP fields: a clear error at the field, never a packet with a default in its place.
+#[test]
+fn ip_info_errors() {
+    for (src, msg) in [
+        ("0 < (tos 0x100) S 0:0(0) win 1", "tos out of range for 8 bits"),
+        ("0 < (flowlabel 0x100000) S 0:0(0) win 1", "flowlabel out of range for 20 bits"),
+        ("0 < (ttl 64, tos 0x1) S 0:0(0) win 1", "these IP fields do not go together"),
+        ("0 < [ect0, tos 0x1] S 0:0(0) win 1", "these IP fields do not go together"),
+        ("0 < (tll 64) S 0:0(0) win 1", "unknown IP field \"tll\""),
+        ("0 < (ttl 64 S 0:0(0) win 1", "expected ) after the IP fields"),
+    ] {
+        let e = parse("t", src, &ParseOptions::default()).expect_err(src).render_plain();
+        assert!(e.contains(msg), "{src}: {e}");
     }
 }
 
@@ -183,6 +214,36 @@ fn defines_substitute() {
     let s = parse("t", "0 fcntl(3, F_SETFL, FLAGS) = 0\n+0 > S 0:0(0) <mss MSS>\n", &opts).unwrap();
     assert!(matches!(&s.events[0].action, Action::Syscall(c) if matches!(&c.args[2].kind, ExprKind::Or(_))));
     assert!(print(&s).contains("<mss 1100>"));
+    // Inside an option list too: a TFO cookie given on the command line, as upstream's TFO scripts are run.
+    opts.defines.insert("TFO_COOKIE".into(), "3021b9d1a1f2ed64".into());
+    let s = parse("t", "0 < S 0:0(0) win 1 <mss 1460,FOEXP TFO_COOKIE,nop,nop>\n", &opts).unwrap();
+    assert!(print(&s).contains("FOEXP 3021b9d1a1f2ed64"), "{}", print(&s));
+    let e = parse("t", "0 < S 0:0(0) win 1 <FO NO_SUCH_COOKIE>\n", &opts).unwrap_err().render_plain();
+    assert!(e.contains("FO wants a hex cookie") && e.contains("-D NO_SUCH_COOKIE="), "{e}");
+}
+
+/// Every name of packetdrill's Linux symbol table is known, errno aliases included, with Linux's values.
+#[test]
+fn packetdrill_symbols_known() {
+    let src = "0 setsockopt(3, SOL_SOCKET, SO_MARK, [1], 4) = 0\n\
+               +0 getsockopt(3, SOL_TCP, TCP_INQ, [0], [4]) = 0\n\
+               +0 send(3, ..., 10, MSG_EOR) = 10\n\
+               +0 read(3, ..., 10) = -1 EWOULDBLOCK (Resource temporarily unavailable)\n\
+               +0 recv(3, ..., 10, MSG_ERRQUEUE) = -1 EMSGSIZE (Message too long)\n\
+               +0 setsockopt(3, SOL_SOCKET, SO_TIMESTAMPING, [SOF_TIMESTAMPING_TX_ACK|SOF_TIMESTAMPING_OPT_ID], 4) = 0\n\
+               +0 epoll_ctl(5, EPOLL_CTL_ADD, 3, {events=EPOLLIN|EPOLLET, fd=3}) = 0\n";
+    if let Err(errs) = script::check("t.pkt", src, &ParseOptions::default()) {
+        panic!("{}", errs.iter().map(|e| e.render_plain()).collect::<Vec<_>>().join("\n"));
+    }
+    use tcpdrill::script::symbols::symbol_value;
+    for (name, linux) in [("MSG_EOR", 0x80), ("SO_MARK", 36), ("TCP_INQ", 36), ("EPOLLET", 1 << 31), ("IP_TOS", 1)] {
+        assert_eq!(symbol_value(name), Some(linux), "{name}");
+    }
+    assert_eq!(symbol_value("EWOULDBLOCK"), symbol_value("EAGAIN"));
+    // FreeBSD's own names parse (FreeBSD's suite does), with no Linux value to give them.
+    let src = "0 setsockopt(3, SOL_SOCKET, SO_LISTENQLIMIT, [1], 4) = -1 ENOTCAPABLE (x)\n";
+    assert!(script::check("t.pkt", src, &ParseOptions::default()).is_ok());
+    assert_eq!(symbol_value("SO_LISTENQLIMIT"), None);
 }
 
 fn diag(src: &str) -> String {
@@ -259,7 +320,7 @@ fn packet() -> impl Strategy<Value = (Packet, bool)> {
     });
     (
         any::<bool>(),
-        proptest::option::of(prop_oneof![Just(Ecn::Ect0), Just(Ecn::Ce), Just(Ecn::NoEcn)]),
+        ip_info(),
         proptest::option::of(any::<(u16, u16)>()),
         flags,
         proptest::option::of(any::<u32>()),
@@ -270,7 +331,7 @@ fn packet() -> impl Strategy<Value = (Packet, bool)> {
         proptest::option::of(prop_oneof![Just(None), proptest::collection::vec(tcp_opt(), 1..6).prop_map(Some)]),
         any::<bool>(),
     )
-        .prop_map(|(outbound, ecn, ports, flags, seq, len, ack, win, urg, opts, bad_csum)| {
+        .prop_map(|(outbound, ip, ports, flags, seq, len, ack, win, urg, opts, bad_csum)| {
             let seq = if outbound { seq } else { Some(seq.unwrap_or(0)) };
             let options = opts.map(|o| match o {
                 None => Options::Any,
@@ -280,8 +341,21 @@ fn packet() -> impl Strategy<Value = (Packet, bool)> {
             let t =
                 TcpSpec { ports, flags, flags_span: sp(), seq, len, seq_span: sp(), ack, win, urg, options, bad_csum };
             let direction = if outbound { Direction::Outbound } else { Direction::Inbound };
-            (Packet { direction, ecn, body: PacketBody::Tcp(t), span: sp() }, outbound)
+            (Packet { direction, ip, body: PacketBody::Tcp(t), span: sp() }, outbound)
         })
+}
+
+fn ip_info() -> impl Strategy<Value = IpInfo> {
+    let ecn = prop_oneof![Just(Ecn::Ect0), Just(Ecn::Ect1), Just(Ecn::Ect01), Just(Ecn::Ce), Just(Ecn::NoEcn)];
+    let tos = prop_oneof![ecn.prop_map(Tos::Ecn), any::<u8>().prop_map(Tos::Byte)];
+    // The combinations packetdrill's grammar has: one field, or a TOS and a flow label.
+    prop_oneof![
+        Just(IpInfo::default()),
+        tos.clone().prop_map(|t| IpInfo { tos: Some(t), ..IpInfo::default() }),
+        (0u32..1 << 20).prop_map(|f| IpInfo { flow_label: Some(f), ..IpInfo::default() }),
+        any::<u8>().prop_map(|t| IpInfo { ttl: Some(t), ..IpInfo::default() }),
+        (tos, 0u32..1 << 20).prop_map(|(t, f)| IpInfo { tos: Some(t), flow_label: Some(f), ttl: None }),
+    ]
 }
 
 fn expr() -> impl Strategy<Value = Expr> {

@@ -208,13 +208,50 @@ impl Ecn {
     }
 }
 
+/// What a packet line says of its IP header's TOS (IPv6: traffic class) byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tos {
+    /// Only the two ECN bits: `ect0`, `ce`, ...
+    Ecn(Ecn),
+    /// The whole byte: `tos 0x2` (nplab's `class 0x2` for IPv6 says the same).
+    Byte(u8),
+}
+
+/// packetdrill's `ip_info`: the IP-layer fields a packet line sets (inbound) or checks (outbound), written in
+/// parentheses or brackets after the direction, `< [ect0] S ...`, `> (tos 0x2, flowlabel 0x1) ...`,
+/// `< (ttl 64) ...`. Unwritten fields are the defaults inbound and unchecked outbound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IpInfo {
+    /// The TOS byte or its ECN bits.
+    pub tos: Option<Tos>,
+    /// IPv6 flow label (20 bits); packetdrill ignores it on IPv4, and so does tcpdrill.
+    pub flow_label: Option<u32>,
+    /// IPv4 TTL or IPv6 hop limit (`ttl N`, nplab's `hlim N`).
+    pub ttl: Option<u8>,
+}
+
+impl IpInfo {
+    /// Nothing written.
+    pub fn is_empty(&self) -> bool {
+        *self == IpInfo::default()
+    }
+
+    /// The ECN mark, when the TOS is written as one.
+    pub fn ecn(&self) -> Option<Ecn> {
+        match self.tos {
+            Some(Tos::Ecn(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// A packet line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     /// `<` or `>`.
     pub direction: Direction,
-    /// ECN mark, if written.
-    pub ecn: Option<Ecn>,
+    /// The IP-layer fields written before the transport part.
+    pub ip: IpInfo,
     /// The transport part.
     pub body: PacketBody,
     /// Where.

@@ -534,30 +534,7 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         let direction = if self.bump() == Some('<') { Direction::Inbound } else { Direction::Outbound };
         self.skip_ws()?;
-        let mut ecn = None;
-        if self.peek() == Some('[') {
-            let s = self.pos;
-            self.bump();
-            let (name, span) =
-                self.ident().ok_or_else(|| self.expected("an ECN mark: noecn, ect0, ect1, ect01, ce"))?;
-            ecn = Some(match name.as_str() {
-                "noecn" => Ecn::NoEcn,
-                "ect0" => Ecn::Ect0,
-                "ect1" => Ecn::Ect1,
-                "ect01" => Ecn::Ect01,
-                "ce" => Ecn::Ce,
-                _ => {
-                    let mut e = self.err(span, format!("unknown ECN mark {name:?}"), "not an ECN mark");
-                    if let Some(n) = nearest(&name, ["noecn", "ect0", "ect1", "ect01", "ce"]) {
-                        e = e.with_help(format!("did you mean [{n}]?"));
-                    }
-                    return Err(e);
-                }
-            });
-            self.expect("]", "] after the ECN mark")?;
-            let _ = s;
-            self.skip_ws()?;
-        }
+        let ip = if matches!(self.peek(), Some('[' | '(')) { self.ip_info()? } else { IpInfo::default() };
         let body = if self.at("udp") && !self.rest()[3..].starts_with(is_ident_char) {
             self.pos += 3;
             self.expect("(", "( after udp")?;
@@ -593,7 +570,76 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok(Packet { direction, ecn, body, span: Span::new(start, self.pos) })
+        Ok(Packet { direction, ip, body, span: Span::new(start, self.pos) })
+    }
+
+    /// packetdrill's `ip_info` in `[...]` or `(...)`: an ECN mark, `tos 0x..`, `flowlabel 0x..`, `ttl N`, and
+    /// nplab's IPv6 spellings `class 0x..` (the traffic class, IPv6's TOS) and `hlim N` (the hop limit, its TTL):
+    /// one of them, or a TOS and a flow label, as packetdrill's grammar has it.
+    fn ip_info(&mut self) -> R<IpInfo> {
+        const WORDS: [&str; 10] = ["noecn", "ect0", "ect1", "ect01", "ce", "tos", "class", "flowlabel", "ttl", "hlim"];
+        let close = if self.bump() == Some('[') { "]" } else { ")" };
+        let mut ip = IpInfo::default();
+        loop {
+            self.skip_blanks();
+            let (name, span) = self.ident().ok_or_else(|| {
+                self.expected("an IP field: an ECN mark (noecn, ect0, ect1, ect01, ce), tos, flowlabel or ttl")
+            })?;
+            match name.as_str() {
+                "noecn" | "ect0" | "ect1" | "ect01" | "ce" => {
+                    ip.tos = Some(Tos::Ecn(match name.as_str() {
+                        "noecn" => Ecn::NoEcn,
+                        "ect0" => Ecn::Ect0,
+                        "ect1" => Ecn::Ect1,
+                        "ect01" => Ecn::Ect01,
+                        _ => Ecn::Ce,
+                    }));
+                }
+                "tos" | "class" => {
+                    let (v, vspan) = self.uint(&format!("a {name} value"))?;
+                    let v = u8::try_from(v)
+                        .map_err(|_| self.err(vspan, format!("{name} out of range for 8 bits"), "out of range"))?;
+                    ip.tos = Some(Tos::Byte(v));
+                }
+                "flowlabel" => {
+                    let (v, vspan) = self.uint("a flow label")?;
+                    if v >= 1 << 20 {
+                        return Err(self.err(vspan, "flowlabel out of range for 20 bits", "out of range"));
+                    }
+                    ip.flow_label = Some(v as u32);
+                }
+                "ttl" | "hlim" => {
+                    let (v, vspan) = self.uint(&format!("a {name} value"))?;
+                    let v = u8::try_from(v)
+                        .map_err(|_| self.err(vspan, format!("{name} out of range for 8 bits"), "out of range"))?;
+                    ip.ttl = Some(v);
+                }
+                _ => {
+                    let mut e = self.err(span, format!("unknown IP field {name:?}"), "not an IP field");
+                    if let Some(n) = nearest(&name, WORDS) {
+                        e = e.with_help(format!("did you mean {n}?"));
+                    }
+                    return Err(e);
+                }
+            }
+            self.skip_blanks();
+            let comma = self.pos;
+            if !self.eat(",") {
+                break;
+            }
+            // packetdrill's ip_info: one field alone, or a TOS (or ECN mark) and then a flow label.
+            self.skip_blanks();
+            if !(ip.tos.is_some() && ip.flow_label.is_none() && ip.ttl.is_none() && self.at("flowlabel")) {
+                return Err(self
+                    .err(Span::new(comma, comma + 1), "these IP fields do not go together", "here")
+                    .with_help(
+                        "packetdrill takes one of tos, an ECN mark, flowlabel or ttl, or a TOS then a flowlabel",
+                    ));
+            }
+        }
+        self.expect(close, &format!("{close} after the IP fields"))?;
+        self.skip_ws()?;
+        Ok(ip)
     }
 
     fn tcp(&mut self, direction: Direction) -> R<TcpSpec> {
@@ -785,12 +831,34 @@ impl<'a> Parser<'a> {
             "FO" | "FOEXP" | "md5" => {
                 self.skip_blanks();
                 let s = self.pos;
-                while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
-                    self.bump();
-                }
-                let hex = &self.src[s..self.pos];
-                let bytes = crate::hex::decode(hex)
-                    .map_err(|e| self.err(Span::new(s, self.pos), format!("bad cookie: {e}"), "hex bytes"))?;
+                // A cookie may be a `-D` symbol (upstream's TFO scripts: `FOEXP TFO_COOKIE`, run with
+                // `-D TFO_COOKIE=3021b9d1a1f2ed64`), given in hex like one written out.
+                let bytes = if let Some(v) = self.defined_value() {
+                    let v = v.trim();
+                    crate::hex::decode(v.strip_prefix("0x").unwrap_or(v)).map_err(|e| {
+                        self.err(Span::new(s, self.pos), format!("bad cookie in this symbol's value {v:?}: {e}"), "-D")
+                    })?
+                } else {
+                    while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                        self.bump();
+                    }
+                    if self.peek().is_some_and(is_ident_char) {
+                        // A word, not hex: most likely a -D symbol the command line did not define.
+                        let word_end =
+                            self.rest().find(|c: char| !is_ident_char(c)).map_or(self.src.len(), |n| self.pos + n);
+                        let span = Span::new(s, word_end);
+                        return Err(self
+                            .err(
+                                span,
+                                format!("{name} wants a hex cookie, found {:?}", &self.src[s..word_end]),
+                                "not hex",
+                            )
+                            .with_help(format!("define it on the command line: -D {}=<hex>", &self.src[s..word_end])));
+                    }
+                    let hex = &self.src[s..self.pos];
+                    crate::hex::decode(hex)
+                        .map_err(|e| self.err(Span::new(s, self.pos), format!("bad cookie: {e}"), "hex bytes"))?
+                };
                 match name.as_str() {
                     "FO" => TcpOpt::FastOpen(bytes),
                     "FOEXP" => TcpOpt::FastOpenExp(bytes),

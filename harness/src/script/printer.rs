@@ -61,11 +61,33 @@ pub fn action(a: &Action) -> String {
     }
 }
 
+/// The IP fields of a packet line, canonically: `[ect0]` for an ECN mark alone (as upstream scripts write it),
+/// else `(tos 0x2, flowlabel 0x1, ttl 64)` in that order.
+pub fn ip_info(ip: &IpInfo) -> String {
+    if let (Some(Tos::Ecn(e)), None, None) = (ip.tos, ip.flow_label, ip.ttl) {
+        return format!("[{}]", e.name());
+    }
+    let mut parts = Vec::new();
+    match ip.tos {
+        Some(Tos::Ecn(e)) => parts.push(e.name().to_string()),
+        Some(Tos::Byte(b)) => parts.push(format!("tos {b:#x}")),
+        None => {}
+    }
+    if let Some(f) = ip.flow_label {
+        parts.push(format!("flowlabel {f:#x}"));
+    }
+    if let Some(t) = ip.ttl {
+        parts.push(format!("ttl {t}"));
+    }
+    format!("({})", parts.join(", "))
+}
+
 /// A packet line without its time.
 pub fn packet(p: &Packet) -> String {
     let mut out = String::from(if p.direction == Direction::Inbound { "<" } else { ">" });
-    if let Some(e) = p.ecn {
-        write!(out, " [{}]", e.name()).expect("writing to a String");
+    if !p.ip.is_empty() {
+        out.push(' ');
+        out.push_str(&ip_info(&p.ip));
     }
     match &p.body {
         PacketBody::Tcp(t) => {

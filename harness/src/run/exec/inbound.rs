@@ -92,13 +92,24 @@ impl Exec<'_> {
             payload: &payload,
         };
         let mut d = TcpDatagram::new(self.remote_ip, self.local_ip, repr);
-        if let (Some(ecn), IpRepr::V4(ip)) = (p.ecn, &mut d.ip) {
-            ip.tos = match ecn {
-                Ecn::NoEcn => 0,
-                Ecn::Ect1 => 1,
-                Ecn::Ect0 | Ecn::Ect01 => 2,
-                Ecn::Ce => 3,
-            };
+        // packetdrill's ip_info (set_ip_header): the TOS byte or its ECN bits, and the TTL; a flow label is
+        // IPv6's and ignored on IPv4, as packetdrill does.
+        if let IpRepr::V4(ip) = &mut d.ip {
+            match p.ip.tos {
+                Some(Tos::Ecn(e)) => {
+                    ip.tos = match e {
+                        Ecn::NoEcn => 0,
+                        Ecn::Ect1 => 1,
+                        Ecn::Ect0 | Ecn::Ect01 => 2,
+                        Ecn::Ce => 3,
+                    }
+                }
+                Some(Tos::Byte(b)) => ip.tos = b,
+                None => {}
+            }
+            if let Some(t) = p.ip.ttl {
+                ip.ttl = t;
+            }
         }
         let mut bytes = d
             .to_vec()

@@ -101,7 +101,7 @@ impl Exec<'_> {
             }
             return Err(self.fail(e.span, "error handling packet", msg, d, "this packet"));
         }
-        if let Err(m) = self.check_fields(t, p.ecn, &live) {
+        if let Err(m) = self.check_fields(t, &p.ip, &live) {
             let msg = format!("live packet field {}: expected: {} vs actual: {}", m.field, m.expected, m.actual);
             let mut d = details(self);
             if m.field.ends_with("_port") {
@@ -282,7 +282,7 @@ impl Exec<'_> {
     /// Checks the live packet against the script line field by field, in the order of packetdrill's checks (IP,
     /// ports, ECN, flags, then the numbers mapped into script space, then options); the first difference is the
     /// error. Where packetdrill reports the IP total length (options of another length), tcpdrill names the options.
-    pub(super) fn check_fields(&self, t: &TcpSpec, ecn: Option<Ecn>, live: &TcpDatagram<'_>) -> Result<(), Mismatch> {
+    pub(super) fn check_fields(&self, t: &TcpSpec, ip: &IpInfo, live: &TcpDatagram<'_>) -> Result<(), Mismatch> {
         let l = &live.tcp;
         let (lp, rp) = self.default_tuple(t.ports, false);
         if live.ip.dst_addr() != self.remote_ip {
@@ -291,7 +291,11 @@ impl Exec<'_> {
         let port_known = t.ports.is_some() || self.local_port.is_some();
         check_field("tcp_src_port", port_known.then_some(lp), l.src_port)?;
         check_field("tcp_dst_port", Some(rp), l.dst_port)?;
-        if let Some(e) = ecn {
+        // packetdrill's verify_outbound_live_tos and verify_outbound_live_ttl_or_hl.
+        if let (Some(Tos::Byte(b)), IpRepr::V4(l)) = (ip.tos, &live.ip) {
+            check_field("tos", Some(b), l.tos)?;
+        }
+        if let Some(e) = ip.ecn() {
             let got = live.ip.ecn();
             let ok = match e {
                 Ecn::NoEcn => got == 0,
@@ -303,6 +307,9 @@ impl Exec<'_> {
             if !ok {
                 return Err(Mismatch::new("ip_ecn", e.name(), ["noecn", "ect1", "ect0", "ce"][usize::from(got & 3)]));
             }
+        }
+        if let (Some(ttl), IpRepr::V4(l)) = (ip.ttl, &live.ip) {
+            check_field("ttl", Some(ttl), l.ttl)?;
         }
         let want = TcpFlags::from_letters(&t.flags);
         let psh_either = t.flags.contains('p');

@@ -95,6 +95,12 @@ impl Exec<'_> {
                     }
                     _ => {}
                 },
+                Action::Syscall(c) if freebsd_symbol(c).is_some() => {
+                    let (sym, _) = freebsd_symbol(c).unwrap_or_default();
+                    return Some(format!(
+                        "{sym} (line {line}) is FreeBSD's; the {name} backend has Linux's socket API"
+                    ));
+                }
                 Action::Syscall(c) if !crate::script::symbols::executor_runs(&c.name) => {
                     return Some(format!("syscall {} (line {line}) is not supported on the {name} backend", c.name));
                 }
@@ -111,6 +117,20 @@ impl Exec<'_> {
 }
 
 /// `sysctl [-q] [-w] a.b.c=v ...` as (name, value) pairs; `None` if the command is anything else.
+/// The first FreeBSD-only name a call uses (in its arguments, result or errno).
+fn freebsd_symbol(c: &Syscall) -> Option<(String, Span)> {
+    use crate::script::symbols::{is_freebsd_only, symbols_in};
+    let mut found = c.errno.clone().filter(|(e, _)| is_freebsd_only(e));
+    for a in c.args.iter().chain(std::iter::once(&c.result)) {
+        symbols_in(a, &mut |s, span| {
+            if found.is_none() && is_freebsd_only(s) {
+                found = Some((s.to_string(), span));
+            }
+        });
+    }
+    found
+}
+
 pub(super) fn sysctl_assignments(cmd: &str) -> Option<Vec<(String, String)>> {
     let words = shlex::split(cmd)?;
     let mut words = words.iter();
