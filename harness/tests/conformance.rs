@@ -116,15 +116,35 @@ fn main() {
         eprintln!("{}::* cases ignored: {why}", b.name());
     }
     let scripts = report::collect_scripts(&[root().join("scripts")]).expect("scripts/ is readable");
+    // How long each script runs, from its run on the reference backend's virtual clock (all of them take about a
+    // second of real time): the real-time cases that take half a minute or more start first, longest first, so
+    // that the one that takes 150 s does not start last and keep the run going after the others are done. The
+    // rest keep their order: sorted by length, all the short scripts would come at the end together, and their
+    // burst of namespaces made and torn down stalled this 2-vCPU VM often enough to triple the timing retries.
+    let lasts = |p: &Path| run_on(BackendKind::Reference, p).outcome.map_or(0, |o| o.script_micros);
+    let real_time_order: Vec<(i64, PathBuf)> = if args.list || args.exact {
+        Vec::new()
+    } else {
+        let long = |micros: i64| if micros >= 30_000_000 { micros } else { 0 };
+        let mut v: Vec<(i64, PathBuf)> = scripts.iter().map(|p| (long(lasts(p)), p.clone())).collect();
+        v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        v
+    };
     let mut trials = Vec::new();
+    let mut real_time_trials = Vec::new();
     for path in scripts.clone() {
         let name = name_of(&path);
         for b in BackendKind::all() {
             let (p, res) = (path.clone(), results.clone());
             let ignored = unavailable.iter().any(|(u, _)| *u == b);
-            trials.push(
-                Trial::test(format!("{}::{name}", b.name()), move || case(b, &p, &res)).with_ignored_flag(ignored),
-            );
+            let trial =
+                Trial::test(format!("{}::{name}", b.name()), move || case(b, &p, &res)).with_ignored_flag(ignored);
+            if b.info().real_time {
+                let rank = real_time_order.iter().position(|(_, q)| *q == path).unwrap_or(0);
+                real_time_trials.push((rank, trial));
+            } else {
+                trials.push(trial);
+            }
         }
         let p = path.clone();
         let n = name.clone();
@@ -151,6 +171,9 @@ fn main() {
             })
         }));
     }
+    // The in-process cases first (they take a second), then the real-time ones, longest first.
+    real_time_trials.sort_by_key(|(rank, _)| *rank);
+    trials.extend(real_time_trials.into_iter().map(|(_, t)| t));
     let conclusion = libtest_mimic::run(&args, trials);
     if complete && unavailable.is_empty() && !conclusion.has_failed() {
         match check_requirements(&results, &scripts) {

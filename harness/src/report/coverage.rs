@@ -41,6 +41,7 @@ pub const REQUIREMENTS: &[(&str, &str, &str)] = &[
     ("MUST-36", "RFC 9293 3.8.6.1", "Probe a zero window"),
     ("MUST-37", "RFC 9293 3.8.6.1", "Let a window stay zero indefinitely while probes are answered"),
     ("MUST-38", "RFC 9293 3.8.6.2.1", "Sender silly window syndrome avoidance"),
+    ("MUST-39", "RFC 9293 3.8.6.2.2", "Receiver silly window syndrome avoidance"),
     ("MUST-40", "RFC 9293 3.8.6.3", "A delayed ACK comes within 0.5 s"),
     ("MUST-41", "RFC 9293 3.9.1.1", "A passive OPEN does not affect existing connections"),
     ("MUST-42", "RFC 9293 3.9.1.1", "LISTEN on a port used by a connection in SYN-SENT/SYN-RECEIVED"),
@@ -474,7 +475,7 @@ mod tests {
         assert!(md.contains("| asserted: violation \"TIME-WAIT lasts 59 s\" fails close/x |"), "{md}");
         assert!(md.contains("| MUST-9 | RFC 9293 3.4.1 | ISN function not computable from outside | | argued: not black-box testable |"), "{md}");
         assert!(md.contains("3 are asserted"), "{md}");
-        assert!(md.contains("1 are argued to be beyond a black-box test or not what Linux does; 0 are only exercised; 80 have neither"), "{md}");
+        assert!(md.contains("1 are argued to be beyond a black-box test or not what Linux does; 0 are only exercised; 81 have neither"), "{md}");
         let only_kills = Evidence { violations: vec![], ..e.clone() };
         let md = requirements_markdown(&[s], &only_kills);
         assert!(md.contains("| mutants: close/x rejects 7 mutants, 2 by it alone, e.g. `stack/src/tcb/timers.rs: replace + with - in Tcb::enter_time_wait` |"), "{md}");

@@ -452,16 +452,6 @@ impl Tcb {
         self.opts
     }
 
-    /// The effective send MSS.
-    pub fn snd_mss(&self) -> u16 {
-        self.snd_mss
-    }
-
-    /// Current retransmission timeout.
-    pub fn rto(&self) -> Duration {
-        self.rtt.rto()
-    }
-
     /// The congestion window in bytes.
     pub fn cwnd(&self) -> u32 {
         self.cc.cwnd()

@@ -99,14 +99,10 @@ impl Reassembly {
             out.extend(&d[skip..]);
             rcv_nxt += d.len() - skip;
         }
+        // What the loop left either lies wholly before RCV.NXT (the in-order data just taken covered it: it goes)
+        // or starts beyond it (a block that reached RCV.NXT was pulled), so nothing is left to trim.
         self.blocks.retain(|(st, d, _)| *st + d.len() > rcv_nxt);
-        for (st, d, _) in &mut self.blocks {
-            if *st < rcv_nxt {
-                let cut = (rcv_nxt - *st) as usize;
-                d.drain(..cut);
-                *st = rcv_nxt;
-            }
-        }
+        debug_assert!(self.blocks.iter().all(|(st, _, _)| *st > rcv_nxt));
         rcv_nxt
     }
 

@@ -181,7 +181,12 @@ impl Tcb {
                 }
                 if self.snd_una == self.iss {
                     // Closed in SYN-RECEIVED before our SYN-ACK was acknowledged: that SYN-ACK is what is
-                    // outstanding (found by the random-events property test).
+                    // outstanding (found by the random-events property test). It counts against the budget like
+                    // any retransmission: without the stamp an orphan whose peer fell silent was never given up
+                    // (`close/orphan-closed-in-syn-received-gives-up`).
+                    if self.retrans_stamp.is_none() {
+                        self.retrans_stamp = Some(ctx.now);
+                    }
                     self.retransmits += 1;
                     self.syn_retransmitted = true;
                     self.rtt_probe = None;
