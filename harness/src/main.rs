@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use tcpdrill::script::{self, ParseOptions};
 use tcpdrill_stack::wire::{Checksums, TcpDatagram};
 
+mod dropin;
+
 #[derive(Parser)]
 #[command(name = "tcpdrill", version, about = "TCP conformance and fuzz test harness")]
 struct Cli {
@@ -175,6 +177,10 @@ mod exit {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    if dropin::is_packetdrill_invocation(&args) {
+        return dropin::main(&args);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),

@@ -184,3 +184,79 @@ fn mutants_report_from_a_run_and_without_one() {
     assert!(md.contains("A partial run: 1 of the 2 mutants were tested"), "{md}");
     assert!(md.contains("`replace IsnGenerator::isn -> u32 with 0`: **no script rejects it yet**"), "{md}");
 }
+
+/// packetdrill's command line (README, "packetdrill's command line"): a passing script prints nothing and exits
+/// 0, a failing one prints packetdrill's error text and exits 1, on the linux backend as packetdrill runs on the
+/// local kernel; `--dry_run` only parses.
+#[test]
+fn packetdrill_invocations_run_as_packetdrill_runs_them() {
+    let d = folder("dropin");
+    let oracle = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    let failing = oracle.join("ack-omitted-fail.pkt");
+    let bad = write(&d, "bad.pkt", b"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bogus(3) = 0\n");
+    let o = tcpdrill(&["--dry_run", &bad]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("unknown syscall \"bogus\""), "{}", text(&o));
+    let o = tcpdrill(&["--dry_run", "--ip_version=ipv4", failing.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = tcpdrill(&["--tolerance_usec=1", failing.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("did you mean --tolerance_usecs?"), "{}", text(&o));
+    if let Err(why) = tcpdrill::backend::linux::available() {
+        eprintln!("the runs skipped: {why}");
+        return;
+    }
+    let ok = oracle.join("ip-info-tos-ttl-pass.pkt");
+    let o = tcpdrill(&["--send_omit_free", "--ip_version=ipv4", "--local_ip=192.168.0.1", ok.to_str().unwrap()]);
+    assert_eq!((code(&o), text(&o)), (0, String::new()));
+    let o = tcpdrill(&["--send_omit_free", failing.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("error handling packet"), "{}", text(&o));
+    // A flag packetdrill has and tcpdrill does not honour: refused with its reason, never ignored.
+    let o = tcpdrill(&["--non_fatal=packet", ok.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("--non_fatal is not supported"), "{}", text(&o));
+}
+
+/// packetdrill's own runner, run_all.py (from the workplace's copy of packetdrill's source), with tcpdrill in
+/// packetdrill's place: it finds the scripts, runs each in a namespace of its own through its in_netns.sh, and
+/// counts tcpdrill's exit statuses as packetdrill's.
+#[test]
+fn run_all_py_drives_tcpdrill() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/packetdrill-src");
+    if !src.join("run_all.py").is_file() {
+        eprintln!("skipped: no run_all.py in {}", src.display());
+        return;
+    }
+    if let Err(why) = tcpdrill::backend::linux::available() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    if Command::new("python3").arg("-c").arg("pass").output().is_err() || Command::new("ip").arg("-V").output().is_err()
+    {
+        eprintln!("skipped: run_all.py needs python3 and ip");
+        return;
+    }
+    let d = folder("run-all");
+    let tools = d.join("packetdrill");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tcpdrill"), tools.join("packetdrill")).unwrap();
+    std::fs::copy(src.join("in_netns.sh"), tools.join("in_netns.sh")).unwrap();
+    let scripts = d.join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let oracle = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    for s in ["ip-info-tos-ttl-pass", "errno-alias-pass", "blocking-relative-pass", "ack-wrong-fail"] {
+        std::fs::copy(oracle.join(format!("{s}.pkt")), scripts.join(format!("{s}.pkt"))).unwrap();
+    }
+    let o = Command::new("python3")
+        .arg(src.join("run_all.py"))
+        .args(["-4", "-v", "-l", "scripts"])
+        .current_dir(&d)
+        .output()
+        .expect("python3 runs");
+    let out = text(&o);
+    assert!(out.contains("Ran    4 tests:    3 passing,    1 failing,    0 timed out"), "{out}");
+    assert!(out.contains("/scripts/ack-wrong-fail.pkt (ipv4)]"), "{out}");
+    assert!(out.contains("error handling packet: live packet field tcp_ack_seq"), "packetdrill's error text: {out}");
+    assert_eq!(o.status.code(), Some(1), "run_all.py exits 1 when a script failed: {out}");
+}

@@ -183,7 +183,8 @@ fn skips_what_the_reference_backend_cannot_run() {
 #[test]
 fn ip_fields_are_checked_outbound() {
     let ack = |ip: &str| format!("+0 < P. 1:2(1) ack 1 win 65535\n+0 > {ip} . 1:1(0) ack 2\n");
-    for ip in ["(ttl 64)", "(tos 0x0)"] {
+    // 0 and 255 are packetdrill's TTL_CHECK_NONE: not checked.
+    for ip in ["(ttl 64)", "(tos 0x0)", "(ttl 255)", "(ttl 0)"] {
         assert!(matches!(run(&ack(ip)), Verdict::Pass), "{ip}");
     }
     for (ip, why) in [
@@ -203,6 +204,13 @@ fn ip_fields_are_set_inbound() {
     assert_eq!(bytes[1], 0x10, "TOS byte");
     let (_, bytes) = last_injected("+0 < (ttl 7) P. 1:2(1) ack 1 win 65535\n+0 > . 1:1(0) ack 2\n");
     assert_eq!(bytes[8], 7, "TTL");
+    // Unset (or 0) is packetdrill's 255; [ect01] has no value inbound, so Not-ECT.
+    for line in ["+0 < P. 1:2(1) ack 1 win 65535\n", "+0 < (ttl 0) P. 1:2(1) ack 1 win 65535\n"] {
+        let (_, bytes) = last_injected(&format!("{line}+0 > . 1:1(0) ack 2\n"));
+        assert_eq!(bytes[8], 255, "{line}");
+    }
+    let (_, bytes) = last_injected("+0 < [ect01] P. 1:2(1) ack 1 win 65535\n+0 > . 1:1(0) ack 2\n");
+    assert_eq!(bytes[1] & 3, 0, "[ect01] inbound");
 }
 
 #[test]

@@ -122,6 +122,9 @@ fn ip_info_errors() {
         ("0 < [ect0, tos 0x1] S 0:0(0) win 1", "these IP fields do not go together"),
         ("0 < (tll 64) S 0:0(0) win 1", "unknown IP field \"tll\""),
         ("0 < (ttl 64 S 0:0(0) win 1", "expected ) after the IP fields"),
+        // packetdrill's grammar: TOS in hex, TTL in decimal.
+        ("0 < (tos 16) S 0:0(0) win 1", "a tos value in hex, as 0x10"),
+        ("0 < (ttl 0x40) S 0:0(0) win 1", "a ttl value in decimal, as 64"),
     ] {
         let e = parse("t", src, &ParseOptions::default()).expect_err(src).render_plain();
         assert!(e.contains(msg), "{src}: {e}");
@@ -236,8 +239,40 @@ fn packetdrill_symbols_known() {
         panic!("{}", errs.iter().map(|e| e.render_plain()).collect::<Vec<_>>().join("\n"));
     }
     use tcpdrill::script::symbols::symbol_value;
-    for (name, linux) in [("MSG_EOR", 0x80), ("SO_MARK", 36), ("TCP_INQ", 36), ("EPOLLET", 1 << 31), ("IP_TOS", 1)] {
+    // The values are Linux's: libc's own constants for the ones it has (x86-64, the machine the table is for).
+    for (name, linux) in [
+        ("MSG_EOR", i64::from(libc::MSG_EOR)),
+        ("MSG_ERRQUEUE", i64::from(libc::MSG_ERRQUEUE)),
+        ("SO_MARK", i64::from(libc::SO_MARK)),
+        ("SO_TIMESTAMPING", i64::from(libc::SO_TIMESTAMPING)),
+        ("TCP_INQ", i64::from(libc::TCP_INQ)),
+        ("TCP_FASTOPEN_KEY", i64::from(libc::TCP_FASTOPEN_KEY)),
+        ("EPOLLET", i64::from(libc::EPOLLET as u32)),
+        ("EPOLL_CTL_MOD", i64::from(libc::EPOLL_CTL_MOD)),
+        ("IP_TOS", i64::from(libc::IP_TOS)),
+        ("IP_MTU_DISCOVER", i64::from(libc::IP_MTU_DISCOVER)),
+        ("IPV6_TCLASS", i64::from(libc::IPV6_TCLASS)),
+        ("O_NOFOLLOW", i64::from(libc::O_NOFOLLOW)),
+        ("F_SETOWN", i64::from(libc::F_SETOWN)),
+        ("EMSGSIZE", i64::from(libc::EMSGSIZE)),
+        ("ENOTSUP", i64::from(libc::ENOTSUP)),
+    ] {
         assert_eq!(symbol_value(name), Some(linux), "{name}");
+    }
+    // Every name of packetdrill's Linux table (read from the workplace's copy of its source, where it is).
+    let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/packetdrill-src/symbols_linux.c");
+    if let Ok(c) = std::fs::read_to_string(&table) {
+        let names: Vec<&str> = c
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
+            .collect();
+        assert!(names.len() > 350, "{} names read from {}", names.len(), table.display());
+        let unknown: Vec<&&str> = names.iter().filter(|n| symbol_value(n).is_none()).collect();
+        assert!(unknown.is_empty(), "not in tcpdrill's table: {unknown:?}");
+    } else {
+        eprintln!("packetdrill's symbol table not checked: no {}", table.display());
     }
     assert_eq!(symbol_value("EWOULDBLOCK"), symbol_value("EAGAIN"));
     // FreeBSD's own names parse (FreeBSD's suite does), with no Linux value to give them.

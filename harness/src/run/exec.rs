@@ -54,6 +54,9 @@ pub struct RunOptions {
     /// `--strict_segments`: an outbound packet line matches exactly one segment; by default consecutive segments
     /// whose sequence ranges join are taken together, as packetdrill does for TSO/GSO and cwnd-cut data.
     pub strict_segments: bool,
+    /// Header options given on the command line (packetdrill's flags, `tcpdrill --tolerance_usecs=10000
+    /// SCRIPT`), applied before the script's own, as packetdrill applies its command line before the script's.
+    pub header: Vec<(String, Option<String>)>,
 }
 
 impl Default for RunOptions {
@@ -69,6 +72,7 @@ impl Default for RunOptions {
             script_dir: None,
             timeout: std::time::Duration::from_secs(180),
             strict_segments: false,
+            header: Vec::new(),
         }
     }
 }

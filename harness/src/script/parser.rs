@@ -212,6 +212,30 @@ impl<'a> Parser<'a> {
             .map_err(|_| self.err(span, format!("{what} is too large"), "out of range"))
     }
 
+    /// A number written as packetdrill's grammar has it there: hex with `0x` (`tos 0x10`, `flowlabel 0x1`) or
+    /// decimal (`ttl 64`); a `-D` symbol may stand for it in either form.
+    fn radix_uint(&mut self, what: &str, radix: u32) -> R<(u64, Span)> {
+        self.skip_blanks();
+        let start = self.pos;
+        if let Some(v) = self.defined_value() {
+            let span = Span::new(start, self.pos);
+            let v = v.trim();
+            let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                Some(h) => u64::from_str_radix(h, 16).ok(),
+                None => v.parse::<u64>().ok(),
+            };
+            return n.map(|n| (n, span)).ok_or_else(|| {
+                self.err(span, format!("{what} expected, but this symbol is defined as {v:?}"), "not a number")
+            });
+        }
+        let hex = self.at("0x") || self.at("0X");
+        if hex != (radix == 16) {
+            let form = if radix == 16 { "in hex, as 0x10" } else { "in decimal, as 64" };
+            return Err(self.expected(&format!("{what} {form} (packetdrill's grammar)")));
+        }
+        self.uint(what)
+    }
+
     fn u32_(&mut self, what: &str) -> R<(u32, Span)> {
         let (v, span) = self.uint(what)?;
         u32::try_from(v)
@@ -596,20 +620,20 @@ impl<'a> Parser<'a> {
                     }));
                 }
                 "tos" | "class" => {
-                    let (v, vspan) = self.uint(&format!("a {name} value"))?;
+                    let (v, vspan) = self.radix_uint(&format!("a {name} value"), 16)?;
                     let v = u8::try_from(v)
                         .map_err(|_| self.err(vspan, format!("{name} out of range for 8 bits"), "out of range"))?;
                     ip.tos = Some(Tos::Byte(v));
                 }
                 "flowlabel" => {
-                    let (v, vspan) = self.uint("a flow label")?;
+                    let (v, vspan) = self.radix_uint("a flow label", 16)?;
                     if v >= 1 << 20 {
                         return Err(self.err(vspan, "flowlabel out of range for 20 bits", "out of range"));
                     }
                     ip.flow_label = Some(v as u32);
                 }
                 "ttl" | "hlim" => {
-                    let (v, vspan) = self.uint(&format!("a {name} value"))?;
+                    let (v, vspan) = self.radix_uint(&format!("a {name} value"), 10)?;
                     let v = u8::try_from(v)
                         .map_err(|_| self.err(vspan, format!("{name} out of range for 8 bits"), "out of range"))?;
                     ip.ttl = Some(v);
@@ -839,6 +863,7 @@ impl<'a> Parser<'a> {
                         self.err(Span::new(s, self.pos), format!("bad cookie in this symbol's value {v:?}: {e}"), "-D")
                     })?
                 } else {
+                    let _ = self.eat("0x") || self.eat("0X");
                     while self.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
                         self.bump();
                     }

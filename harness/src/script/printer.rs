@@ -62,7 +62,8 @@ pub fn action(a: &Action) -> String {
 }
 
 /// The IP fields of a packet line, canonically: `[ect0]` for an ECN mark alone (as upstream scripts write it),
-/// else `(tos 0x2, flowlabel 0x1, ttl 64)` in that order.
+/// else `(tos 0x2)`, `(ttl 64)`, `(flowlabel 0x1)` or `(ect0, flowlabel 0x1)`, the forms packetdrill's grammar
+/// has.
 pub fn ip_info(ip: &IpInfo) -> String {
     if let (Some(Tos::Ecn(e)), None, None) = (ip.tos, ip.flow_label, ip.ttl) {
         return format!("[{}]", e.name());

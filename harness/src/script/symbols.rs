@@ -169,9 +169,10 @@ pub const SYMBOLS: &[(&str, i64)] = &[
     ("TCPI_OPT_ECN", 8),
     ("INADDR_ANY", 0),
     ("NULL", 0),
-    // The rest of the names packetdrill's Linux symbol table knows, with the values of this machine's headers
-    // (glibc and Linux UAPI, x86-64; libcap's for the CAP_ flag words), so that every upstream script parses, and
-    // the names FreeBSD's table shares with Linux.
+    // The rest of the names packetdrill's Linux symbol table knows, with their x86-64 Linux values (read from
+    // glibc's and the Linux UAPI headers; libcap's for the CAP_ flag words), so that every upstream script parses,
+    // and the names FreeBSD's table shares with Linux. On another architecture a few differ (O_DIRECT,
+    // O_DIRECTORY, O_NOFOLLOW on arm64), as the rest of this table's do.
     ("AT_EACCESS", 0x200),
     ("AT_FDCWD", -100),
     ("AT_REMOVEDIR", 0x200),
@@ -529,7 +530,6 @@ pub fn check_names(file: &Arc<str>, source: &Arc<str>, script: &Script) -> Vec<S
 }
 
 /// Calls `f` for every symbol used as a value (struct field names and call names are not values).
-/// Calls `f` on every symbol in `e`.
 pub fn symbols_in(e: &Expr, f: &mut dyn FnMut(&str, Span)) {
     match &e.kind {
         ExprKind::Symbol(s) => f(s, e.span),

@@ -92,24 +92,23 @@ impl Exec<'_> {
             payload: &payload,
         };
         let mut d = TcpDatagram::new(self.remote_ip, self.local_ip, repr);
-        // packetdrill's ip_info (set_ip_header): the TOS byte or its ECN bits, and the TTL; a flow label is
-        // IPv6's and ignored on IPv4, as packetdrill does.
+        // packetdrill's ip_info (set_ip_header): the TOS byte or its ECN bits (`[ect01]` is 0 inbound, as its
+        // grammar gives it no value), and the TTL, 255 unless the script sets one (0 meaning unset too); a flow
+        // label is IPv6's and ignored on IPv4, as packetdrill does.
         if let IpRepr::V4(ip) = &mut d.ip {
             match p.ip.tos {
                 Some(Tos::Ecn(e)) => {
                     ip.tos = match e {
-                        Ecn::NoEcn => 0,
+                        Ecn::NoEcn | Ecn::Ect01 => 0,
                         Ecn::Ect1 => 1,
-                        Ecn::Ect0 | Ecn::Ect01 => 2,
+                        Ecn::Ect0 => 2,
                         Ecn::Ce => 3,
                     }
                 }
                 Some(Tos::Byte(b)) => ip.tos = b,
                 None => {}
             }
-            if let Some(t) = p.ip.ttl {
-                ip.ttl = t;
-            }
+            ip.ttl = p.ip.ttl.filter(|&t| t != 0).unwrap_or(255);
         }
         let mut bytes = d
             .to_vec()

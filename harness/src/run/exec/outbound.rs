@@ -308,7 +308,8 @@ impl Exec<'_> {
                 return Err(Mismatch::new("ip_ecn", e.name(), ["noecn", "ect1", "ect0", "ce"][usize::from(got & 3)]));
             }
         }
-        if let (Some(ttl), IpRepr::V4(l)) = (ip.ttl, &live.ip) {
+        // 0 and 255 are packetdrill's "not checked" (TTL_CHECK_NONE).
+        if let (Some(ttl @ 1..=254), IpRepr::V4(l)) = (ip.ttl, &live.ip) {
             check_field("ttl", Some(ttl), l.ttl)?;
         }
         let want = TcpFlags::from_letters(&t.flags);

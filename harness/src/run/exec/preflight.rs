@@ -8,14 +8,15 @@ impl Exec<'_> {
     pub(super) fn preflight(&mut self, s: &Script) -> Option<String> {
         let caps = self.backend.capabilities();
         let name = self.backend.name();
-        for o in &s.options {
-            let v = o.value.as_deref().unwrap_or("");
-            // The parser let through only known options with well-formed values.
-            if let Some(why) = crate::script::options::spec(&o.name).and_then(|spec| spec.unsupported) {
+        let given = self.opts.header.iter().cloned().chain(s.options.iter().map(|o| (o.name.clone(), o.value.clone())));
+        for (opt, value) in given.collect::<Vec<_>>() {
+            let v = value.as_deref().unwrap_or("");
+            // The parser (and the drop-in command line) let through only known options with well-formed values.
+            if let Some(why) = crate::script::options::spec(&opt).and_then(|spec| spec.unsupported) {
                 return Some(why.to_string());
             }
             let address = |want: IpAddr| v.parse::<IpAddr>().ok() == Some(want);
-            match o.name.as_str() {
+            match opt.as_str() {
                 "tolerance_usecs" => self.opts.tolerance_usecs = v.parse().unwrap_or(self.opts.tolerance_usecs),
                 "tolerance_percent" => self.opts.tolerance_percent = v.parse().unwrap_or(self.opts.tolerance_percent),
                 "tcp_ts_tick_usecs" => self.ts_tick_usecs = v.parse().ok().filter(|t| *t > 0),
@@ -23,7 +24,7 @@ impl Exec<'_> {
                 "connect_port" => self.opts.connect_port = v.parse().unwrap_or(self.opts.connect_port),
                 "strict_segments" => self.opts.strict_segments = true,
                 "local_ip" | "gateway_ip" if !address(self.local_ip) => {
-                    return Some(format!("--{}={v}: the {name} backend's stack has address {}", o.name, self.local_ip))
+                    return Some(format!("--{opt}={v}: the {name} backend's stack has address {}", self.local_ip))
                 }
                 "remote_ip" if !address(self.remote_ip) => {
                     return Some(format!("--remote_ip={v}: the {name} backend's peer has address {}", self.remote_ip))
@@ -116,7 +117,6 @@ impl Exec<'_> {
     }
 }
 
-/// `sysctl [-q] [-w] a.b.c=v ...` as (name, value) pairs; `None` if the command is anything else.
 /// The first FreeBSD-only name a call uses (in its arguments, result or errno).
 fn freebsd_symbol(c: &Syscall) -> Option<(String, Span)> {
     use crate::script::symbols::{is_freebsd_only, symbols_in};
@@ -131,6 +131,7 @@ fn freebsd_symbol(c: &Syscall) -> Option<(String, Span)> {
     found
 }
 
+/// `sysctl [-q] [-w] a.b.c=v ...` as (name, value) pairs; `None` if the command is anything else.
 pub(super) fn sysctl_assignments(cmd: &str) -> Option<Vec<(String, String)>> {
     let words = shlex::split(cmd)?;
     let mut words = words.iter();
