@@ -115,7 +115,7 @@ pub fn main(args: &[String]) -> ExitCode {
         let path = Path::new(s);
         if inv.dry_run {
             // packetdrill's --dry_run: parse the script and stop.
-            let text = match std::fs::read_to_string(path) {
+            let text = match report::read_script(path) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("{s}: {e}");
