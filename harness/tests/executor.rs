@@ -170,6 +170,18 @@ fn skips_what_the_reference_backend_cannot_run() {
             "+0 setsockopt(4, SOL_SOCKET, SO_LISTENQLIMIT, [1], 4) = 0\n",
             "SO_LISTENQLIMIT (line 9) is FreeBSD's; the reference backend has Linux's socket API",
         ),
+        (
+            "+0 setsockopt(4, SOL_TCP, TCP_CORK, [1], 4) = 0\n",
+            "socket option TCP_CORK (line 9) is not modelled by the reference backend",
+        ),
+        (
+            "+0 getsockopt(4, SOL_TCP, TCP_FASTOPEN, [0], [4]) = 0\n",
+            "socket option TCP_FASTOPEN (line 9) is not modelled by the reference backend",
+        ),
+        (
+            "+0 sendto(4, ..., 10, MSG_FASTOPEN, ..., ...) = 10\n",
+            "TCP Fast Open (line 9) is not modelled by the reference backend",
+        ),
     ] {
         match run(tail) {
             Verdict::Skipped(r) => assert_eq!(r, reason),

@@ -417,7 +417,7 @@ impl Backend for Linux {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: true, python: python3_available(), real_time: true }
+        Capabilities { shell: true, python: python3_available(), real_time: true, linux_api: true }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {
@@ -524,10 +524,46 @@ impl Backend for Linux {
                     let flags = libc::MSG_DONTWAIT | if *peek { libc::MSG_PEEK } else { 0 };
                     Self::ret(libc::recv(*fd, ptr, (*len).min(1 << 24), flags))
                 }
-                Call::Write { fd, len, null } => {
+                Call::Write { fd, len, null, flags, to } => {
                     let buf = vec![0u8; if *null { 0 } else { *len }];
                     let ptr = if *null { std::ptr::null() } else { buf.as_ptr().cast() };
-                    Self::ret(libc::send(*fd, ptr, *len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL))
+                    let flags = flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+                    match to {
+                        Some(a) => {
+                            let (sa, salen) = Self::sockaddr(a);
+                            Self::ret(libc::sendto(
+                                *fd,
+                                ptr,
+                                *len,
+                                flags,
+                                (&sa as *const libc::sockaddr_in).cast(),
+                                salen,
+                            ))
+                        }
+                        None => Self::ret(libc::send(*fd, ptr, *len, flags)),
+                    }
+                }
+                Call::SetSockOptRaw { fd, level, name, value } => Self::ret(libc::setsockopt(
+                    *fd,
+                    *level,
+                    *name,
+                    value.as_ptr().cast(),
+                    value.len() as libc::socklen_t,
+                ) as isize),
+                Call::GetSockOptRaw { fd, level, name } => {
+                    let mut v: libc::c_int = 0;
+                    let mut len = 4u32;
+                    return match Self::ret(libc::getsockopt(
+                        *fd,
+                        *level,
+                        *name,
+                        (&mut v as *mut libc::c_int).cast(),
+                        &mut len,
+                    ) as isize)
+                    {
+                        Ok(_) => CallResult::Value(SockOptValue::Int(i64::from(v))),
+                        Err(e) => CallResult::Err(e),
+                    };
                 }
                 Call::Shutdown(fd, how) => {
                     let h = match how {

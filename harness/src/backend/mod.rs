@@ -110,7 +110,7 @@ pub enum Call {
         /// The script passed NULL for the buffer: it reaches the stack as NULL (Linux answers EFAULT).
         null: bool,
     },
-    /// `write(fd, len)` / `send()`: `len` bytes of zeros.
+    /// `write(fd, len)` / `send()` / `sendto()`: `len` bytes of zeros.
     Write {
         /// fd.
         fd: i32,
@@ -118,6 +118,12 @@ pub enum Call {
         len: usize,
         /// The script passed NULL for the buffer, as for [`Call::Read`].
         null: bool,
+        /// send()'s and sendto()'s flags as the script wrote them (Linux numbering); 0 for write(). Only a
+        /// backend with [`Capabilities::linux_api`] sees flags other than MSG_DONTWAIT and MSG_NOSIGNAL.
+        flags: i32,
+        /// sendto()'s address: as packetdrill, always the script's remote address (Linux uses it only to
+        /// connect, with MSG_FASTOPEN).
+        to: Option<SocketAddr>,
     },
     /// `shutdown(fd, how)`.
     Shutdown(i32, Shutdown),
@@ -127,6 +133,28 @@ pub enum Call {
     SetSockOpt(i32, SockOptName, SockOptValue),
     /// `getsockopt(fd, level, name)`.
     GetSockOpt(i32, SockOptName),
+    /// `setsockopt(fd, level, name, value)` of an option the reference stack does not model, by its Linux numbers,
+    /// for a backend with [`Capabilities::linux_api`]: `value` holds the bytes the call passes (an int in host
+    /// order, or a string).
+    SetSockOptRaw {
+        /// fd.
+        fd: i32,
+        /// The level (`SOL_TCP`, `SOL_SOCKET`, `SOL_IP`, ...).
+        level: i32,
+        /// The option's number.
+        name: i32,
+        /// optval's bytes; optlen is their count.
+        value: Vec<u8>,
+    },
+    /// `getsockopt(fd, level, name)` of such an option, read as an int.
+    GetSockOptRaw {
+        /// fd.
+        fd: i32,
+        /// The level.
+        level: i32,
+        /// The option's number.
+        name: i32,
+    },
     /// `fcntl(fd, F_GETFL)`.
     GetFl(i32),
     /// `fcntl(fd, F_SETFL, flags)`: the O_NONBLOCK bit.
@@ -169,6 +197,10 @@ pub struct Capabilities {
     /// Runs on the real clock: waiting takes as long as it says, so the executor bounds every wait by the run's
     /// time limit. A virtual clock jumps instead.
     pub real_time: bool,
+    /// Its socket API is Linux's own: every socket option and send flag of packetdrill's Linux symbol table
+    /// reaches it by number ([`Call::SetSockOptRaw`]), TCP Fast Open included. Without it a script using an
+    /// option or flag the reference stack does not model is skipped with that reason.
+    pub linux_api: bool,
 }
 
 /// A TCP implementation under test.

@@ -123,7 +123,7 @@ impl Backend for Reference {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: false, python: super::linux::python3_available(), real_time: false }
+        Capabilities { shell: false, python: super::linux::python3_available(), real_time: false, linux_api: false }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {
@@ -213,14 +213,16 @@ impl Backend for Reference {
             Call::Read { fd, len, peek, null: false } => h.read(now, *fd, *len, *peek).map(|d| d.len() as i64),
             // A NULL buffer: whatever the socket's state says first (EPIPE, ENOTCONN, EAGAIN, end of stream),
             // else the copy from or to it fails, as in Linux's tcp_sendmsg / tcp_recvmsg.
-            Call::Write { fd, len, null: true } => match h.write(now, *fd, &[]) {
+            Call::Write { fd, len, null: true, .. } => match h.write(now, *fd, &[]) {
                 Ok(_) if *len > 0 => Err(Errno::EFAULT),
                 other => other.map(|n| n as i64),
             },
-            Call::Write { fd, len, null: false } => h.write(now, *fd, &vec![0u8; *len]).map(|n| n as i64),
+            Call::Write { fd, len, null: false, .. } => h.write(now, *fd, &vec![0u8; *len]).map(|n| n as i64),
             Call::Shutdown(fd, how) => h.shutdown(now, *fd, *how).map(|()| 0),
             Call::Close(fd) => h.close(now, *fd).map(|()| 0),
             Call::SetSockOpt(fd, n, v) => h.setsockopt(now, *fd, *n, *v).map(|()| 0),
+            // The executor skips a script with an option the stack does not model (preflight) before it runs.
+            Call::SetSockOptRaw { .. } | Call::GetSockOptRaw { .. } => Err(Errno::ENOPROTOOPT),
             Call::GetSockOpt(fd, n) => {
                 let r = h.getsockopt(*fd, *n).map(CallResult::Value);
                 self.collect();

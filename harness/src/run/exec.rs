@@ -124,6 +124,11 @@ struct Exec<'a> {
     deadline: std::time::Instant,
     /// The backend runs on the real clock (its waits take wall time).
     real_time: bool,
+    /// The backend's socket API is Linux's: options and flags the stack does not model go to it by number.
+    linux_api: bool,
+    /// Live fds of sockets made and not yet connected or listening: a Fast Open sendto() on one is its connect()
+    /// (fd numbers are reused, so the socket under test's number does not tell).
+    fresh: std::collections::BTreeSet<i32>,
     /// The event being run, for failures found while waiting.
     current: Span,
     /// Byte offsets where the script's lines start.
@@ -149,7 +154,7 @@ type Res<T> = Result<T, Box<Failure>>;
 /// Runs `script` (parsed from `text`, named `file`) on `backend`.
 pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, opts: RunOptions) -> Outcome {
     let (local_ip, remote_ip) = backend.addresses();
-    let real_time = backend.capabilities().real_time;
+    let (real_time, linux_api) = (backend.capabilities().real_time, backend.capabilities().linux_api);
     let deadline = std::time::Instant::now() + opts.timeout;
     let mut x = Exec {
         file: Arc::from(file),
@@ -175,6 +180,8 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         last_time: 0,
         deadline,
         real_time,
+        linux_api,
+        fresh: Default::default(),
         current: Span::default(),
         seen: Default::default(),
         line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// send()'s MSG_FASTOPEN (Linux): connect and send in one call, the data in the SYN when a cookie is cached.
+const MSG_FASTOPEN: i32 = 0x2000_0000;
+
 impl Exec<'_> {
     pub(super) fn int(&self, e: &Expr) -> Result<i64, String> {
         match &e.kind {
@@ -83,6 +86,40 @@ impl Exec<'_> {
         }
     }
 
+    /// The bytes of an option value passed by number ([`Call::SetSockOptRaw`]): an int (`[1]`, `1`, a symbol) as
+    /// many bytes of it in host order as optlen says (4 when it says nothing), or a string's bytes, zero-padded to
+    /// optlen.
+    pub(super) fn raw_optval(&self, v: &Expr, optlen: Option<&Expr>) -> Result<Vec<u8>, String> {
+        let optlen = match optlen.map(|e| &e.kind) {
+            None | Some(ExprKind::Ellipsis) => None,
+            Some(_) => Some(self.int(optlen.expect("matched"))?),
+        };
+        let len = |default: usize| -> Result<usize, String> {
+            match optlen {
+                None => Ok(default),
+                Some(n) if (0..=4096).contains(&n) => Ok(n as usize),
+                Some(n) => Err(format!("optlen {n} is out of range")),
+            }
+        };
+        match &v.kind {
+            ExprKind::Str(s) => {
+                let mut b = s.as_bytes().to_vec();
+                b.resize(len(b.len())?, 0);
+                Ok(b)
+            }
+            _ => {
+                let n = self.int(v)?;
+                Ok(match len(4)? {
+                    1 => vec![n as u8],
+                    2 => (n as i16).to_ne_bytes().to_vec(),
+                    4 => (n as i32).to_ne_bytes().to_vec(),
+                    8 => n.to_ne_bytes().to_vec(),
+                    l => return Err(format!("optlen {l} does not fit the integer {n}")),
+                })
+            }
+        }
+    }
+
     /// poll()'s first argument: `[{fd=N, events=FLAGS, revents=FLAGS}, ...]`, as packetdrill writes it.
     pub(super) fn pollfds<'e>(&self, e: &'e Expr) -> Result<Vec<PollFd<'e>>, String> {
         let shape = "poll takes [{fd=N, events=FLAGS, revents=FLAGS}, ...]";
@@ -144,7 +181,22 @@ impl Exec<'_> {
                 Call::Read { fd: self.fd(arg(0)?)?, len: self.int(arg(2)?)? as usize, peek, null: is_null(arg(1)?) }
             }
             "write" | "send" | "sendto" => {
-                Call::Write { fd: self.fd(arg(0)?)?, len: self.int(arg(2)?)? as usize, null: is_null(arg(1)?) }
+                let fd = self.fd(arg(0)?)?;
+                let flags = if c.name == "write" { 0 } else { self.int(arg(3)?)? as i32 };
+                let to = match c.name.as_str() {
+                    // As packetdrill: sendto() always passes the script's remote address; an address family in
+                    // its place (AF_UNSPEC, to disconnect) is not modelled.
+                    "sendto" if matches!(arg(4)?.kind, ExprKind::Ellipsis) => Some(remote),
+                    "sendto" => return Err("sendto() takes ... for its address".into()),
+                    _ => None,
+                };
+                if flags & MSG_FASTOPEN != 0 && self.fresh.contains(&fd) {
+                    // A Fast Open sendto() on a new socket is its connect(): the connection's ports are learned
+                    // from the SYN it sends.
+                    self.local_port = None;
+                    self.remote_port = remote.port();
+                }
+                Call::Write { fd, len: self.int(arg(2)?)? as usize, null: is_null(arg(1)?), flags, to }
             }
             "shutdown" => {
                 let how = match self.int(arg(1)?)? {
@@ -155,8 +207,22 @@ impl Exec<'_> {
                 Call::Shutdown(self.fd(arg(0)?)?, how)
             }
             "close" => Call::Close(self.fd(arg(0)?)?),
-            "setsockopt" => Call::SetSockOpt(self.fd(arg(0)?)?, self.sockopt(arg(2)?)?, self.optval(arg(3)?)?),
-            "getsockopt" => Call::GetSockOpt(self.fd(arg(0)?)?, self.sockopt(arg(2)?)?),
+            "setsockopt" | "getsockopt" => {
+                let fd = self.fd(arg(0)?)?;
+                match (self.sockopt(arg(2)?), c.name == "setsockopt") {
+                    (Ok(n), true) => Call::SetSockOpt(fd, n, self.optval(arg(3)?)?),
+                    (Ok(n), false) => Call::GetSockOpt(fd, n),
+                    (Err(_), set) if self.linux_api => {
+                        let (level, name) = (self.int(arg(1)?)? as i32, self.int(arg(2)?)? as i32);
+                        if set {
+                            Call::SetSockOptRaw { fd, level, name, value: self.raw_optval(arg(3)?, a.get(4))? }
+                        } else {
+                            Call::GetSockOptRaw { fd, level, name }
+                        }
+                    }
+                    (Err(m), _) => return Err(m),
+                }
+            }
             "fcntl" => match arg(1)?.as_symbol() {
                 Some("F_GETFL") => Call::GetFl(self.fd(arg(0)?)?),
                 Some("F_SETFL") => Call::SetNonBlocking(self.fd(arg(0)?)?, self.int(arg(2)?)? & 0o4000 != 0),
@@ -264,7 +330,15 @@ impl Exec<'_> {
         }
         let res = self.backend.call(&call);
         self.collect_states();
-        if let Call::Connect(fd, _) = call {
+        let connects = match call {
+            Call::Connect(fd, _) => Some(fd),
+            Call::Write { fd, flags, .. } if flags & MSG_FASTOPEN != 0 && self.fresh.contains(&fd) => Some(fd),
+            _ => None,
+        };
+        if let Call::Connect(fd, _) | Call::Listen(fd, _) | Call::Write { fd, .. } | Call::Close(fd) = call {
+            self.fresh.remove(&fd);
+        }
+        if let Some(fd) = connects {
             if matches!(res, CallResult::Err(Errno::EISCONN | Errno::EBADF | Errno::EINVAL)) {
                 // A connect() refused outright (say on an accepted socket) started no connection: the script's
                 // connection stays the one it was.
@@ -396,7 +470,15 @@ impl Exec<'_> {
         if !self.backend.ready(call) {
             return None;
         }
-        let res = self.backend.call(call);
+        let res =
+            match call {
+                // A blocking Fast Open sendto() whose SYN went without data sends it once connected, as Linux's
+                // tcp_sendmsg goes on after the connect it waited for.
+                Call::Write { fd, len, null, flags, to } if flags & MSG_FASTOPEN != 0 => self
+                    .backend
+                    .call(&Call::Write { fd: *fd, len: *len, null: *null, flags: flags & !MSG_FASTOPEN, to: *to }),
+                _ => self.backend.call(call),
+            };
         self.collect_states();
         match (call, &res) {
             // connect() again after the handshake: 0 once, as Linux's inet_stream_connect reports.
@@ -588,6 +670,9 @@ impl Exec<'_> {
             (CallResult::Ok(got), Some(want)) => {
                 if matches!(call, Call::Socket(_) | Call::Accept(_)) {
                     self.fds.insert(want, *got as i32);
+                    if matches!(call, Call::Socket(_)) {
+                        self.fresh.insert(*got as i32);
+                    }
                     self.closed_fds.remove(&want);
                     if matches!(call, Call::Accept(_)) {
                         self.under_test = Some(*got as i32);
@@ -603,7 +688,7 @@ impl Exec<'_> {
         }
         // getsockopt / ioctl values.
         match (call, &res) {
-            (Call::GetSockOpt(..), CallResult::Value(v)) => {
+            (Call::GetSockOpt(..) | Call::GetSockOptRaw { .. }, CallResult::Value(v)) => {
                 let Some(want) = c.args.get(3) else { return Ok(()) };
                 if matches!(want.kind, ExprKind::Ellipsis) {
                     return Ok(());

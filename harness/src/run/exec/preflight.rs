@@ -106,9 +106,18 @@ impl Exec<'_> {
                     return Some(format!("syscall {} (line {line}) is not supported on the {name} backend", c.name));
                 }
                 Action::Syscall(c)
-                    if c.args.iter().any(|a| matches!(&a.kind, ExprKind::Symbol(s) if s == "MSG_FASTOPEN")) =>
+                    if !caps.linux_api
+                        && c.args.iter().any(|a| matches!(&a.kind, ExprKind::Symbol(s) if s == "MSG_FASTOPEN")) =>
                 {
-                    return Some(format!("TCP Fast Open (line {line}) is not supported on the {name} backend"));
+                    return Some(format!("TCP Fast Open (line {line}) is not modelled by the {name} backend"));
+                }
+                Action::Syscall(c)
+                    if !caps.linux_api
+                        && (c.name == "setsockopt" || c.name == "getsockopt")
+                        && c.args.get(2).is_some_and(|o| self.sockopt(o).is_err()) =>
+                {
+                    let o = c.args.get(2).map(printer::expr).unwrap_or_default();
+                    return Some(format!("socket option {o} (line {line}) is not modelled by the {name} backend"));
                 }
                 _ => {}
             }
