@@ -1,7 +1,9 @@
 //! The linux backend's own cost: creating a network namespace with its TUN device, and a script's wall time
 //! against its script time. Also, printed before the criterion groups: the median per-script overhead over the
 //! suite's short scripts (script time under 5 s) and their wall time with `--jobs 1` against `--jobs 2`.
-//! Needs root (CAP_NET_ADMIN); without it, prints why and measures nothing.
+//! And the fixed cost of one script as a runner pays it: tcpdrill's packetdrill command line next to upstream
+//! packetdrill (built as `.ci/run` builds it, or `$PACKETDRILL`) run as its run_all.py runs it, a process each, on
+//! the same two-line script. Needs root (CAP_NET_ADMIN); without it, prints why and measures nothing.
 //!
 //! `sudo cargo bench -p tcpdrill --bench linux`
 
@@ -84,6 +86,7 @@ fn bench(c: &mut Criterion) {
             total
         })
     });
+    fixed_cost(c);
     let passive = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/handshake/passive-open.pkt");
     let mut g = c.benchmark_group("linux_script");
     g.sample_size(10);
@@ -91,6 +94,46 @@ fn bench(c: &mut Criterion) {
         b.iter(|| run_file(&passive, "s.pkt", BackendKind::Linux, &ParseOptions::default(), &RunOptions::default()))
     });
     g.finish();
+}
+
+/// One process per script, as run_all.py starts them: `tcpdrill FLAGS two.pkt` (which makes its own namespace)
+/// against `unshare -n sh -c 'ip link set lo up && packetdrill FLAGS two.pkt'` (in_netns.sh's work, minus its
+/// `ip netns` bookkeeping).
+fn fixed_cost(c: &mut Criterion) {
+    const FLAGS: &[&str] = &[
+        "--send_omit_free",
+        "--ip_version=ipv4",
+        "--local_ip=192.168.0.1",
+        "--gateway_ip=192.168.0.1",
+        "--netmask_ip=255.255.0.0",
+        "--remote_ip=192.0.2.1",
+    ];
+    let dir = std::env::temp_dir().join(format!("tcpdrill-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    std::fs::write(dir.join("two.pkt"), "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 close(3) = 0\n")
+        .expect("the script");
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.current_dir(&dir).output().expect("the process starts");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let mut g = c.benchmark_group("fixed_cost_two_line_script");
+    g.sample_size(20);
+    g.bench_function("tcpdrill", |b| {
+        b.iter(|| run(std::process::Command::new(env!("CARGO_BIN_EXE_tcpdrill")).args(FLAGS).arg("two.pkt")))
+    });
+    let pd = std::env::var_os("PACKETDRILL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/packetdrill/packetdrill"));
+    if pd.is_file() {
+        let line = format!("ip link set lo up && exec {} {} two.pkt", pd.display(), FLAGS.join(" "));
+        g.bench_function("packetdrill", |b| {
+            b.iter(|| run(std::process::Command::new("unshare").args(["-n", "sh", "-c", &line])))
+        });
+    } else {
+        eprintln!("no packetdrill at {}: its half of fixed_cost is not measured", pd.display());
+    }
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, bench);

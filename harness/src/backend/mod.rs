@@ -2,6 +2,7 @@
 //! terms already resolved to live values (addresses, fds, numbers).
 
 pub mod linux;
+pub mod netlink;
 pub mod reference;
 
 /// A backend as the runner, the CLI and the tests know it before making one. Adding a backend is a file in
@@ -192,7 +193,7 @@ pub enum CallResult {
 pub struct Capabilities {
     /// Runs arbitrary shell commands (`` `...` ``) in the test's environment.
     pub shell: bool,
-    /// Runs `%{ python }%` blocks.
+    /// Runs `%{ python }%` blocks (with python3, where one is installed).
     pub python: bool,
     /// Runs on the real clock: waiting takes as long as it says, so the executor bounds every wait by the run's
     /// time limit. A virtual clock jumps instead.

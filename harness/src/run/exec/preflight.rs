@@ -72,11 +72,11 @@ impl Exec<'_> {
         for e in &s.events {
             let line = self.line(e.span);
             match &e.action {
-                Action::Code(_) if !caps.python && caps.shell => {
-                    return Some(format!("needs python3 to run the %{{ }}% block at line {line}; none is installed"));
-                }
                 Action::Code(_) if !caps.python => {
                     return Some(format!("needs the linux backend (%{{ }}% block at line {line})"));
+                }
+                Action::Code(_) if crate::backend::linux::python3().is_none() => {
+                    return Some(format!("needs python3 to run the %{{ }}% block at line {line}; none is installed"));
                 }
                 Action::Code(c) => {
                     if let Some(names) = self.backend.tcp_info_names() {

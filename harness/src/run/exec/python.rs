@@ -29,7 +29,10 @@ impl Exec<'_> {
         let fail_at = |x: &Self, span: Span, m: String| x.fail(span, "error executing code", m, vec![], "this block");
         let first = self.code[0].0.span;
         std::fs::write(&path, program).map_err(|e| fail_at(self, first, format!("{}: {e}", path.display())))?;
-        let out = crate::backend::output_within(std::process::Command::new("python3").arg(&path), self.deadline);
+        let out = crate::backend::output_within(
+            std::process::Command::new(crate::backend::linux::python3().unwrap_or("python3".as_ref())).arg(&path),
+            self.deadline,
+        );
         let _ = std::fs::remove_file(&path);
         let out = out.map_err(|e| fail_at(self, first, format!("python3: {e}")))?;
         if out.status.success() {
