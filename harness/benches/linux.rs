@@ -52,7 +52,7 @@ fn suite_figures(scripts: &[(PathBuf, i64)]) {
     );
     let jobs: Vec<Job> = scripts
         .iter()
-        .map(|(f, _)| Job { path: f.clone(), name: "s.pkt".into(), backend: BackendKind::Linux })
+        .map(|(f, _)| Job { path: f.clone(), name: "s.pkt".into(), backend: BackendKind::Linux, variant: None })
         .collect();
     for n in [1, 2] {
         let t0 = Instant::now();
@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
                 total += std::thread::spawn(|| {
                     let t0 = Instant::now();
                     linux::unshare_netns().expect("checked above");
-                    let l = Linux::new().expect("TUN device");
+                    let l = Linux::new(tcpdrill::backend::IpVersion::V4).expect("TUN device");
                     drop(l);
                     t0.elapsed()
                 })

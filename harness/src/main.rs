@@ -150,7 +150,7 @@ enum Command {
 }
 
 /// Options every command that runs scripts takes.
-#[derive(clap::Args, Clone, Copy)]
+#[derive(clap::Args, Clone)]
 struct Limits {
     /// Each script's time limit in seconds (wall time; on the reference backend also the script time a call may
     /// block in place): a script that needs longer fails alone with that reason.
@@ -160,6 +160,12 @@ struct Limits {
     /// consecutive segments whose sequence ranges join are taken together (TSO, GSO, cwnd-cut data).
     #[arg(long, alias = "strict_segments")]
     strict_segments: bool,
+    /// The IP version to run each script in: ipv4, ipv6 (with packetdrill's run_all.py's --mtu=1520, so that the
+    /// MSS stays 1460), ipv4-mapped-ipv6, or all (each script in the three, as run_all.py runs them: a script
+    /// named *v4.pkt only in ipv4 and ipv4-mapped-ipv6, *v6.pkt only in ipv6, and one whose header sets
+    /// --ip_version only in that one).
+    #[arg(long = "ip-version", alias = "ip_version", default_value = "ipv4", value_name = "VERSION")]
+    ip_version: String,
 }
 
 /// The exit statuses, as the README lists them.
@@ -439,6 +445,8 @@ struct Setup {
     knobs: Vec<(String, String)>,
     opts: tcpdrill::run::RunOptions,
     jobs: usize,
+    /// The IP versions each script runs in (`--ip-version`).
+    variants: Vec<tcpdrill::backend::IpVersion>,
 }
 
 impl Setup {
@@ -481,6 +489,16 @@ impl Setup {
                 }
             }
         }
+        use tcpdrill::backend::IpVersion;
+        let variants = match limits.ip_version.as_str() {
+            "all" => IpVersion::ALL.to_vec(),
+            v => match IpVersion::from_name(v) {
+                Some(v) => vec![v],
+                None => {
+                    return Err(usage(&format!("--ip-version {v:?}: expected ipv4, ipv6, ipv4-mapped-ipv6 or all")))
+                }
+            },
+        };
         let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let opts_run = tcpdrill::run::RunOptions {
             tolerance_scale: scale,
@@ -488,14 +506,35 @@ impl Setup {
             strict_segments: limits.strict_segments,
             ..Default::default()
         };
-        Ok(Setup { files, defines: opts, knobs, opts: opts_run, jobs })
+        Ok(Setup { files, defines: opts, knobs, opts: opts_run, jobs, variants })
     }
 
+    /// One job per script, IP version it runs in (run_all.py's naming rule) and backend, grouped by script and
+    /// version; names carry the version when there are several.
     fn jobs_for(&self, kinds: &[tcpdrill::report::BackendKind]) -> Vec<tcpdrill::report::Job> {
+        use tcpdrill::backend::IpVersion;
         let mut jobs = Vec::new();
         for f in &self.files {
-            for &backend in kinds {
-                jobs.push(tcpdrill::report::Job { path: f.clone(), name: f.display().to_string(), backend });
+            let file = f.to_string_lossy();
+            for &v in &self.variants {
+                // run_all.py's rule, where the run chose versions.
+                let by_name = self.variants == [IpVersion::V4]
+                    || match v {
+                        IpVersion::V6 => !file.ends_with("v4.pkt"),
+                        _ => !file.ends_with("v6.pkt"),
+                    };
+                if !by_name {
+                    continue;
+                }
+                let name = if self.variants.len() > 1 {
+                    format!("{} [{}]", f.display(), v.name())
+                } else {
+                    f.display().to_string()
+                };
+                let variant = (self.variants != [IpVersion::V4]).then_some(v);
+                for &backend in kinds {
+                    jobs.push(tcpdrill::report::Job { path: f.clone(), name: name.clone(), backend, variant });
+                }
             }
         }
         jobs
@@ -626,7 +665,7 @@ fn diff(setup: &Setup, backends_arg: &str) -> ExitCode {
     };
     let jobs = setup.jobs_for(&kinds);
     let bar = progress(jobs.len(), 1);
-    let width = setup.files.iter().map(|f| f.display().to_string().len()).max().unwrap_or(6).max(6);
+    let width = jobs.iter().map(|j| j.name.len()).max().unwrap_or(6).max(6);
     let names: Vec<String> = kinds.iter().map(|k| format!("{:9}", k.name())).collect();
     println!("{:width$}  {}  first divergence", "script", names.join("  "));
     let mut held: Vec<report::ScriptResult> = Vec::new();

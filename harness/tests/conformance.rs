@@ -1,7 +1,9 @@
 //! The conformance suite as tests: every `scripts/**/*.pkt` is a test case of its own per backend of the
 //! registry, named after the backend and its path (`reference::handshake/active-open`, `linux::...`), so `cargo
 //! test` lists each script and `cargo nextest run` can shard them. A backend that cannot run here (the linux
-//! backend without root) has its cases ignored with the reason printed. One more case per script (`golden::...`)
+//! backend without root) has its cases ignored with the reason printed. Each also runs over IPv6 and with
+//! IPv4-mapped addresses (`reference-ipv6::...`, `linux-mapped::...`), unless its header chooses its IP version
+//! (the suite's IPv4-only scripts, which say why). One more case per script (`golden::...`)
 //! compares its trace on the reference backend with the insta snapshot in `golden/` (`cargo insta review` accepts
 //! intended changes).
 
@@ -9,6 +11,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tcpdrill::backend::IpVersion;
 use tcpdrill::report::{self, coverage, BackendKind};
 use tcpdrill::run::{RunOptions, Verdict};
 use tcpdrill::script::ParseOptions;
@@ -23,8 +26,22 @@ fn name_of(path: &Path) -> String {
 }
 
 fn run_on(backend: BackendKind, path: &Path) -> report::ScriptResult {
+    run_in(backend, path, None)
+}
+
+/// As [`run_on`], in IP version `ip` as `tcpdrill run --ip-version` runs it (`None`: the script's own).
+fn run_in(backend: BackendKind, path: &Path, ip: Option<IpVersion>) -> report::ScriptResult {
     let name = format!("scripts/{}.pkt", name_of(path));
-    report::run_file(path, &name, backend, &ParseOptions::default(), &RunOptions::default())
+    let opts = RunOptions { variant: ip, ..RunOptions::default() };
+    report::run_file(path, &name, backend, &ParseOptions::default(), &opts)
+}
+
+/// The IP versions besides IPv4 a script runs in: IPv6 and IPv4-mapped, unless its header chooses one itself.
+fn other_versions(text: &str) -> Vec<(IpVersion, &'static str)> {
+    if text.lines().any(|l| l.trim_start().starts_with("--ip_version=")) {
+        return Vec::new();
+    }
+    vec![(IpVersion::V6, "ipv6"), (IpVersion::V4MappedV6, "mapped")]
 }
 
 /// Each script's result word per backend, for the REQUIREMENTS.md check after all cases ran.
@@ -41,15 +58,22 @@ type Results = Arc<Mutex<BTreeMap<(String, BackendKind), &'static str>>>;
 /// KSFT_MACHINE_SLOW); a retry keeps the 4 ms and still fails a stack whose timing is wrong, because that fails
 /// every try.
 fn case(backend: BackendKind, path: &Path, results: &Results) -> Result<(), Failed> {
-    let mut r = run_on(backend, path);
+    case_in(backend, path, None, Some(results))
+}
+
+/// [`case`] in IP version `ip`; the results of IPv4 runs only are kept for REQUIREMENTS.md.
+fn case_in(backend: BackendKind, path: &Path, ip: Option<IpVersion>, results: Option<&Results>) -> Result<(), Failed> {
+    let mut r = run_in(backend, path, ip);
     if backend.info().real_time {
         for retry in 1..=2 {
             let Some(why) = timing_failure(&r) else { break };
             eprintln!("{}::{}: timing error on try {retry} ({why}): trying again", backend.name(), name_of(path));
-            r = run_on(backend, path);
+            r = run_in(backend, path, ip);
         }
     }
-    results.lock().expect("not poisoned").insert((name_of(path), backend), coverage::status_word(&r));
+    if let Some(results) = results {
+        results.lock().expect("not poisoned").insert((name_of(path), backend), coverage::status_word(&r));
+    }
     match r.outcome {
         Err(e) => Err(e.into()),
         Ok(o) => match o.verdict {
@@ -141,11 +165,24 @@ fn main() {
             let ignored = unavailable.iter().any(|(u, _)| *u == b);
             let trial =
                 Trial::test(format!("{}::{name}", b.name()), move || case(b, &p, &res)).with_ignored_flag(ignored);
+            let rank = real_time_order.iter().position(|(_, q)| *q == path).unwrap_or(0);
             if b.info().real_time {
-                let rank = real_time_order.iter().position(|(_, q)| *q == path).unwrap_or(0);
                 real_time_trials.push((rank, trial));
             } else {
                 trials.push(trial);
+            }
+            // The same script over IPv6 and with IPv4-mapped addresses (`reference-ipv6::...`), as run_all.py runs
+            // every script in the three.
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for (ip, tag) in other_versions(&text) {
+                let p = path.clone();
+                let trial = Trial::test(format!("{}-{tag}::{name}", b.name()), move || case_in(b, &p, Some(ip), None))
+                    .with_ignored_flag(ignored);
+                if b.info().real_time {
+                    real_time_trials.push((rank, trial));
+                } else {
+                    trials.push(trial);
+                }
             }
         }
         let p = path.clone();

@@ -159,12 +159,28 @@ fn blocking_call_timing_and_never_returning() {
 #[test]
 fn skips_what_the_reference_backend_cannot_run() {
     for (tail, reason) in [
-        ("+0 `ip link show`\n", "needs the linux backend (shell command at line 9)"),
+        (
+            "+0 `ip link show`\n",
+            "needs the linux backend (shell command at line 9: `ip link show` has no meaning without a shell)",
+        ),
         (
             "+0 %{ assert tcpi_ca_state == TCP_CA_Open }%\n",
             "tcpi_ca_state (%{ }% block at line 9) is not in the reference backend's TCP_INFO",
         ),
-        ("+0 `sysctl -w net.inet.tcp.rfc1323=1`\n", "net.inet.tcp.rfc1323 (line 9) is not a Linux sysctl"),
+        (
+            "+0 `sysctl -w net.inet.tcp.msl=30000`\n",
+            "line 9: net.inet.tcp.msl=30000 is FreeBSD's, and Linux has no sysctl of that meaning",
+        ),
+        (
+            "+0 `sysctl -q net.ipv4.tcp_fastopen=1`\n",
+            "the script sets net.ipv4.tcp_fastopen=1 (line 9): net.ipv4.tcp_fastopen has no knob in the reference \
+             stack: TCP Fast Open (RFC 7413) is not modelled",
+        ),
+        (
+            "+0 `sysctl -q net.ipv4.tcp_congestion_control=cubic`\n",
+            "the script sets net.ipv4.tcp_congestion_control=cubic (line 9): bad value \"cubic\" for \
+             net.ipv4.tcp_congestion_control: expected reno (the reference stack's only congestion control)",
+        ),
         ("+0 < udp (10)\n", "UDP and ICMP packets are not supported yet (line 9)"),
         (
             "+0 setsockopt(4, SOL_SOCKET, SO_LISTENQLIMIT, [1], 4) = 0\n",

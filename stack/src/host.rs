@@ -1048,7 +1048,7 @@ impl Host {
                 // (TCP_MAXSEG, or the 536 of RFC 9293's default) less the timestamp option our SYN offers
                 // (tcp_connect_init; measured on 6.18: 524).
                 Some(t) if matches!(t.state, TcpState::SynSent | TcpState::Closed) => {
-                    let clamp = if o.user_mss > 0 { o.user_mss } else { crate::tcb::DEFAULT_MSS };
+                    let clamp = if o.user_mss > 0 { o.user_mss } else { crate::tcb::default_mss(&t.tuple.local) };
                     let ip_tcp = if t.tuple.local.is_ipv4() { 40 } else { 60 };
                     let mss = u32::from(clamp).min(self.config.mtu.saturating_sub(ip_tcp));
                     let ts = if self.config.tcp_timestamps != 0 { 12 } else { 0 };

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::isn::{FourTuple, IsnGenerator, TupleHasher};
 use crate::seq::SeqNum;
 use crate::tcb::output::reset_for;
-use crate::tcb::{Ctx, SockOpts, Tcb, TcpState, DEFAULT_MSS};
+use crate::tcb::{Ctx, SockOpts, Tcb, TcpState};
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr};
 use core::net::SocketAddr;
@@ -24,6 +24,18 @@ use std::collections::{BTreeSet, VecDeque};
 
 /// MSS values a SYN cookie can encode (Linux's msstab).
 pub const COOKIE_MSS: [u16; 4] = [536, 1300, 1440, 1460];
+/// The same for IPv6 (Linux's msstab of syncookies.c for IPv6: 1280, 1480, 1500 and 9000 less 60 octets of
+/// headers).
+pub const COOKIE_MSS_IPV6: [u16; 4] = [1220, 1420, 1440, 8940];
+
+/// The MSS table of a cookie for connection `t`.
+fn cookie_table(t: &FourTuple) -> &'static [u16; 4] {
+    if t.local.is_ipv4() {
+        &COOKIE_MSS
+    } else {
+        &COOKIE_MSS_IPV6
+    }
+}
 /// A cookie's time counter ticks every 64 s; a cookie is accepted during the tick it was made and the next.
 const COOKIE_TICK_SECS: u64 = 64;
 
@@ -202,7 +214,7 @@ impl Tcb {
 /// A SYN-ACK whose ISS is a cookie; no state is kept. It offers only the MSS: the other options would need state
 /// (Linux encodes them in the timestamp; the reference stack does not).
 fn send_cookie_syn_ack(ctx: &mut Ctx<'_>, cookies: &SynCookies, tuple: FourTuple, seg: &TcpRepr<'_>) {
-    let peer_mss = seg.options.mss().unwrap_or(DEFAULT_MSS);
+    let peer_mss = seg.options.mss().unwrap_or(crate::tcb::default_mss(&tuple.local));
     let iss = cookies.make(ctx.now, &tuple, seg.seq, peer_mss);
     let mut t = Tcb::new(tuple, iss, ctx.now, ctx.config, SockOpts::default());
     t.init_receive_side(ctx);
@@ -238,7 +250,7 @@ impl SynCookies {
 
     /// The cookie ISS for a SYN with sequence number `irs` announcing `peer_mss`.
     pub fn make(&self, now: Instant, t: &FourTuple, irs: SeqNum, peer_mss: u16) -> SeqNum {
-        let mss_idx = COOKIE_MSS.iter().rposition(|&m| m <= peer_mss).unwrap_or(0) as u32;
+        let mss_idx = cookie_table(t).iter().rposition(|&m| m <= peer_mss).unwrap_or(0) as u32;
         let tick = Self::tick(now);
         SeqNum((((tick & 0x1f) as u32) << 27) | (mss_idx << 25) | self.hash(t, tick, mss_idx, irs))
     }
@@ -253,7 +265,7 @@ impl SynCookies {
             .into_iter()
             .filter(|tick| (tick & 0x1f) as u32 == cookie >> 27)
             .any(|tick| self.hash(t, tick, mss_idx, irs) == cookie & 0x01ff_ffff)
-            .then_some(COOKIE_MSS[mss_idx as usize])
+            .then_some(cookie_table(t)[mss_idx as usize])
     }
 }
 

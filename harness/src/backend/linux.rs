@@ -10,16 +10,16 @@
 //! tracked here, so the executor emulates blocking exactly as on the reference backend. Time is real.
 #![allow(unsafe_code)]
 
-use super::{netlink, Backend, Call, CallResult, Capabilities, Micros};
+use super::{netlink, Backend, Call, CallResult, Capabilities, IpVersion, Micros};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
-use tcpdrill_stack::host::{Shutdown, SockOptName, SockOptValue, TcpInfo};
+use tcpdrill_stack::host::{Domain, Shutdown, SockOptName, SockOptValue, TcpInfo};
 use tcpdrill_stack::{Errno, FourTuple, TcpState};
 
-use super::{LOCAL_IP, REMOTE_IP};
+use super::LOCAL_IP;
 
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 /// `_IOW('T', 203, int)`: keep the device when its last descriptor closes.
@@ -52,7 +52,7 @@ pub const INFO: super::BackendInfo = super::BackendInfo {
     netns: true,
     real_time: true,
     available,
-    make: || Ok(Box::new(Linux::new()?)),
+    make: |ip| Ok(Box::new(Linux::new(ip)?)),
 };
 
 /// Whether this process may run the linux backend (tried on a throwaway thread, so nothing else moves).
@@ -72,23 +72,46 @@ pub struct Linux {
     out: VecDeque<(Micros, Vec<u8>)>,
     script_nonblocking: BTreeMap<i32, bool>,
     fds: Vec<i32>,
+    /// The fds of AF_INET6 sockets, whose addresses are IPv4-mapped in [`IpVersion::V4MappedV6`].
+    inet6: std::collections::BTreeSet<i32>,
+    /// The IP version the namespace was set up for.
+    ip: IpVersion,
     /// Checksum offload on: the kernel may hand over partial checksums, which `pump` completes. Off
     /// (`--tso=off`), every checksum is the kernel's own and the executor verifies it (RFC 9293 MUST-2).
     offload: bool,
 }
 
 impl Linux {
-    /// Sets up the namespace this thread is in (call [`unshare_netns`] first).
-    pub fn new() -> Result<Linux, String> {
+    /// Sets up the namespace this thread is in (call [`unshare_netns`] first) for IP version `ip`: `tun0` with the
+    /// stack's address (192.168.0.1/16, or fd3d:a0b:17d6::1/64) and a route to the peer's network through it.
+    pub fn new(ip: IpVersion) -> Result<Linux, String> {
         let mut rtnl = netlink::Rtnl::open()?;
         rtnl.link_up(netlink::index("lo")?)?;
         let mut cfg = tun::Configuration::default();
-        cfg.tun_name("tun0").address(LOCAL_IP).netmask((255, 255, 0, 0)).up();
+        cfg.tun_name("tun0");
+        if ip != IpVersion::V6 {
+            cfg.address(LOCAL_IP).netmask((255, 255, 0, 0));
+        }
         let tun = tun::create(&cfg).map_err(|e| format!("creating the TUN device: {e}"))?;
         let tun0 = netlink::index("tun0")?;
-        rtnl.add_route(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 0)), 24, tun0)?;
-        // No IPv6 chatter (router solicitations) on the device.
-        let _ = std::fs::write("/proc/sys/net/ipv6/conf/tun0/disable_ipv6", "1");
+        if ip == IpVersion::V6 {
+            // The device's IPv6 is only the script's address: no link-local one with its duplicate address
+            // detection and router solicitations, whose setup raced the first segment (one SYN in five went
+            // unanswered).
+            for (knob, v) in [("addr_gen_mode", "1"), ("accept_dad", "0"), ("router_solicitations", "0")] {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/tun0/{knob}"), v);
+            }
+        }
+        rtnl.link_up(tun0)?;
+        if ip == IpVersion::V6 {
+            rtnl.add_address(tun0, ip.local_ip(), 64)?;
+            rtnl.add_route(IpAddr::V6(std::net::Ipv6Addr::new(0xfd3d, 0xfa7b, 0xd17d, 0, 0, 0, 0, 0)), 64, tun0)?;
+            wait_for_local_route(ip.local_ip())?;
+        } else {
+            rtnl.add_route(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 0)), 24, tun0)?;
+            // No IPv6 chatter (router solicitations) on the device.
+            let _ = std::fs::write("/proc/sys/net/ipv6/conf/tun0/disable_ipv6", "1");
+        }
         // SAFETY: fcntl and ioctl on a descriptor we own.
         unsafe {
             let fd = tun.as_raw_fd();
@@ -107,7 +130,9 @@ impl Linux {
             out: VecDeque::new(),
             script_nonblocking: BTreeMap::new(),
             fds: Vec::new(),
+            inet6: std::collections::BTreeSet::new(),
             offload: true,
+            ip,
         })
     }
 
@@ -124,8 +149,14 @@ impl Linux {
         let mut buf = vec![0u8; 65_536];
         while let Ok(len) = self.tun.read(&mut buf) {
             let d = &buf[..len];
-            // Only IPv4 TCP belongs to the test; anything else the kernel says is ignored, as packetdrill does.
-            if len >= 20 && d[0] >> 4 == 4 && d[9] == 6 {
+            // Only TCP belongs to the test; anything else the kernel says (IPv6's neighbour and multicast
+            // chatter) is ignored, as packetdrill does.
+            let tcp = match d.first().map(|b| b >> 4) {
+                Some(4) => len >= 20 && d[9] == 6,
+                Some(6) => len >= 40 && d[6] == 6,
+                _ => false,
+            };
+            if tcp {
                 let t = self.now();
                 let mut d = d.to_vec();
                 if self.offload {
@@ -136,15 +167,37 @@ impl Linux {
         }
     }
 
-    fn sockaddr(a: &SocketAddr) -> (libc::sockaddr_in, libc::socklen_t) {
-        let IpAddr::V4(v4) = a.ip() else { unreachable!("the linux backend runs IPv4 scripts only") };
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) },
-            sin_zero: [0; 8],
+    /// `a` as a sockaddr for socket `fd`: IPv4-mapped for an AF_INET6 socket in [`IpVersion::V4MappedV6`].
+    fn sockaddr(&self, fd: i32, a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+        let a = if self.inet6.contains(&fd) { super::socket_addr(self.ip, *a) } else { *a };
+        // SAFETY: all-zero bytes are a valid sockaddr_storage, and each arm writes a smaller sockaddr into it.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match a.ip() {
+            IpAddr::V4(v4) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.octets()) },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+                unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            IpAddr::V6(v6) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: libc::in6_addr { s6_addr: v6.octets() },
+                    sin6_scope_id: 0,
+                };
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+                unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
         };
-        (sin, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        (ss, len as libc::socklen_t)
     }
 
     fn opt(name: SockOptName) -> (libc::c_int, libc::c_int) {
@@ -178,20 +231,26 @@ impl Linux {
     /// instead walks the whole host-wide table and takes ~8 ms even when empty, which distorts a script's timing.
     /// `Err` when netlink itself failed (the caller falls back to /proc); `Ok(None)` when there is no such socket.
     fn diag_state(t: &FourTuple) -> Result<Option<TcpState>, ()> {
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (t.local.ip(), t.remote.ip()) else { return Err(()) };
+        // IPv4 connections (of IPv4-mapped AF_INET6 sockets too, which the kernel keeps in its IPv4 table) are
+        // asked for as AF_INET, IPv6 ones as AF_INET6 with their 16-byte addresses.
+        let (family, src, dst): (u8, Vec<u8>, Vec<u8>) = match (t.local.ip(), t.remote.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (libc::AF_INET as u8, s.octets().to_vec(), d.octets().to_vec()),
+            (IpAddr::V6(s), IpAddr::V6(d)) => (libc::AF_INET6 as u8, s.octets().to_vec(), d.octets().to_vec()),
+            _ => return Err(()),
+        };
         // struct nlmsghdr (16 bytes) + struct inet_diag_req_v2 (56 bytes).
         let mut msg = [0u8; 72];
         msg[0..4].copy_from_slice(&72u32.to_ne_bytes());
         msg[4..6].copy_from_slice(&20u16.to_ne_bytes()); // SOCK_DIAG_BY_FAMILY
         msg[6..8].copy_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST: one socket, not a dump
         msg[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        msg[16] = libc::AF_INET as u8;
+        msg[16] = family;
         msg[17] = libc::IPPROTO_TCP as u8;
         msg[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
         msg[24..26].copy_from_slice(&t.local.port().to_be_bytes());
         msg[26..28].copy_from_slice(&t.remote.port().to_be_bytes());
-        msg[28..32].copy_from_slice(&src.octets());
-        msg[44..48].copy_from_slice(&dst.octets());
+        msg[28..28 + src.len()].copy_from_slice(&src);
+        msg[44..44 + dst.len()].copy_from_slice(&dst);
         msg[64..72].copy_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
         let mut reply = [0u8; 512];
         // SAFETY: a netlink socket of our own, buffers that outlive the calls.
@@ -265,11 +324,37 @@ impl Linux {
     }
 }
 
+/// Waits until the kernel delivers packets to IPv6 address `addr` here. The local route that does so is added
+/// by addrconf's work queue after the address (even with no duplicate address detection), a millisecond or so
+/// later; a segment injected before it was lost (3 first SYNs in 20 went unanswered).
+fn wait_for_local_route(addr: IpAddr) -> Result<(), String> {
+    let IpAddr::V6(v6) = addr else { return Ok(()) };
+    let key: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect::<String>() + " 80 ";
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        let table = std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default();
+        if table.lines().any(|l| l.starts_with(&key)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Err(format!("the kernel did not make {addr} local within 2 s"))
+}
+
 /// Fills in the IPv4 and TCP checksums of a datagram the kernel handed over with checksum offload (the TCP one
 /// then holds only the pseudo-header sum). Datagrams too broken to parse are left as they are for the executor
 /// to report.
 fn complete_checksums(d: &mut [u8]) {
-    use tcpdrill_stack::wire::{Ipv4Packet, TcpSegment};
+    use tcpdrill_stack::wire::{Ipv4Packet, Ipv6Packet, TcpSegment};
+    if d.first().is_some_and(|b| b >> 4 == 6) {
+        let Ok(ip) = Ipv6Packet::new_checked(&d[..]) else { return };
+        let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+        let end = (40 + usize::from(ip.payload_len())).min(d.len());
+        if let Ok(mut tcp) = TcpSegment::new_checked(&mut d[40..end]) {
+            tcp.fill_checksum(src, dst);
+        }
+        return;
+    }
     let Ok(mut ip) = Ipv4Packet::new_checked(&mut d[..]) else { return };
     ip.fill_checksum();
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
@@ -431,7 +516,11 @@ impl Backend for Linux {
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {
-        (IpAddr::V4(LOCAL_IP), IpAddr::V4(REMOTE_IP))
+        (self.ip.local_ip(), self.ip.remote_ip())
+    }
+
+    fn ip_version(&self) -> IpVersion {
+        self.ip
     }
 
     fn now(&self) -> Micros {
@@ -493,9 +582,10 @@ impl Backend for Linux {
         let r: Result<i64, Errno> = unsafe {
             // SAFETY: each arm is a libc call with buffers and structs that live across the call.
             match call {
-                Call::Socket(_) => {
+                Call::Socket(domain) => {
+                    let family = if *domain == Domain::Inet6 { libc::AF_INET6 } else { libc::AF_INET };
                     let r = Self::ret(libc::socket(
-                        libc::AF_INET,
+                        family,
                         // CLOEXEC: the script runs on a thread of a process that forks commands (`ip`, shell
                         // lines, python3) for other scripts; a socket a child inherited would outlive close(), and
                         // a script saw CLOSING after an abortive close while a neighbour's `ip` held its socket.
@@ -504,12 +594,15 @@ impl Backend for Linux {
                     ) as isize);
                     if let Ok(fd) = r {
                         self.fds.push(fd as i32);
+                        if family == libc::AF_INET6 {
+                            self.inet6.insert(fd as i32);
+                        }
                     }
                     r
                 }
                 Call::Bind(fd, a) => {
-                    let (sa, len) = Self::sockaddr(a);
-                    Self::ret(libc::bind(*fd, (&sa as *const libc::sockaddr_in).cast(), len) as isize)
+                    let (sa, len) = self.sockaddr(*fd, a);
+                    Self::ret(libc::bind(*fd, (&sa as *const libc::sockaddr_storage).cast(), len) as isize)
                 }
                 Call::Listen(fd, b) => Self::ret(libc::listen(*fd, *b) as isize),
                 Call::Accept(fd) => {
@@ -519,14 +612,17 @@ impl Backend for Linux {
                         std::ptr::null_mut(),
                         libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                     ) as isize);
-                    if let Ok(fd) = r {
-                        self.fds.push(fd as i32);
+                    if let Ok(new) = r {
+                        self.fds.push(new as i32);
+                        if self.inet6.contains(fd) {
+                            self.inet6.insert(new as i32);
+                        }
                     }
                     r
                 }
                 Call::Connect(fd, a) => {
-                    let (sa, len) = Self::sockaddr(a);
-                    Self::ret(libc::connect(*fd, (&sa as *const libc::sockaddr_in).cast(), len) as isize)
+                    let (sa, len) = self.sockaddr(*fd, a);
+                    Self::ret(libc::connect(*fd, (&sa as *const libc::sockaddr_storage).cast(), len) as isize)
                 }
                 Call::Read { fd, len, peek, null } => {
                     let mut buf = vec![0u8; if *null { 0 } else { (*len).min(1 << 24) }];
@@ -540,13 +636,13 @@ impl Backend for Linux {
                     let flags = flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
                     match to {
                         Some(a) => {
-                            let (sa, salen) = Self::sockaddr(a);
+                            let (sa, salen) = self.sockaddr(*fd, a);
                             Self::ret(libc::sendto(
                                 *fd,
                                 ptr,
                                 *len,
                                 flags,
-                                (&sa as *const libc::sockaddr_in).cast(),
+                                (&sa as *const libc::sockaddr_storage).cast(),
                                 salen,
                             ))
                         }
@@ -585,6 +681,7 @@ impl Backend for Linux {
                 }
                 Call::Close(fd) => {
                     self.fds.retain(|f| f != fd);
+                    self.inet6.remove(fd);
                     Self::ret(libc::close(*fd) as isize)
                 }
                 Call::SetSockOpt(fd, name, value) => {
@@ -772,6 +869,7 @@ impl Backend for Linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::REMOTE_IP;
 
     #[test]
     fn tcp_info_fields_read_the_kernel_layout_and_stop_at_its_length() {

@@ -22,8 +22,85 @@ pub struct BackendInfo {
     pub real_time: bool,
     /// Why it cannot run on this machine, if it cannot: one sentence saying what to do instead.
     pub available: fn() -> Result<(), String>,
-    /// Makes one, for one script.
-    pub make: fn() -> Result<Box<dyn Backend>, String>,
+    /// Makes one, for one script in IP version `ip`.
+    pub make: fn(IpVersion) -> Result<Box<dyn Backend>, String>,
+}
+
+/// The IP version a script runs in, as packetdrill's `--ip_version` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum IpVersion {
+    /// IPv4 sockets and IPv4 on the wire.
+    #[default]
+    V4,
+    /// IPv6 sockets and IPv6 on the wire.
+    V6,
+    /// IPv6 sockets (AF_INET6) with IPv4-mapped addresses (`::ffff:192.168.0.1`), IPv4 on the wire.
+    V4MappedV6,
+}
+
+impl IpVersion {
+    /// All three, in run_all.py's order.
+    pub const ALL: [IpVersion; 3] = [IpVersion::V4, IpVersion::V4MappedV6, IpVersion::V6];
+
+    /// From `--ip_version=`'s value.
+    pub fn from_name(s: &str) -> Option<IpVersion> {
+        match s {
+            "ipv4" => Some(IpVersion::V4),
+            "ipv6" => Some(IpVersion::V6),
+            "ipv4-mapped-ipv6" => Some(IpVersion::V4MappedV6),
+            _ => None,
+        }
+    }
+
+    /// `--ip_version=`'s value.
+    pub fn name(self) -> &'static str {
+        match self {
+            IpVersion::V4 => "ipv4",
+            IpVersion::V6 => "ipv6",
+            IpVersion::V4MappedV6 => "ipv4-mapped-ipv6",
+        }
+    }
+
+    /// The stack's address on the wire: packetdrill's default `--local_ip` (run_all.py's for IPv6).
+    pub fn local_ip(self) -> std::net::IpAddr {
+        match self {
+            IpVersion::V6 => LOCAL_IP6.into(),
+            _ => LOCAL_IP.into(),
+        }
+    }
+
+    /// The peer's address on the wire, as [`IpVersion::local_ip`].
+    pub fn remote_ip(self) -> std::net::IpAddr {
+        match self {
+            IpVersion::V6 => REMOTE_IP6.into(),
+            _ => REMOTE_IP.into(),
+        }
+    }
+
+    /// The version of a script from the header options given on the command line (`header`, first) and its
+    /// own (later ones win, as packetdrill reads them); `Err` for a value packetdrill does not know.
+    pub fn of_script<'a>(options: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Result<IpVersion, String> {
+        let mut v = IpVersion::V4;
+        for (name, value) in options {
+            if name == "ip_version" {
+                let value = value.unwrap_or("");
+                v = IpVersion::from_name(value)
+                    .ok_or_else(|| format!("--ip_version={value}: expected ipv4, ipv6 or ipv4-mapped-ipv6"))?;
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// A socket address as the stack's socket API sees `wire` in IP version `ip`: IPv4-mapped in
+/// [`IpVersion::V4MappedV6`], unchanged otherwise.
+pub fn socket_addr(ip: IpVersion, wire: std::net::SocketAddr) -> std::net::SocketAddr {
+    match (ip, wire.ip()) {
+        (IpVersion::V4MappedV6, std::net::IpAddr::V4(v4)) => {
+            std::net::SocketAddr::new(v4.to_ipv6_mapped().into(), wire.port())
+        }
+        _ => wire,
+    }
 }
 
 /// Every backend tcpdrill has.
@@ -58,6 +135,12 @@ pub type Micros = i64;
 pub const LOCAL_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 168, 0, 1);
 /// The peer the harness plays: packetdrill's default `--remote_ip`.
 pub const REMOTE_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
+/// The stack's IPv6 address: run_all.py's `--local_ip` for its IPv6 variant.
+pub const LOCAL_IP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd3d, 0x0a0b, 0x17d6, 0, 0, 0, 0, 1);
+/// The IPv6 gateway run_all.py passes (`--gateway_ip`), accepted as it: the TUN link routes without one.
+pub const GATEWAY_IP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd3d, 0x0a0b, 0x17d6, 0x8888, 0, 0, 0, 1);
+/// The peer's IPv6 address: run_all.py's `--remote_ip` for its IPv6 variant.
+pub const REMOTE_IP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd3d, 0xfa7b, 0xd17d, 0, 0, 0, 0, 1);
 
 /// Runs a command to its end or until `deadline`, whichever comes first; at the deadline its whole process group
 /// is killed (a shell's children too) and the error says so. Commands and `%{ }%` blocks run this way, so that
@@ -210,8 +293,12 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// What it can do.
     fn capabilities(&self) -> Capabilities;
-    /// Our address (the stack's) and the peer address the harness impersonates.
+    /// Our address (the stack's) and the peer address the harness impersonates, as on the wire.
     fn addresses(&self) -> (std::net::IpAddr, std::net::IpAddr);
+    /// The IP version it was made for.
+    fn ip_version(&self) -> IpVersion {
+        IpVersion::V4
+    }
     /// The backend's clock, microseconds since the script's start.
     fn now(&self) -> Micros;
     /// Lets time pass until `t` (a virtual clock jumps; a real one sleeps), processing whatever happens on the way.
@@ -231,6 +318,13 @@ pub trait Backend {
     fn ready(&mut self, call: &Call) -> bool;
     /// Changes a sysctl (`net.ipv4.tcp_rfc1337`) for this run only.
     fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String>;
+    /// Whether [`Backend::set_knob`] would take `name=value`, without setting anything: the reason it would not,
+    /// naming what the stack does not model. Checked before a script runs, so that one depending on a setting the
+    /// backend cannot honour is skipped rather than half run.
+    fn check_knob(&self, name: &str, value: &str) -> Result<(), String> {
+        let _ = (name, value);
+        Ok(())
+    }
     /// Runs a shell command, if the backend can, in `cwd` (the script's folder, as packetdrill's runners do, so
     /// that `` `../common/defaults.sh` `` resolves).
     /// It is killed at `deadline` (the run's time limit).

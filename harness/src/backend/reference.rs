@@ -1,14 +1,12 @@
 //! The reference backend: tcpdrill's own stack in-process, on a virtual clock that jumps straight to the next
 //! script event or stack timer. Deterministic, instant (a 60 s TIME-WAIT costs microseconds), no privileges.
 
-use super::{Backend, Call, CallResult, Capabilities, Micros};
+use super::{Backend, Call, CallResult, Capabilities, IpVersion, Micros};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use tcpdrill_stack::host::{pollbits, Host, HostEvent, SockOptName, SockOptValue};
+use tcpdrill_stack::host::{pollbits, Domain, Host, HostEvent, SockOptName, SockOptValue};
 use tcpdrill_stack::wire::WireError;
 use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
-
-use super::{LOCAL_IP, REMOTE_IP};
 
 /// The reference backend in the registry.
 pub const INFO: super::BackendInfo = super::BackendInfo {
@@ -17,7 +15,7 @@ pub const INFO: super::BackendInfo = super::BackendInfo {
     netns: false,
     real_time: false,
     available: || Ok(()),
-    make: || Ok(Box::new(Reference::new(Config::default()))),
+    make: |ip| Ok(Box::new(Reference::new_for(Config::default(), ip))),
 };
 
 /// Script time 0 on the stack's clock: a little after its epoch, so that timers and ISNs look ordinary.
@@ -31,6 +29,8 @@ pub struct Reference {
     out: VecDeque<(Micros, Vec<u8>)>,
     /// Trace notes not yet taken (SYN cookies).
     notes: Vec<(Micros, String)>,
+    /// The IP version it was made for.
+    ip: IpVersion,
 }
 
 impl Reference {
@@ -58,10 +58,16 @@ impl Reference {
         (t.remote.port() == 0 && (h.is_listening(&t.local) || h.is_listening(&any))).then_some(TcpState::Listen)
     }
 
-    /// A fresh host with `config` and a fixed seed (runs are reproducible).
+    /// A fresh IPv4 host with `config` and a fixed seed (runs are reproducible).
     pub fn new(config: Config) -> Reference {
-        let host = Host::new(config, &[IpAddr::V4(LOCAL_IP)], 0x7cd0_1122);
-        Reference { host, now: 0, out: VecDeque::new(), notes: Vec::new() }
+        Reference::new_for(config, IpVersion::V4)
+    }
+
+    /// The same in IP version `ip`. With IPv4-mapped addresses the wire is IPv4, so the host is an IPv4 one and
+    /// the script's AF_INET6 sockets are made as AF_INET ones: the stack's connections are the same either way.
+    pub fn new_for(config: Config, ip: IpVersion) -> Reference {
+        let host = Host::new(config, &[ip.local_ip()], 0x7cd0_1122);
+        Reference { host, now: 0, out: VecDeque::new(), notes: Vec::new(), ip }
     }
 
     /// Script time of a stack instant.
@@ -127,7 +133,11 @@ impl Backend for Reference {
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {
-        (IpAddr::V4(LOCAL_IP), IpAddr::V4(REMOTE_IP))
+        (self.ip.local_ip(), self.ip.remote_ip())
+    }
+
+    fn ip_version(&self) -> IpVersion {
+        self.ip
     }
 
     fn now(&self) -> Micros {
@@ -201,6 +211,7 @@ impl Backend for Reference {
         let now = self.instant();
         let h = &mut self.host;
         let res = match call {
+            Call::Socket(Domain::Inet6) if self.ip == IpVersion::V4MappedV6 => h.socket(Domain::Inet).map(i64::from),
             Call::Socket(d) => h.socket(*d).map(i64::from),
             Call::Bind(fd, a) => h.bind(*fd, *a).map(|()| 0),
             Call::Listen(fd, b) => h.listen(*fd, *b).map(|()| 0),
@@ -288,6 +299,22 @@ impl Backend for Reference {
             return Ok(());
         }
         self.host.set_knob(name, value).map_err(|e| e.to_string())
+    }
+
+    fn check_knob(&self, name: &str, value: &str) -> Result<(), String> {
+        use tcpdrill_stack::config::ConfigError;
+        if name == "tso" || name == "mtu" {
+            return Ok(());
+        }
+        match tcpdrill_stack::Config::default().set(name, value) {
+            Ok(()) => Ok(()),
+            Err(ConfigError::UnknownName { .. }) => Err(format!(
+                "{} has no knob in the reference stack: {} is not modelled",
+                name,
+                crate::run::shell::unmodelled_feature(name)
+            )),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn shell(&mut self, cmd: &str, _cwd: Option<&std::path::Path>, _: std::time::Instant) -> Result<(), String> {

@@ -2,7 +2,7 @@
 //! namespace of its own where the registry says so) and running many at once.
 
 use crate::backend::linux;
-use crate::backend::{Backend, BackendInfo};
+use crate::backend::{Backend, BackendInfo, IpVersion};
 use crate::run::{self, Outcome, RunOptions, Verdict};
 use crate::script::{self, ParseOptions};
 use std::path::{Path, PathBuf};
@@ -100,8 +100,8 @@ impl BackendKind {
         self.0
     }
 
-    fn make(self, sysctls: &[(String, String)]) -> Result<Box<dyn Backend>, String> {
-        let mut b = (self.0.make)()?;
+    fn make(self, sysctls: &[(String, String)], ip: IpVersion) -> Result<Box<dyn Backend>, String> {
+        let mut b = (self.0.make)(ip)?;
         for (k, v) in sysctls {
             b.set_knob(k, v).map_err(|e| format!("--sysctl {k}={v}: {e}"))?;
         }
@@ -123,7 +123,8 @@ impl ScriptResult {
         match &self.outcome {
             Err(_) => "FAIL".into(),
             Ok(o) => match &o.verdict {
-                Verdict::Pass => "ok".into(),
+                Verdict::Pass if o.ignored.is_empty() => "ok".into(),
+                Verdict::Pass => format!("ok ({} ignored: -v lists them)", plural(o.ignored.len(), "setting")),
                 Verdict::Fail(_) => "FAIL".into(),
                 Verdict::Skipped(r) => format!("skipped ({r})"),
             },
@@ -138,6 +139,14 @@ impl ScriptResult {
     /// Whether it was skipped.
     pub fn skipped(&self) -> bool {
         matches!(&self.outcome, Ok(Outcome { verdict: Verdict::Skipped(_), .. }))
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 
@@ -200,9 +209,45 @@ pub fn run_text_with(
     for s in crate::backend::predefined(backend.name()) {
         popts.defines.entry(s.to_string()).or_default();
     }
-    let outcome = match script::check(name, text, &popts) {
-        Err(errs) => Err(errs.iter().map(|e| e.render_plain()).collect::<Vec<_>>().join("\n")),
-        Ok(s) if backend.info().netns => {
+    let parsed = script::check(name, text, &popts)
+        .map_err(|errs| errs.iter().map(|e| e.render_plain()).collect::<Vec<_>>().join("\n"));
+    // A version chosen for the run comes as run_all.py's flags for it, before the command line's own.
+    let mut opts = opts.clone();
+    if let Some(v) = opts.variant {
+        let mut flags = vec![("ip_version".to_string(), Some(v.name().to_string()))];
+        if v == IpVersion::V6 {
+            flags.push(("mtu".to_string(), Some("1520".to_string())));
+        }
+        opts.header.splice(0..0, flags);
+    }
+    let opts = &opts;
+    let ip = match &parsed {
+        Ok(s) => {
+            let own = || s.options.iter().map(|o| (o.name.as_str(), o.value.as_deref()));
+            let given = opts.header.iter().map(|(n, v)| (n.as_str(), v.as_deref()));
+            match (opts.variant, IpVersion::of_script(own())) {
+                (Some(v), Ok(mine)) if own().any(|(n, _)| n == "ip_version") && mine != v => {
+                    let skip = Outcome {
+                        verdict: Verdict::Skipped(format!(
+                            "runs in {} only: its header sets --ip_version={}",
+                            mine.name(),
+                            mine.name()
+                        )),
+                        trace: Default::default(),
+                        script_micros: 0,
+                        exercised: Vec::new(),
+                        ignored: Vec::new(),
+                    };
+                    return ScriptResult { path: path.into(), outcome: Ok(skip) };
+                }
+                _ => IpVersion::of_script(given.chain(own())),
+            }
+        }
+        Err(_) => Ok(IpVersion::V4),
+    };
+    let outcome = match (parsed, ip) {
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(s), Ok(ip)) if backend.info().netns => {
             // A thread of its own, moved into a fresh network namespace: the script's sockets, TUN device and
             // sysctls live there and vanish with it.
             let (name, text, opts, sysctls) = (name.to_string(), text.to_string(), opts.clone(), sysctls.to_vec());
@@ -213,15 +258,16 @@ pub fn run_text_with(
                         trace: Default::default(),
                         script_micros: 0,
                         exercised: Vec::new(),
+                        ignored: Vec::new(),
                     });
                 }
-                let mut b = backend.make(&sysctls)?;
+                let mut b = backend.make(&sysctls, ip)?;
                 Ok(run::run(&name, &text, &s, b.as_mut(), opts))
             })
             .join()
             .unwrap_or_else(|_| Err(format!("the {} backend's thread panicked", backend.name())))
         }
-        Ok(s) => match backend.make(sysctls) {
+        (Ok(s), Ok(ip)) => match backend.make(sysctls, ip) {
             Ok(mut b) => Ok(run::run(name, text, &s, b.as_mut(), opts.clone())),
             Err(e) => Err(e),
         },
@@ -238,6 +284,9 @@ pub struct Job {
     pub name: String,
     /// Where it runs.
     pub backend: BackendKind,
+    /// The IP version it runs in when chosen for the run (`--ip-version`), as run_all.py's flags for it: a
+    /// script whose own header sets another is skipped with that reason. `None`: whatever the script says.
+    pub variant: Option<IpVersion>,
 }
 
 /// Runs `jobs` on up to `workers` threads at once (each linux job in a namespace of its own) and hands every
@@ -260,7 +309,14 @@ pub fn run_parallel(
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(j) = jobs.get(i) else { break };
-                let r = run_file_with(&j.path, &j.name, j.backend, defines, opts, sysctls);
+                let r = match j.variant {
+                    None => run_file_with(&j.path, &j.name, j.backend, defines, opts, sysctls),
+                    Some(v) => {
+                        let mut o = opts.clone();
+                        o.variant = Some(v);
+                        run_file_with(&j.path, &j.name, j.backend, defines, &o, sysctls)
+                    }
+                };
                 if tx.send((i, r)).is_err() {
                     break;
                 }

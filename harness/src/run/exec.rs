@@ -15,7 +15,7 @@ use space::ScriptSpace;
 
 use super::trace::{secs, Trace, TraceEntry};
 use super::{Failure, Outcome, Verdict};
-use crate::backend::{Backend, Call, CallResult, Micros};
+use crate::backend::{Backend, Call, CallResult, IpVersion, Micros};
 use crate::script::ast::*;
 use crate::script::printer;
 use crate::script::symbols::symbol_value;
@@ -57,6 +57,8 @@ pub struct RunOptions {
     /// Header options given on the command line (packetdrill's flags, `tcpdrill --tolerance_usecs=10000
     /// SCRIPT`), applied before the script's own, as packetdrill applies its command line before the script's.
     pub header: Vec<(String, Option<String>)>,
+    /// The IP version the run chose for the script (`--ip-version`), applied as run_all.py's flags for it.
+    pub variant: Option<crate::backend::IpVersion>,
 }
 
 impl Default for RunOptions {
@@ -73,6 +75,7 @@ impl Default for RunOptions {
             timeout: std::time::Duration::from_secs(180),
             strict_segments: false,
             header: Vec::new(),
+            variant: None,
         }
     }
 }
@@ -126,6 +129,10 @@ struct Exec<'a> {
     real_time: bool,
     /// The backend's socket API is Linux's: options and flags the stack does not model go to it by number.
     linux_api: bool,
+    /// What the backend (without a shell) left out of the script's commands, with why.
+    ignored: Vec<String>,
+    /// The last (script, live) IPv6 flow label pair an outbound packet matched.
+    flow_labels: std::cell::Cell<Option<(u32, u32)>>,
     /// Live fds of sockets made and not yet connected or listening: a Fast Open sendto() on one is its connect()
     /// (fd numbers are reused, so the socket under test's number does not tell).
     fresh: std::collections::BTreeSet<i32>,
@@ -182,13 +189,21 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         real_time,
         linux_api,
         fresh: Default::default(),
+        ignored: Vec::new(),
+        flow_labels: Default::default(),
         current: Span::default(),
         seen: Default::default(),
         line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
     };
     x.remote_port = x.opts.remote_port;
     if let Some(reason) = x.preflight(script) {
-        return Outcome { verdict: Verdict::Skipped(reason), trace: x.trace, script_micros: 0, exercised: Vec::new() };
+        return Outcome {
+            verdict: Verdict::Skipped(reason),
+            trace: x.trace,
+            script_micros: 0,
+            exercised: Vec::new(),
+            ignored: Vec::new(),
+        };
     }
     let verdict = match x.events(script) {
         Ok(()) => Verdict::Pass,
@@ -196,7 +211,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
     };
     x.collect_states();
     let exercised = x.backend.exercised();
-    Outcome { verdict, trace: x.trace, script_micros: x.last_time, exercised }
+    Outcome { verdict, trace: x.trace, script_micros: x.last_time, exercised, ignored: x.ignored }
 }
 
 fn is_linux_knob(name: &str) -> bool {
@@ -412,6 +427,32 @@ impl<'a> Exec<'a> {
 
     fn shell_or_sysctl(&mut self, c: &Command) -> Res<()> {
         let t = self.backend.now();
+        if !self.backend.capabilities().shell {
+            // What preflight read (and found runnable) of the command, done now.
+            let settings = self
+                .settings(c)
+                .map_err(|m| self.fail(c.span, "error executing command", m, vec![], "this command"))?;
+            for s in settings {
+                match s {
+                    Setting::Apply(k, v) => {
+                        self.backend.set_knob(&k, &v).map_err(|e| {
+                            let m = format!("sysctl {k}={v}: {e}");
+                            self.fail(c.span, "error executing command", m, vec![], "this sysctl")
+                        })?;
+                        self.trace.entries.push(TraceEntry::Note { t, text: format!("sysctl {k}={v}") });
+                    }
+                    Setting::Ignore(why) => {
+                        self.trace.entries.push(TraceEntry::Note { t, text: format!("ignored: {why}") });
+                        self.trace.lines.push((self.line(c.span), format!("{} ignored: {why}", secs(t))));
+                        self.ignored.push(why);
+                    }
+                    Setting::Refuse(why) => {
+                        return Err(self.fail(c.span, "error executing command", why, vec![], "this command"))
+                    }
+                }
+            }
+            return Ok(());
+        }
         if let Some(kv) = sysctl_assignments(&c.text).filter(|kv| kv.iter().all(|(k, _)| is_linux_knob(k))) {
             for (k, v) in kv {
                 self.backend.set_knob(&k, &v).map_err(|e| {

@@ -13,6 +13,7 @@
 //!   and their return time is checked against `t1...t2`.
 
 mod exec;
+pub mod shell;
 pub mod trace;
 
 pub use exec::{run, RunOptions};
@@ -67,4 +68,7 @@ pub struct Outcome {
     pub script_micros: i64,
     /// The (state, stimulus) pairs the stack handled, where the backend can tell (the reference stack).
     pub exercised: Vec<(tcpdrill_stack::TcpState, tcpdrill_stack::coverage::Stimulus)>,
+    /// What a backend without a shell left out of the script's commands, each with why (`ip tcp_metrics flush`,
+    /// a shared defaults file's sysctl for a feature the stack does not model).
+    pub ignored: Vec<String>,
 }

@@ -78,15 +78,8 @@ impl fmt::Display for TraceEntry {
             TraceEntry::Outbound { t, text, .. } => write!(f, "{} > {text}", secs(*t)),
             TraceEntry::Call { t, text } => write!(f, "{} {text}", secs(*t)),
             TraceEntry::State { t, tuple, from, to } => {
-                write!(
-                    f,
-                    "{} state {}:{} {} -> {}",
-                    secs(*t),
-                    tuple.remote.ip(),
-                    tuple.remote.port(),
-                    from.linux_name(),
-                    to.linux_name()
-                )
+                // The peer as a socket address prints it: `[fd3d:fa7b:d17d::1]:40123` for IPv6.
+                write!(f, "{} state {} {} -> {}", secs(*t), tuple.remote, from.linux_name(), to.linux_name())
             }
             TraceEntry::Note { t, text } => write!(f, "{} # {text}", secs(*t)),
         }

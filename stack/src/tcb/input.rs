@@ -60,8 +60,12 @@ impl Tcb {
             self.ts_recent = tsval;
             self.ts_recent_stamp = ctx.now;
         }
-        // RFC 9293 MUST-15: 536 when the SYN has no MSS option. Linux ignores values below tcp_min_snd_mss.
-        let peer_mss = o.mss().unwrap_or(DEFAULT_MSS).max(c.tcp_min_snd_mss.min(u32::from(u16::MAX)) as u16);
+        // RFC 9293 MUST-15: 536 (IPv6: 1220) when the SYN has no MSS option. Linux ignores values below
+        // tcp_min_snd_mss.
+        let peer_mss = o
+            .mss()
+            .unwrap_or(super::default_mss(&self.tuple.local))
+            .max(c.tcp_min_snd_mss.min(u32::from(u16::MAX)) as u16);
         self.opts.peer_mss = peer_mss;
         self.update_snd_mss(ctx);
     }

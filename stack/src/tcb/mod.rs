@@ -375,6 +375,18 @@ pub const DELACK_MAX: Duration = Duration::from_millis(200);
 pub const MAX_QUICKACKS: u32 = 16;
 /// Default MSS when the peer sends none (RFC 9293 MUST-15 / RFC 1122: 536 for IPv4).
 pub const DEFAULT_MSS: u16 = 536;
+/// The same for IPv6 (RFC 9293 MUST-15 via RFC 8200's 1280-octet minimum MTU: 1280 - 40 - 20 = 1220), which
+/// Linux uses too (tcp_v6_connect, tcp_request_sock_ipv6_ops.mss_clamp).
+pub const DEFAULT_MSS_IPV6: u16 = 1220;
+
+/// The default MSS of a connection whose local address is `local`.
+pub fn default_mss(local: &core::net::SocketAddr) -> u16 {
+    if local.is_ipv4() {
+        DEFAULT_MSS
+    } else {
+        DEFAULT_MSS_IPV6
+    }
+}
 /// Initial congestion window in segments (RFC 6928, Linux's TCP_INIT_CWND).
 pub const INIT_CWND_SEGS: u32 = 10;
 

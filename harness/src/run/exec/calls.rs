@@ -152,7 +152,9 @@ impl Exec<'_> {
         Ok(match c.name.as_str() {
             "socket" => {
                 let d = match arg(0)?.kind {
-                    ExprKind::Ellipsis => Domain::Inet,
+                    // As packetdrill: `...` is the run's family, AF_INET6 for IPv6 and for IPv4-mapped addresses.
+                    ExprKind::Ellipsis if self.backend.ip_version() == IpVersion::V4 => Domain::Inet,
+                    ExprKind::Ellipsis => Domain::Inet6,
                     _ if self.int(arg(0)?)? == 10 => Domain::Inet6,
                     _ => Domain::Inet,
                 };

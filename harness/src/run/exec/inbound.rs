@@ -92,23 +92,30 @@ impl Exec<'_> {
             payload: &payload,
         };
         let mut d = TcpDatagram::new(self.remote_ip, self.local_ip, repr);
-        // packetdrill's ip_info (set_ip_header): the TOS byte or its ECN bits (`[ect01]` is 0 inbound, as its
-        // grammar gives it no value), and the TTL, 255 unless the script sets one (0 meaning unset too); a flow
-        // label is IPv6's and ignored on IPv4, as packetdrill does.
-        if let IpRepr::V4(ip) = &mut d.ip {
-            match p.ip.tos {
-                Some(Tos::Ecn(e)) => {
-                    ip.tos = match e {
-                        Ecn::NoEcn | Ecn::Ect01 => 0,
-                        Ecn::Ect1 => 1,
-                        Ecn::Ect0 => 2,
-                        Ecn::Ce => 3,
-                    }
-                }
-                Some(Tos::Byte(b)) => ip.tos = b,
-                None => {}
+        // packetdrill's ip_info (set_ip_header): the TOS byte (IPv6's traffic class) or its ECN bits (`[ect01]`
+        // is 0 inbound, as its grammar gives it no value), and the TTL (IPv6's hop limit), 255 unless the script
+        // sets one (0 meaning unset too); a flow label is IPv6's and ignored on IPv4, as packetdrill does.
+        let tos = match p.ip.tos {
+            Some(Tos::Ecn(e)) => Some(match e {
+                Ecn::NoEcn | Ecn::Ect01 => 0,
+                Ecn::Ect1 => 1,
+                Ecn::Ect0 => 2,
+                Ecn::Ce => 3,
+            }),
+            Some(Tos::Byte(b)) => Some(b),
+            None => None,
+        };
+        let ttl = p.ip.ttl.filter(|&t| t != 0).unwrap_or(255);
+        match &mut d.ip {
+            IpRepr::V4(ip) => {
+                ip.tos = tos.unwrap_or(ip.tos);
+                ip.ttl = ttl;
             }
-            ip.ttl = p.ip.ttl.filter(|&t| t != 0).unwrap_or(255);
+            IpRepr::V6(ip) => {
+                ip.traffic_class = tos.unwrap_or(ip.traffic_class);
+                ip.hop_limit = ttl;
+                ip.flow_label = p.ip.flow_label.unwrap_or(ip.flow_label);
+            }
         }
         let mut bytes = d
             .to_vec()

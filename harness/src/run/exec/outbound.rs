@@ -292,8 +292,13 @@ impl Exec<'_> {
         check_field("tcp_src_port", port_known.then_some(lp), l.src_port)?;
         check_field("tcp_dst_port", Some(rp), l.dst_port)?;
         // packetdrill's verify_outbound_live_tos and verify_outbound_live_ttl_or_hl.
-        if let (Some(Tos::Byte(b)), IpRepr::V4(l)) = (ip.tos, &live.ip) {
-            check_field("tos", Some(b), l.tos)?;
+        match (ip.tos, &live.ip) {
+            (Some(Tos::Byte(b)), IpRepr::V4(l)) => check_field("tos", Some(b), l.tos)?,
+            (Some(Tos::Byte(b)), IpRepr::V6(l)) => check_field("traffic_class", Some(b), l.traffic_class)?,
+            _ => {}
+        }
+        if let (Some(f), IpRepr::V6(l)) = (ip.flow_label, &live.ip) {
+            self.check_flow_label(f, l.flow_label)?;
         }
         if let Some(e) = ip.ecn() {
             let got = live.ip.ecn();
@@ -309,8 +314,10 @@ impl Exec<'_> {
             }
         }
         // 0 and 255 are packetdrill's "not checked" (TTL_CHECK_NONE).
-        if let (Some(ttl @ 1..=254), IpRepr::V4(l)) = (ip.ttl, &live.ip) {
-            check_field("ttl", Some(ttl), l.ttl)?;
+        match (ip.ttl, &live.ip) {
+            (Some(ttl @ 1..=254), IpRepr::V4(l)) => check_field("ttl", Some(ttl), l.ttl)?,
+            (Some(hl @ 1..=254), IpRepr::V6(l)) => check_field("hop_limit", Some(hl), l.hop_limit)?,
+            _ => {}
         }
         let want = TcpFlags::from_letters(&t.flags);
         let psh_either = t.flags.contains('p');
@@ -397,6 +404,35 @@ pub(super) struct Mismatch {
     pub expected: String,
     /// What the packet has, in script space.
     pub actual: String,
+}
+
+impl Exec<'_> {
+    /// packetdrill's verify_outbound_live_ipv6_flowlabel: a script's flow label names one the stack chose, not a
+    /// value. 0 is not checked; the live one must be set; a label the script used before must come back as the
+    /// same live label, and a new one as a different live label (the stack rotated it). One mapping per run, where
+    /// packetdrill keeps one per socket (its scripts check labels on one connection).
+    fn check_flow_label(&self, script: u32, live: u32) -> Result<(), Mismatch> {
+        if script == 0 {
+            return Ok(());
+        }
+        if live == 0 {
+            return Err(Mismatch::new("flowlabel", format!("{script:#x} (any label)"), "unmarked (0)"));
+        }
+        match self.flow_labels.get() {
+            Some((s, l)) if s == script && l != live => {
+                Err(Mismatch::new("flowlabel", format!("{l:#x} (as before for {s:#x})"), format!("{live:#x}")))
+            }
+            Some((s, l)) if s != script && l == live => Err(Mismatch::new(
+                "flowlabel",
+                format!("a label other than {l:#x} (the script's {script:#x} is new)"),
+                format!("{live:#x}"),
+            )),
+            _ => {
+                self.flow_labels.set(Some((script, live)));
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Mismatch {

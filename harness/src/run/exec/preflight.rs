@@ -23,6 +23,7 @@ impl Exec<'_> {
                 "bind_port" => self.opts.port = v.parse().unwrap_or(self.opts.port),
                 "connect_port" => self.opts.connect_port = v.parse().unwrap_or(self.opts.connect_port),
                 "strict_segments" => self.opts.strict_segments = true,
+                "gateway_ip" if address(crate::backend::GATEWAY_IP6.into()) && self.local_ip.is_ipv6() => {}
                 "local_ip" | "gateway_ip" if !address(self.local_ip) => {
                     return Some(format!("--{opt}={v}: the {name} backend's stack has address {}", self.local_ip))
                 }
@@ -32,8 +33,12 @@ impl Exec<'_> {
                 "netmask_ip" if v != "255.255.0.0" => {
                     return Some(format!("--netmask_ip={v}: the {name} backend's link is a /16 (255.255.0.0)"))
                 }
-                "ip_version" if v != "ipv4" => {
-                    return Some(format!("--ip_version={v}: the {name} backend runs IPv4 scripts only for now"))
+                // The backend was made for the version the options give (report::run_text_with).
+                "ip_version" if v != self.backend.ip_version().name() => {
+                    return Some(format!(
+                        "--ip_version={v}: the {name} backend was set up for {}",
+                        self.backend.ip_version().name()
+                    ))
                 }
                 "mtu" => {
                     if let Err(e) = self.backend.set_knob("mtu", v) {
@@ -55,18 +60,15 @@ impl Exec<'_> {
             Action::Shell(c) => Some((c, false)),
             _ => None,
         });
-        for (c, _untimed) in commands.chain(timed) {
+        for (c, _untimed) in commands.chain(timed).filter(|_| !caps.shell) {
             let line = self.line(c.span);
-            match sysctl_assignments(&c.text) {
-                Some(kv) if kv.iter().all(|(k, _)| is_linux_knob(k)) => {}
-                Some(kv) if !caps.shell => {
-                    let bad = kv.iter().find(|(k, _)| !is_linux_knob(k)).map(|(k, _)| k.clone()).unwrap_or_default();
-                    return Some(format!("{bad} (line {line}) is not a Linux sysctl"));
+            match self.settings(c) {
+                Err(why) => return Some(format!("needs the linux backend (shell command at line {line}: {why})")),
+                Ok(settings) => {
+                    if let Some(Setting::Refuse(why)) = settings.into_iter().find(|s| matches!(s, Setting::Refuse(_))) {
+                        return Some(why);
+                    }
                 }
-                None if !caps.shell => {
-                    return Some(format!("needs the linux backend (shell command at line {line})"));
-                }
-                _ => {}
             }
         }
         for e in &s.events {
@@ -126,6 +128,63 @@ impl Exec<'_> {
     }
 }
 
+/// What a backend without a shell does with one setting of a command.
+pub(super) enum Setting {
+    /// Sets the knob.
+    Apply(String, String),
+    /// Leaves it out, reported with the reason: what a shared shell file sets that the stack has no counterpart
+    /// for, a command with nothing to do without a kernel.
+    Ignore(String),
+    /// The script's own setting, which the stack cannot honour: the script is skipped with the reason.
+    Refuse(String),
+}
+
+impl Exec<'_> {
+    /// A command as a backend without a shell runs it (see [`crate::run::shell`]); `Err` where it needs a shell.
+    pub(super) fn settings(&self, c: &Command) -> Result<Vec<Setting>, String> {
+        use crate::run::shell::{freebsd_equivalent, interpret, Origin, Step};
+        let line = self.line(c.span);
+        let mut out = Vec::new();
+        for step in interpret(&c.text, self.opts.script_dir.as_deref())? {
+            let (name, value, origin) = match step {
+                Step::Ignored { what, why } => {
+                    out.push(Setting::Ignore(format!("`{what}`: {why}")));
+                    continue;
+                }
+                Step::Sysctl { name, value, origin } => (name, value, origin),
+            };
+            let (own, from) = match &origin {
+                Origin::Script => (true, String::new()),
+                Origin::File(f) => (false, format!(" (from {})", f.display())),
+            };
+            let linux = if name.starts_with("net.inet.") {
+                match freebsd_equivalent(&name, &value) {
+                    Some(l) => l,
+                    None => {
+                        let why = format!("{name}={value} is FreeBSD's, and Linux has no sysctl of that meaning");
+                        out.push(if own {
+                            Setting::Refuse(format!("line {line}: {why}"))
+                        } else {
+                            Setting::Ignore(why)
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                vec![(name, value)]
+            };
+            for (k, v) in linux {
+                match self.backend.check_knob(&k, &v) {
+                    Ok(()) => out.push(Setting::Apply(k, v)),
+                    Err(e) if own => out.push(Setting::Refuse(format!("the script sets {k}={v} (line {line}): {e}"))),
+                    Err(e) => out.push(Setting::Ignore(format!("sysctl {k}={v}{from}: {e}"))),
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The first FreeBSD-only name a call uses (in its arguments, result or errno).
 fn freebsd_symbol(c: &Syscall) -> Option<(String, Span)> {
     use crate::script::symbols::{is_freebsd_only, symbols_in};
@@ -159,10 +218,6 @@ pub(super) fn sysctl_assignments(cmd: &str) -> Option<Vec<(String, String)>> {
         out.push((k.to_string(), v.to_string()));
     }
     (!out.is_empty()).then_some(out)
-}
-
-pub(super) fn is_linux_knob(name: &str) -> bool {
-    name.starts_with("net.ipv4.") || name.starts_with("net.core.") || name.starts_with("net/ipv4/")
 }
 
 /// The `tcpi_*` identifiers a `%{ }%` block reads.
