@@ -260,3 +260,44 @@ fn run_all_py_drives_tcpdrill() {
     assert!(out.contains("error handling packet: live packet field tcp_ack_seq"), "packetdrill's error text: {out}");
     assert_eq!(o.status.code(), Some(1), "run_all.py exits 1 when a script failed: {out}");
 }
+
+/// `run --ip-version all` runs each script as run_all.py does: in the three versions, but a `*v4.pkt` not in
+/// IPv6, a `*v6.pkt` only in IPv6, and one whose header sets its version only in that one (the others listed as
+/// skipped with the reason).
+#[test]
+fn ip_version_all_runs_each_script_as_run_all_py_does() {
+    let d = folder("ipv");
+    write(&d, "any.pkt", PASSIVE.as_bytes());
+    write(&d, "onlyv4.pkt", PASSIVE.as_bytes());
+    write(&d, "onlyv6.pkt", PASSIVE.as_bytes());
+    write(&d, "header.pkt", format!("--ip_version=ipv6\n{PASSIVE}").as_bytes());
+    let o = tcpdrill(&["run", "--ip-version", "all", d.to_str().unwrap()]);
+    let out = text(&o);
+    assert_eq!(code(&o), 0, "{out}");
+    let mut lines: Vec<String> = out
+        .lines()
+        .filter(|l| l.contains(".pkt"))
+        .map(|l| l.replace(&format!("{}/", d.display()), ""))
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "any.pkt [ipv4-mapped-ipv6]: ok",
+            "any.pkt [ipv4]: ok",
+            "any.pkt [ipv6]: ok",
+            "header.pkt [ipv4-mapped-ipv6]: skipped (runs in ipv6 only: its header sets --ip_version=ipv6)",
+            "header.pkt [ipv4]: skipped (runs in ipv6 only: its header sets --ip_version=ipv6)",
+            "header.pkt [ipv6]: ok",
+            "onlyv4.pkt [ipv4-mapped-ipv6]: ok",
+            "onlyv4.pkt [ipv4]: ok",
+            "onlyv6.pkt [ipv6]: ok",
+        ]
+    );
+    // Without the option a script runs in its own version, whatever its name; coverage has one column per
+    // backend and refuses the option.
+    let o = tcpdrill(&["run", &d.join("onlyv6.pkt").display().to_string()]);
+    assert!(text(&o).contains("onlyv6.pkt: ok"), "{}", text(&o));
+    let o = tcpdrill(&["coverage", "--ip-version", "ipv6", d.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}

@@ -545,3 +545,14 @@ fn a_syn_that_reopens_time_wait_starts_the_numbers_afresh_on_both_sides() {
 ";
     assert!(matches!(run(reopen), Verdict::Pass), "{}", failure(reopen));
 }
+
+/// An IPv6 flow label on a `>` line names one the stack chose (packetdrill's mapping): the reference stack
+/// leaves the label 0, which fails such a line as unmarked; a label of 0 in the script is not checked.
+#[test]
+fn ipv6_flow_labels_are_checked_as_packetdrill_maps_them() {
+    let base = "--ip_version=ipv6\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n\
+                +0 listen(3, 1) = 0\n+0 < S 0:0(0) win 65535 <mss 1440>\n";
+    let f = failure_whole(&format!("{base}+0 > (flowlabel 0x1) S. 0:0(0) ack 1 <...>\n"));
+    assert!(f.contains("live packet field flowlabel: expected: 0x1 (any label) vs actual: unmarked (0)"), "{f}");
+    assert!(matches!(run_whole(&format!("{base}+0 > (flowlabel 0x0) S. 0:0(0) ack 1 <...>\n")), Verdict::Pass));
+}

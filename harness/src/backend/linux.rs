@@ -76,6 +76,8 @@ pub struct Linux {
     inet6: std::collections::BTreeSet<i32>,
     /// The IP version the namespace was set up for.
     ip: IpVersion,
+    /// This thread's network namespace is not the host's (init's), so the TUN device may be left to it.
+    own_netns: bool,
     /// Checksum offload on: the kernel may hand over partial checksums, which `pump` completes. Off
     /// (`--tso=off`), every checksum is the kernel's own and the executor verifies it (RFC 9293 MUST-2).
     offload: bool,
@@ -133,6 +135,7 @@ impl Linux {
             inet6: std::collections::BTreeSet::new(),
             offload: true,
             ip,
+            own_netns: own_netns(),
         })
     }
 
@@ -307,12 +310,21 @@ impl Linux {
 
     /// `/proc/net/tcp` as this thread's namespace sees it (slow: see [`Linux::diag_state`]).
     fn proc_table_state(t: &FourTuple) -> Option<TcpState> {
+        // The kernel prints each 32-bit word of an address in host order.
         let hex = |a: &SocketAddr| match a.ip() {
             IpAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.octets()), a.port()),
-            IpAddr::V6(_) => String::new(),
+            IpAddr::V6(v6) => {
+                let words: String = v6
+                    .octets()
+                    .chunks(4)
+                    .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+                    .collect();
+                format!("{words}:{:04X}", a.port())
+            }
         };
         let (l, r) = (hex(&t.local), hex(&t.remote));
-        let table = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
+        let file = if t.local.is_ipv6() { "/proc/thread-self/net/tcp6" } else { "/proc/thread-self/net/tcp" };
+        let table = std::fs::read_to_string(file).ok()?;
         table
             .lines()
             .skip(1)
@@ -322,6 +334,13 @@ impl Linux {
             })
             .and_then(TcpState::from_linux_number)
     }
+}
+
+/// Whether the calling thread's network namespace differs from init's (the host's).
+fn own_netns() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    matches!((ino("/proc/thread-self/ns/net"), ino("/proc/1/ns/net")), (Ok(a), Ok(b)) if a != b)
 }
 
 /// Waits until the kernel delivers packets to IPv6 address `addr` here. The local route that does so is added
@@ -501,8 +520,12 @@ impl Drop for Linux {
         // periods: some 40 ms, most of a short script's cost. Made persistent, the close only detaches it, and the
         // kernel deletes it with the namespace, which it tears down on a workqueue of its own once this thread, the
         // namespace's last user, is gone.
-        // SAFETY: an ioctl with an integer argument on our TUN descriptor.
-        unsafe { libc::ioctl(self.tun.as_raw_fd(), TUNSETPERSIST, 1) };
+        // Only in a namespace of our own: in the host's (a `Linux` made without `unshare_netns`) a persistent
+        // device would outlive the run.
+        if self.own_netns {
+            // SAFETY: an ioctl with an integer argument on our TUN descriptor.
+            unsafe { libc::ioctl(self.tun.as_raw_fd(), TUNSETPERSIST, 1) };
+        }
     }
 }
 
@@ -586,7 +609,7 @@ impl Backend for Linux {
                     let family = if *domain == Domain::Inet6 { libc::AF_INET6 } else { libc::AF_INET };
                     let r = Self::ret(libc::socket(
                         family,
-                        // CLOEXEC: the script runs on a thread of a process that forks commands (`ip`, shell
+                        // CLOEXEC: the script runs on a thread of a process that forks commands (shell
                         // lines, python3) for other scripts; a socket a child inherited would outlive close(), and
                         // a script saw CLOSING after an abortive close while a neighbour's `ip` held its socket.
                         libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,

@@ -77,8 +77,8 @@ impl IpVersion {
         }
     }
 
-    /// The version of a script from the header options given on the command line (`header`, first) and its
-    /// own (later ones win, as packetdrill reads them); `Err` for a value packetdrill does not know.
+    /// The version a list of header options sets (the last `--ip_version` wins: see
+    /// [`crate::run::RunOptions::header_options`] for their order); `Err` for a value packetdrill does not know.
     pub fn of_script<'a>(options: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Result<IpVersion, String> {
         let mut v = IpVersion::V4;
         for (name, value) in options {

@@ -5,6 +5,8 @@
 //! Only the calling thread's network namespace is touched: the netlink socket is opened by the thread that
 //! `unshare`d itself, and a socket belongs to the namespace it was created in.
 
+#![allow(unsafe_code)]
+
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
 };
@@ -40,9 +42,21 @@ fn family(ip: IpAddr) -> AddressFamily {
 }
 
 impl Rtnl {
-    /// Opens one.
+    /// Opens an rtnetlink socket in the calling thread's namespace, whose replies are waited for 2 s at most.
     pub fn open() -> Result<Rtnl, String> {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| format!("opening an rtnetlink socket: {e}"))?;
+        let timeout = libc::timeval { tv_sec: 2, tv_usec: 0 };
+        // SAFETY: setsockopt on a descriptor the socket owns, with a timeval that outlives the call.
+        unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
         socket.bind_auto().map_err(|e| format!("binding the rtnetlink socket: {e}"))?;
         socket.connect(&SocketAddr::new(0, 0)).map_err(|e| format!("connecting the rtnetlink socket: {e}"))?;
         Ok(Rtnl { socket, seq: 0 })

@@ -308,11 +308,12 @@ impl Backend for Reference {
         }
         match tcpdrill_stack::Config::default().set(name, value) {
             Ok(()) => Ok(()),
-            Err(ConfigError::UnknownName { .. }) => Err(format!(
-                "{} has no knob in the reference stack: {} is not modelled",
-                name,
-                crate::run::shell::unmodelled_feature(name)
-            )),
+            // A near miss is a typo, not a missing feature.
+            Err(e @ ConfigError::UnknownName { suggestion: Some(_), .. }) => Err(e.to_string()),
+            Err(ConfigError::UnknownName { .. }) => Err(match crate::run::shell::unmodelled_feature(name) {
+                Some(feature) => format!("{name} has no knob in the reference stack: {feature} is not modelled"),
+                None => format!("{name} has no counterpart in the reference stack"),
+            }),
             Err(e) => Err(e.to_string()),
         }
     }

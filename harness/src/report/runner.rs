@@ -211,20 +211,9 @@ pub fn run_text_with(
     }
     let parsed = script::check(name, text, &popts)
         .map_err(|errs| errs.iter().map(|e| e.render_plain()).collect::<Vec<_>>().join("\n"));
-    // A version chosen for the run comes as run_all.py's flags for it, before the command line's own.
-    let mut opts = opts.clone();
-    if let Some(v) = opts.variant {
-        let mut flags = vec![("ip_version".to_string(), Some(v.name().to_string()))];
-        if v == IpVersion::V6 {
-            flags.push(("mtu".to_string(), Some("1520".to_string())));
-        }
-        opts.header.splice(0..0, flags);
-    }
-    let opts = &opts;
     let ip = match &parsed {
         Ok(s) => {
             let own = || s.options.iter().map(|o| (o.name.as_str(), o.value.as_deref()));
-            let given = opts.header.iter().map(|(n, v)| (n.as_str(), v.as_deref()));
             match (opts.variant, IpVersion::of_script(own())) {
                 (Some(v), Ok(mine)) if own().any(|(n, _)| n == "ip_version") && mine != v => {
                     let skip = Outcome {
@@ -240,7 +229,9 @@ pub fn run_text_with(
                     };
                     return ScriptResult { path: path.into(), outcome: Ok(skip) };
                 }
-                _ => IpVersion::of_script(given.chain(own())),
+                _ => IpVersion::of_script(
+                    opts.header_options(&s.options).iter().map(|(n, v)| (n.as_str(), v.as_deref())),
+                ),
             }
         }
         Err(_) => Ok(IpVersion::V4),

@@ -55,10 +55,29 @@ pub struct RunOptions {
     /// whose sequence ranges join are taken together, as packetdrill does for TSO/GSO and cwnd-cut data.
     pub strict_segments: bool,
     /// Header options given on the command line (packetdrill's flags, `tcpdrill --tolerance_usecs=10000
-    /// SCRIPT`), applied before the script's own, as packetdrill applies its command line before the script's.
+    /// SCRIPT`), which override the script's own as packetdrill's command line does.
     pub header: Vec<(String, Option<String>)>,
     /// The IP version the run chose for the script (`--ip-version`), applied as run_all.py's flags for it.
     pub variant: Option<crate::backend::IpVersion>,
+}
+
+impl RunOptions {
+    /// Every header option a script runs with, in the order they apply (a later one wins): the flags of the IP
+    /// version the run chose (`--ip_version`, and run_all.py's `--mtu=1520` for IPv6), which the script may
+    /// override; then the script's own; then the command line's, which override the script's as packetdrill's
+    /// (config.c: "Command line options overwrite options in script").
+    pub fn header_options(&self, script: &[HeaderOption]) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        if let Some(v) = self.variant {
+            out.push(("ip_version".to_string(), Some(v.name().to_string())));
+            if v == crate::backend::IpVersion::V6 {
+                out.push(("mtu".to_string(), Some("1520".to_string())));
+            }
+        }
+        out.extend(script.iter().map(|o| (o.name.clone(), o.value.clone())));
+        out.extend(self.header.iter().cloned());
+        out
+    }
 }
 
 impl Default for RunOptions {

@@ -70,6 +70,13 @@ fn command(line: &str, dir: &Path, origin: &Origin, depth: usize, out: &mut Vec<
     if line.is_empty() || line.starts_with('#') {
         return Ok(());
     }
+    // Pipes, lists, substitutions and variables would need a shell to mean anything; the one variable read is
+    // the restore file's `${PPID}`, whose value does not matter here.
+    if ["|", ";", "&&", "$(", "`"].iter().any(|op| line.replace("$((", "").contains(op))
+        || line.replace("$((", "").replace("${PPID}", "").contains('$')
+    {
+        return Err(format!("`{line}` needs a shell (pipes, lists, substitutions or variables)"));
+    }
     let expanded = arithmetic(line)?;
     let mut words = shlex::split(&expanded).ok_or_else(|| format!("`{line}`: unbalanced quotes"))?;
     if let Some(i) = words.iter().position(|w| w.starts_with('#')) {
@@ -105,6 +112,11 @@ fn command(line: &str, dir: &Path, origin: &Origin, depth: usize, out: &mut Vec<
                 what: line.to_string(),
                 why: "the reference stack keeps no per-destination TCP metrics (cached RTTs, Fast Open cookies)",
             });
+        }
+        // A suite's defaults file sets a qdisc to keep pacing out of the timing; a script's own `tc` line is
+        // usually its point (`tc qdisc ... pfifo limit 0` drops every packet), which the stack cannot model.
+        "tc" if *origin == Origin::Script => {
+            return Err(format!("`{line}` changes the link's queueing, which the reference stack does not model"))
         }
         "tc" => out.push(Step::Ignored {
             what: line.to_string(),
@@ -232,16 +244,34 @@ fn atom(t: &[char], pos: &mut usize) -> Option<i64> {
     }
 }
 
-/// The reference stack's counterpart of FreeBSD's `net.inet.tcp.*` sysctl `name` set to `value`: the Linux
+/// The reference stack's counterpart of FreeBSD's sysctl `name` (`net.inet.tcp.*`, `kern.ipc.maxsockbuf`) set to
+/// `value`: the Linux
 /// sysctls of the same meaning, with the value in their units; `None` where Linux (and so the reference stack)
 /// has none.
 pub fn freebsd_equivalent(name: &str, value: &str) -> Option<Vec<(String, String)>> {
     let v = value.trim();
     let ms_to_s = || v.parse::<u64>().ok().map(|ms| ms.div_ceil(1000).max(1).to_string());
     let linux = |n: &str, v: String| (format!("net.ipv4.{n}"), v);
+    if name == "kern.ipc.maxsockbuf" {
+        // The largest socket buffer, as Linux's rmem_max caps SO_RCVBUF.
+        return Some(vec![("net.core.rmem_max".to_string(), v.to_string())]);
+    }
     Some(match name.strip_prefix("net.inet.tcp.")? {
-        // RFC 1323's two options, which FreeBSD switches together.
-        "rfc1323" => vec![linux("tcp_timestamps", v.to_string()), linux("tcp_window_scaling", v.to_string())],
+        // The default buffer sizes: the middle of Linux's triples (whose minimum and maximum are Linux's defaults).
+        "sendspace" => vec![linux("tcp_wmem", format!("4096 {v} {}", v.parse::<u64>().ok()?.max(4_194_304)))],
+        "recvspace" => vec![linux("tcp_rmem", format!("4096 {v} {}", v.parse::<u64>().ok()?.max(6_291_456)))],
+        // RFC 5961's checks, which Linux always makes; RFC 6298's initial RTO of 1 s, which Linux uses.
+        "insecure_rst" | "insecure_syn" if v == "0" => Vec::new(),
+        "rexmit_initial" if v == "1000" => Vec::new(),
+        // RFC 1323's two options, which FreeBSD switches together (other values pick one of them on some
+        // FreeBSD versions: not mapped).
+        "rfc1323" if v == "0" || v == "1" => {
+            vec![linux("tcp_timestamps", v.to_string()), linux("tcp_window_scaling", v.to_string())]
+        }
+        // Settings that ask for what Linux (and the reference stack) always does: a RST for a segment to a closed
+        // port, SYN options kept on retransmission, and no host cache to purge.
+        "blackhole" | "rexmit_drop_options" if v == "0" => Vec::new(),
+        "hostcache.purgenow" => Vec::new(),
         "sack.enable" => vec![linux("tcp_sack", v.to_string())],
         "ecn.enable" => vec![linux("tcp_ecn", v.to_string())],
         "syncookies" => vec![linux("tcp_syncookies", v.to_string())],
@@ -253,9 +283,9 @@ pub fn freebsd_equivalent(name: &str, value: &str) -> Option<Vec<(String, String
     })
 }
 
-/// What a Linux sysctl the reference stack has no knob for controls, for the report.
-pub fn unmodelled_feature(name: &str) -> &'static str {
-    match name.rsplit('.').next().unwrap_or(name) {
+/// What a Linux sysctl the reference stack has no knob for controls, for the report, where it is known.
+pub fn unmodelled_feature(name: &str) -> Option<&'static str> {
+    Some(match name.rsplit('.').next().unwrap_or(name) {
         "tcp_frto" => "F-RTO (RFC 5682)",
         "tcp_fack" => "forward acknowledgement",
         "tcp_reordering" | "tcp_max_reordering" => "reordering-adaptive loss recovery",
@@ -270,8 +300,8 @@ pub fn unmodelled_feature(name: &str) -> &'static str {
         "tcp_moderate_rcvbuf" => "receive buffer autotuning",
         "tcp_no_metrics_save" => "the per-destination metrics cache",
         "tcp_thin_linear_timeouts" => "thin-stream timeouts",
-        _ => "a feature the reference stack does not model",
-    }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -331,6 +361,10 @@ mod tests {
             ("missing.sh", "missing.sh"),
             ("sysctl -q net.ipv4.tcp_rmem=$((1<<20))", "cannot evaluate"),
             ("echo 'unterminated", "unbalanced quotes"),
+            ("echo 1 | tee /proc/sys/net/ipv4/tcp_sack", "needs a shell"),
+            ("sysctl -q net.ipv4.tcp_sack=1; reboot", "needs a shell"),
+            ("sysctl -q net.ipv4.tcp_sack=$SACK", "needs a shell"),
+            ("tc qdisc add dev tun0 root pfifo limit 0", "does not model"),
         ] {
             let e = interpret(cmd, None).unwrap_err();
             assert!(e.contains(why), "{cmd}: {e}");
@@ -372,6 +406,17 @@ mod tests {
             Some(vec![("net.ipv4.tcp_keepalive_intvl".into(), "2".into())])
         );
         assert_eq!(m("net.inet.tcp.msl", "30000"), None);
+        assert_eq!(m("net.inet.tcp.rfc1323", "2"), None, "one of the two options only: not mapped");
+        assert_eq!(m("net.inet.tcp.blackhole", "0"), Some(vec![]), "what Linux always does");
+        assert_eq!(m("net.inet.tcp.blackhole", "2"), None);
+        assert_eq!(
+            m("net.inet.tcp.sendspace", "32768"),
+            Some(vec![("net.ipv4.tcp_wmem".into(), "4096 32768 4194304".into())])
+        );
+        assert_eq!(m("kern.ipc.maxsockbuf", "2097152"), Some(vec![("net.core.rmem_max".into(), "2097152".into())]));
+        assert_eq!(m("net.inet.tcp.rexmit_slop", "200"), None, "no Linux setting of that meaning");
+        assert_eq!(m("net.inet.tcp.sack.enable", "0"), Some(vec![("net.ipv4.tcp_sack".into(), "0".into())]));
+        assert_eq!(m("net.inet.tcp.keepcnt", "5"), Some(vec![("net.ipv4.tcp_keepalive_probes".into(), "5".into())]));
         assert_eq!(m("net.ipv4.tcp_sack", "1"), None);
     }
 }

@@ -337,11 +337,18 @@ impl Exec<'_> {
             Call::Write { fd, flags, .. } if flags & MSG_FASTOPEN != 0 && self.fresh.contains(&fd) => Some(fd),
             _ => None,
         };
-        if let Call::Connect(fd, _) | Call::Listen(fd, _) | Call::Write { fd, .. } | Call::Close(fd) = call {
+        // A socket stops being fresh once a connect, listen or send on it did something (a failed write() leaves
+        // it free to be Fast Open's connect later); closed, its number may come back as another socket.
+        let started = !matches!(res, CallResult::Err(_)) || matches!(res, CallResult::Err(Errno::EINPROGRESS));
+        if let Call::Close(fd) = call {
             self.fresh.remove(&fd);
+        } else if let Call::Connect(fd, _) | Call::Listen(fd, _) | Call::Write { fd, .. } = call {
+            if started {
+                self.fresh.remove(&fd);
+            }
         }
         if let Some(fd) = connects {
-            if matches!(res, CallResult::Err(Errno::EISCONN | Errno::EBADF | Errno::EINVAL)) {
+            if matches!(res, CallResult::Err(Errno::EISCONN | Errno::EBADF | Errno::EINVAL | Errno::EOPNOTSUPP)) {
                 // A connect() refused outright (say on an accepted socket) started no connection: the script's
                 // connection stays the one it was.
                 (self.local_port, self.remote_port) = ports;

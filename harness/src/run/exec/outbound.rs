@@ -291,10 +291,11 @@ impl Exec<'_> {
         let port_known = t.ports.is_some() || self.local_port.is_some();
         check_field("tcp_src_port", port_known.then_some(lp), l.src_port)?;
         check_field("tcp_dst_port", Some(rp), l.dst_port)?;
-        // packetdrill's verify_outbound_live_tos and verify_outbound_live_ttl_or_hl.
+        // packetdrill's verify_outbound_live_tos and verify_outbound_live_ttl_or_hl, whose words (tos, ttl) name
+        // IPv6's traffic class and hop limit too.
         match (ip.tos, &live.ip) {
             (Some(Tos::Byte(b)), IpRepr::V4(l)) => check_field("tos", Some(b), l.tos)?,
-            (Some(Tos::Byte(b)), IpRepr::V6(l)) => check_field("traffic_class", Some(b), l.traffic_class)?,
+            (Some(Tos::Byte(b)), IpRepr::V6(l)) => check_field("tos", Some(b), l.traffic_class)?,
             _ => {}
         }
         if let (Some(f), IpRepr::V6(l)) = (ip.flow_label, &live.ip) {
@@ -316,7 +317,7 @@ impl Exec<'_> {
         // 0 and 255 are packetdrill's "not checked" (TTL_CHECK_NONE).
         match (ip.ttl, &live.ip) {
             (Some(ttl @ 1..=254), IpRepr::V4(l)) => check_field("ttl", Some(ttl), l.ttl)?,
-            (Some(hl @ 1..=254), IpRepr::V6(l)) => check_field("hop_limit", Some(hl), l.hop_limit)?,
+            (Some(hl @ 1..=254), IpRepr::V6(l)) => check_field("ttl", Some(hl), l.hop_limit)?,
             _ => {}
         }
         let want = TcpFlags::from_letters(&t.flags);

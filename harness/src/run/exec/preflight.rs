@@ -8,8 +8,7 @@ impl Exec<'_> {
     pub(super) fn preflight(&mut self, s: &Script) -> Option<String> {
         let caps = self.backend.capabilities();
         let name = self.backend.name();
-        let given = self.opts.header.iter().cloned().chain(s.options.iter().map(|o| (o.name.clone(), o.value.clone())));
-        for (opt, value) in given.collect::<Vec<_>>() {
+        for (opt, value) in self.opts.header_options(&s.options) {
             let v = value.as_deref().unwrap_or("");
             // The parser (and the drop-in command line) let through only known options with well-formed values.
             if let Some(why) = crate::script::options::spec(&opt).and_then(|spec| spec.unsupported) {
@@ -107,11 +106,18 @@ impl Exec<'_> {
                 Action::Syscall(c) if !crate::script::symbols::executor_runs(&c.name) => {
                     return Some(format!("syscall {} (line {line}) is not supported on the {name} backend", c.name));
                 }
-                Action::Syscall(c)
-                    if !caps.linux_api
-                        && c.args.iter().any(|a| matches!(&a.kind, ExprKind::Symbol(s) if s == "MSG_FASTOPEN")) =>
-                {
-                    return Some(format!("TCP Fast Open (line {line}) is not modelled by the {name} backend"));
+                Action::Syscall(c) if !caps.linux_api && (c.name == "send" || c.name == "sendto") => {
+                    // The reference stack's send honours only these two (and MSG_DONTWAIT is the executor's).
+                    const MODELLED: i64 = 0x40 | 0x4000; // MSG_DONTWAIT | MSG_NOSIGNAL
+                    let flags = c.args.get(3).and_then(|f| self.int(f).ok()).unwrap_or(0);
+                    if flags & 0x2000_0000 != 0 {
+                        return Some(format!("TCP Fast Open (line {line}) is not modelled by the {name} backend"));
+                    }
+                    if flags & !MODELLED != 0 {
+                        return Some(format!(
+                            "send flags {flags:#x} (line {line}) are not modelled by the {name} backend"
+                        ));
+                    }
                 }
                 Action::Syscall(c)
                     if !caps.linux_api
@@ -157,7 +163,7 @@ impl Exec<'_> {
                 Origin::Script => (true, String::new()),
                 Origin::File(f) => (false, format!(" (from {})", f.display())),
             };
-            let linux = if name.starts_with("net.inet.") {
+            let linux = if name.starts_with("net.inet.") || name.starts_with("kern.") {
                 match freebsd_equivalent(&name, &value) {
                     Some(l) => l,
                     None => {
