@@ -274,11 +274,8 @@ fn ip_version_all_runs_each_script_as_run_all_py_does() {
     let o = tcpdrill(&["run", "--ip-version", "all", d.to_str().unwrap()]);
     let out = text(&o);
     assert_eq!(code(&o), 0, "{out}");
-    let mut lines: Vec<String> = out
-        .lines()
-        .filter(|l| l.contains(".pkt"))
-        .map(|l| l.replace(&format!("{}/", d.display()), ""))
-        .collect();
+    let mut lines: Vec<String> =
+        out.lines().filter(|l| l.contains(".pkt")).map(|l| l.replace(&format!("{}/", d.display()), "")).collect();
     lines.sort();
     assert_eq!(
         lines,

@@ -679,7 +679,17 @@ impl Backend for Linux {
                     value.as_ptr().cast(),
                     value.len() as libc::socklen_t,
                 ) as isize),
-                Call::GetSockOptRaw { fd, level, name } => {
+                Call::GetSockOptRaw { fd, level, name, string: Some(optlen) } => {
+                    let mut buf = vec![0u8; (*optlen).min(4096)];
+                    let mut len = buf.len() as u32;
+                    return match Self::ret(
+                        libc::getsockopt(*fd, *level, *name, buf.as_mut_ptr().cast(), &mut len) as isize
+                    ) {
+                        Ok(_) => CallResult::Bytes(buf[..len as usize].to_vec()),
+                        Err(e) => CallResult::Err(e),
+                    };
+                }
+                Call::GetSockOptRaw { fd, level, name, string: None } => {
                     let mut v: libc::c_int = 0;
                     let mut len = 4u32;
                     return match Self::ret(libc::getsockopt(

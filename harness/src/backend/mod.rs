@@ -230,14 +230,17 @@ pub enum Call {
         /// optval's bytes; optlen is their count.
         value: Vec<u8>,
     },
-    /// `getsockopt(fd, level, name)` of such an option, read as an int.
+    /// `getsockopt(fd, level, name)` of such an option, read as an int, or as a string when the script expects
+    /// one (`TCP_CONGESTION`).
     GetSockOptRaw {
-        /// fd.
+        /// The socket's fd.
         fd: i32,
-        /// The level.
+        /// The level (`SOL_TCP`, `SOL_SOCKET`, ...).
         level: i32,
         /// The option's number.
         name: i32,
+        /// Read the value as a string of this optlen ([`CallResult::Bytes`]); `None`: an int.
+        string: Option<usize>,
     },
     /// `fcntl(fd, F_GETFL)`.
     GetFl(i32),
@@ -269,6 +272,8 @@ pub enum CallResult {
     Err(Errno),
     /// poll()'s `revents`, one per pollfd in the call's order; the return value is how many are not zero.
     Polled(Vec<i16>),
+    /// A value read out as bytes (a string option), with return value 0.
+    Bytes(Vec<u8>),
 }
 
 /// What a backend can do, so that a script needing more is skipped with a reason instead of failing.

@@ -140,10 +140,11 @@ fn command(line: &str, dir: &Path, origin: &Origin, depth: usize, out: &mut Vec<
             if depth >= MAX_DEPTH {
                 return Err(format!("`{line}`: shell files nested more than {MAX_DEPTH} deep"));
             }
+            // Relative to the working directory (the script's folder) as a shell resolves it, in a nested file
+            // too.
             let path = dir.join(w);
             let text = std::fs::read(&path).map_err(|e| format!("`{line}`: {}: {e}", path.display()))?;
-            let here = path.parent().unwrap_or(dir).to_path_buf();
-            lines(&String::from_utf8_lossy(&text), &here, &Origin::File(path.clone()), depth + 1, out)?;
+            lines(&String::from_utf8_lossy(&text), dir, &Origin::File(path.clone()), depth + 1, out)?;
         }
         _ => return Err(format!("`{line}` has no meaning without a shell")),
     }

@@ -219,7 +219,12 @@ impl Exec<'_> {
                         if set {
                             Call::SetSockOptRaw { fd, level, name, value: self.raw_optval(arg(3)?, a.get(4))? }
                         } else {
-                            Call::GetSockOptRaw { fd, level, name }
+                            // A string value is read with the script's optlen, as packetdrill reads it.
+                            let string = match a.get(3).map(|v| &v.kind) {
+                                Some(ExprKind::Str(_)) => Some(self.int(arg(4)?)?.clamp(0, 4096) as usize),
+                                _ => None,
+                            };
+                            Call::GetSockOptRaw { fd, level, name, string }
                         }
                     }
                     (Err(m), _) => return Err(m),
@@ -581,6 +586,7 @@ impl Exec<'_> {
                 format!("0 {{onoff={}, linger={linger}}}", u8::from(*onoff))
             }
             (CallResult::Value(SockOptValue::Info(i)), _) => format!("0 {{tcpi_state={}}}", i.state),
+            (CallResult::Bytes(b), _) => format!("0 {:?}", bytes_text(b)),
             (CallResult::Ok(v), _) => v.to_string(),
             (CallResult::Err(err), _) => format!("-1 {}", err.name()),
             (CallResult::Polled(r), _) => format!(
@@ -671,7 +677,7 @@ impl Exec<'_> {
                 return Err(fail(self, format!("{} returned -1 {} but expected {v}", c.name, err)));
             }
             (CallResult::Polled(_), _) => unreachable!("checked above"),
-            (CallResult::Ok(_) | CallResult::Value(_), Some(-1)) => {
+            (CallResult::Ok(_) | CallResult::Value(_) | CallResult::Bytes(_), Some(-1)) => {
                 let got = if let CallResult::Ok(g) = res { g } else { 0 };
                 let want = c.errno.as_ref().map_or(String::new(), |(e, _)| format!(" {e}"));
                 return Err(fail(self, format!("{} returned {got} but expected -1{want}", c.name)));
@@ -690,8 +696,8 @@ impl Exec<'_> {
                     return Err(fail(self, format!("{} returned {got} but expected {want}", c.name)));
                 }
             }
-            (CallResult::Value(_), Some(0)) => {}
-            (CallResult::Value(_), Some(want)) => {
+            (CallResult::Value(_) | CallResult::Bytes(_), Some(0)) => {}
+            (CallResult::Value(_) | CallResult::Bytes(_), Some(want)) => {
                 return Err(fail(self, format!("{} returned 0 but expected {want}", c.name)))
             }
         }
@@ -721,6 +727,31 @@ impl Exec<'_> {
                     ));
                 }
             }
+            (Call::GetSockOptRaw { string: Some(optlen), .. }, CallResult::Bytes(b)) => {
+                // As packetdrill compares a string option: the length the kernel returned must be the script's
+                // optlen, which must be the string's, and the bytes the same.
+                if b.len() != *optlen {
+                    return Err(fail(self, format!("Bad getsockopt optlen: expected: {optlen} actual: {}", b.len())));
+                }
+                if let Some(ExprKind::Str(want)) = c.args.get(3).map(|w| &w.kind) {
+                    if want.len() != *optlen {
+                        return Err(fail(
+                            self,
+                            format!(
+                                "Bad getsockopt optval: expected optlen ({optlen} bytes) does not match length of \
+                                 expected optval string '{want}' ({} bytes)",
+                                want.len()
+                            ),
+                        ));
+                    }
+                    if b != want.as_bytes() {
+                        return Err(fail(
+                            self,
+                            format!("getsockopt returned value {:?} but expected {want:?}", bytes_text(b)),
+                        ));
+                    }
+                }
+            }
             (Call::BytesReadable(_), CallResult::Value(SockOptValue::Int(n))) => {
                 if let Some(want) = c.args.get(2).filter(|w| !matches!(w.kind, ExprKind::Ellipsis)) {
                     let w = self.int(want).map_err(|m| fail(self, m))?;
@@ -733,6 +764,12 @@ impl Exec<'_> {
         }
         Ok(())
     }
+}
+
+/// A string option's bytes as text: up to the first NUL.
+fn bytes_text(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// The time a waiting poll() returns by itself.
