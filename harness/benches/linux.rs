@@ -100,14 +100,7 @@ fn bench(c: &mut Criterion) {
 /// against `unshare -n sh -c 'ip link set lo up && packetdrill FLAGS two.pkt'` (in_netns.sh's work, minus its
 /// `ip netns` bookkeeping).
 fn fixed_cost(c: &mut Criterion) {
-    const FLAGS: &[&str] = &[
-        "--send_omit_free",
-        "--ip_version=ipv4",
-        "--local_ip=192.168.0.1",
-        "--gateway_ip=192.168.0.1",
-        "--netmask_ip=255.255.0.0",
-        "--remote_ip=192.0.2.1",
-    ];
+    let flags = tcpdrill::backend::IpVersion::V4.run_all_flags();
     let dir = std::env::temp_dir().join(format!("tcpdrill-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary folder");
     std::fs::write(dir.join("two.pkt"), "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 close(3) = 0\n")
@@ -119,13 +112,13 @@ fn fixed_cost(c: &mut Criterion) {
     let mut g = c.benchmark_group("fixed_cost_two_line_script");
     g.sample_size(20);
     g.bench_function("tcpdrill", |b| {
-        b.iter(|| run(std::process::Command::new(env!("CARGO_BIN_EXE_tcpdrill")).args(FLAGS).arg("two.pkt")))
+        b.iter(|| run(std::process::Command::new(env!("CARGO_BIN_EXE_tcpdrill")).args(flags).arg("two.pkt")))
     });
     let pd = std::env::var_os("PACKETDRILL")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/packetdrill/packetdrill"));
     if pd.is_file() {
-        let line = format!("ip link set lo up && exec {} {} two.pkt", pd.display(), FLAGS.join(" "));
+        let line = format!("ip link set lo up && exec {} {} two.pkt", pd.display(), flags.join(" "));
         g.bench_function("packetdrill", |b| {
             b.iter(|| run(std::process::Command::new("unshare").args(["-n", "sh", "-c", &line])))
         });

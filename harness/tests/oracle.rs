@@ -145,24 +145,6 @@ fn sample_folder() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/packetdrill-corpus")
 }
 
-/// packetdrill's run_all.py flags for its IPv4 variant, as BUILD.md in `../shared/packetdrill-src` gives them.
-const RUN_ALL_V4: &[&str] = &[
-    "--send_omit_free",
-    "--ip_version=ipv4",
-    "--local_ip=192.168.0.1",
-    "--gateway_ip=192.168.0.1",
-    "--netmask_ip=255.255.0.0",
-    "--remote_ip=192.0.2.1",
-    "-D",
-    "TFO_COOKIE=3021b9d889017eeb",
-    "-D",
-    "CODE=host_unreachable",
-    "-D",
-    "CMSG_LEVEL_IP=SOL_IP",
-    "-D",
-    "CMSG_TYPE_RECVERR=IP_RECVERR",
-];
-
 /// Sample scripts packetdrill passes and tcpdrill fails on purpose (README, "Where tcpdrill differs from
 /// packetdrill"), with the words of tcpdrill's failure.
 const DELIBERATE: &[(&str, &str)] = &[
@@ -187,7 +169,12 @@ fn run_sample(tool: Tool, bin: &Path, path: &Path) -> Result<(bool, String), Fai
             c
         }
     };
-    let out = cmd.args(RUN_ALL_V4).arg(name).current_dir(dir).output().map_err(|e| e.to_string())?;
+    let out = cmd
+        .args(tcpdrill::backend::IpVersion::V4.run_all_flags())
+        .arg(name)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
 }

@@ -61,6 +61,59 @@ impl IpVersion {
         }
     }
 
+    /// packetdrill's command-line flags for this version as its run_all.py passes them (gtests/net/packetdrill):
+    /// the addresses, IPv6's `--mtu=1520`, and the `-D` defines its scripts expect.
+    pub fn run_all_flags(self) -> &'static [&'static str] {
+        match self {
+            IpVersion::V4 => &[
+                "--send_omit_free",
+                "--ip_version=ipv4",
+                "--local_ip=192.168.0.1",
+                "--gateway_ip=192.168.0.1",
+                "--netmask_ip=255.255.0.0",
+                "--remote_ip=192.0.2.1",
+                "-D",
+                "TFO_COOKIE=3021b9d889017eeb",
+                "-D",
+                "CODE=host_unreachable",
+                "-D",
+                "CMSG_LEVEL_IP=SOL_IP",
+                "-D",
+                "CMSG_TYPE_RECVERR=IP_RECVERR",
+            ],
+            IpVersion::V6 => &[
+                "--send_omit_free",
+                "--ip_version=ipv6",
+                "--mtu=1520",
+                "--local_ip=fd3d:0a0b:17d6::1",
+                "--gateway_ip=fd3d:0a0b:17d6:8888::1",
+                "--remote_ip=fd3d:fa7b:d17d::1",
+                "-D",
+                "TFO_COOKIE=c1d1e9742a47a9bc",
+                "-D",
+                "CMSG_LEVEL_IP=SOL_IPV6",
+                "-D",
+                "CMSG_TYPE_RECVERR=IPV6_RECVERR",
+            ],
+            IpVersion::V4MappedV6 => &[
+                "--send_omit_free",
+                "--ip_version=ipv4-mapped-ipv6",
+                "--local_ip=192.168.0.1",
+                "--gateway_ip=192.168.0.1",
+                "--netmask_ip=255.255.0.0",
+                "--remote_ip=192.0.2.1",
+                "-D",
+                "TFO_COOKIE=3021b9d889017eeb",
+                "-D",
+                "CODE=host_unreachable",
+                "-D",
+                "CMSG_LEVEL_IP=SOL_IPV6",
+                "-D",
+                "CMSG_TYPE_RECVERR=IPV6_RECVERR",
+            ],
+        }
+    }
+
     /// The stack's address on the wire: packetdrill's default `--local_ip` (run_all.py's for IPv6).
     pub fn local_ip(self) -> std::net::IpAddr {
         match self {
@@ -362,5 +415,37 @@ pub trait Backend {
     /// [`Backend::state_changes`].
     fn notes(&mut self) -> Vec<(Micros, String)> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IpVersion;
+
+    /// The flags are run_all.py's own (read from the workplace's copy of packetdrill, where it is there).
+    #[test]
+    fn run_all_flags_are_run_all_pys() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/packetdrill-src/run_all.py");
+        let Ok(text) = std::fs::read_to_string(path) else {
+            eprintln!("{path} absent: run_all.py's flags not compared");
+            return;
+        };
+        for (v, function) in [
+            (IpVersion::V4, "def CmdTestIPv4("),
+            (IpVersion::V6, "def CmdTestIPv6("),
+            (IpVersion::V4MappedV6, "def CmdTestIPv4Mappedv6("),
+        ] {
+            let start = text.find(function).expect("run_all.py defines it");
+            let body = &text[start..start + text[start..].find("\n  def ").unwrap_or(text.len() - start)];
+            let flags = v.run_all_flags();
+            for (i, f) in flags.iter().enumerate() {
+                if *f == "-D" || *f == "--send_omit_free" {
+                    continue;
+                }
+                let written =
+                    if flags.get(i.wrapping_sub(1)) == Some(&"-D") { format!("-D {f}") } else { f.to_string() };
+                assert!(body.contains(&written), "{}: {written} is not in run_all.py's {function}", v.name());
+            }
+        }
     }
 }
