@@ -103,6 +103,41 @@ fn run_tcpdrill(path: &Path, backend: BackendKind) -> Result<(bool, String), Fai
     })
 }
 
+/// `tests/grammar/accept-*.pkt` parse under both tools; `reject-*.pkt` fail to parse under both, at the same
+/// line. packetdrill's `--dry_run` parses a script and stops before running it, so it needs no privilege.
+fn compare_grammar(bin: &Path, path: &Path) -> Result<(), Failed> {
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(bin)
+        .arg("--dry_run")
+        .arg(path.file_name().expect("a file"))
+        .current_dir(path.parent().expect("in a folder"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let pd_text = String::from_utf8_lossy(&out.stderr).to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let name = path.file_name().expect("a file").to_string_lossy().to_string();
+    let tc = tcpdrill::script::parse(&name, &text, &ParseOptions::default());
+    let accept = name.starts_with("accept-");
+    match (accept, out.status.success(), tc) {
+        (true, true, Ok(_)) => Ok(()),
+        (true, false, _) => Err(format!("packetdrill rejects it: {pd_text}").into()),
+        (true, true, Err(e)) => Err(format!("packetdrill parses it, tcpdrill does not:\n{}", e.render_plain()).into()),
+        (false, true, _) => Err("packetdrill parses it: it is no reject- case".into()),
+        (false, false, Ok(_)) => Err(format!("packetdrill rejects it ({pd_text}), tcpdrill parses it").into()),
+        (false, false, Err(e)) => {
+            let rendered = e.render_plain();
+            let pd_line = pd_text.split(':').nth(1).and_then(|l| l.trim().parse::<u32>().ok());
+            let tc_line = rendered.split(':').nth(1).and_then(|l| l.trim().parse::<u32>().ok());
+            if pd_line.is_some() && pd_line == tc_line {
+                Ok(())
+            } else {
+                Err(format!("both reject it, at other lines: packetdrill {pd_text}tcpdrill {rendered}").into())
+            }
+        }
+    }
+}
+
 /// Whose output is checked: packetdrill's own, or tcpdrill's.
 #[derive(Clone, Copy, PartialEq)]
 enum Tool {
@@ -247,7 +282,7 @@ fn main() {
     }
     let bin = packetdrill();
     if let Err(why) = &bin {
-        eprintln!("packetdrill::* and sample::* cases ignored: {why}");
+        eprintln!("packetdrill::*, sample::* and grammar::* cases ignored: {why}");
     }
     let scripts = report::collect_scripts(&[folder()]).expect("tests/oracle is readable");
     let mut trials = Vec::new();
@@ -277,6 +312,16 @@ fn main() {
                 check(&p, run_tcpdrill(&p, BackendKind::Reference)?, "tcpdrill's reference backend", Tool::Tcpdrill)
             }));
         }
+    }
+    // The grammar: constructs both tools accept, and mistakes both reject.
+    let grammar = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grammar");
+    for path in report::collect_scripts(std::slice::from_ref(&grammar)).expect("tests/grammar is readable") {
+        let name = path.file_stem().expect("a file").to_string_lossy().to_string();
+        let b = bin.clone();
+        trials.push(
+            Trial::test(format!("grammar::{name}"), move || compare_grammar(&b.map_err(Failed::from)?, &path))
+                .with_ignored_flag(bin.is_err()),
+        );
     }
     // The sample: every upstream script under both tools.
     let sample = sample_folder();

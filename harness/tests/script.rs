@@ -112,6 +112,68 @@ fn packet_lines() {
     }
 }
 
+/// The rest of packetdrill's and nplab's packet grammar, each construct to what it means on the wire.
+#[test]
+fn encapsulation_accecn_udp_icmp_lines() {
+    let packet = |src: &str| match one(src).action {
+        Action::Packet(p) => p,
+        a => panic!("{src}: {a:?}"),
+    };
+    let p = packet("0 < ipv4 (tos 0x2) 192.0.2.1 > 192.0.2.2: gre: mpls (label 16, tc 3, [S], ttl 9): S 0:0(0) win 9");
+    assert_eq!(
+        p.outer,
+        vec![
+            Encap::Ipv4 {
+                ip: IpInfo { tos: Some(Tos::Byte(2)), ..IpInfo::default() },
+                src: [192, 0, 2, 1].into(),
+                dst: [192, 0, 2, 2].into()
+            },
+            Encap::Gre(None),
+            Encap::Mpls(vec![MplsEntry { label: 16, tc: 3, bottom: true, ttl: 9 }]),
+        ]
+    );
+    let p = packet("0 < ipv6 2001:db8::1 > 2001:db8::: gre flags [key present, sequence# present], sum 1, off 2, key = 3, seq 4: S 0:0(0) win 9");
+    let Encap::Ipv6 { dst, .. } = &p.outer[0] else { panic!("{:?}", p.outer) };
+    assert_eq!(dst.to_string(), "2001:db8::");
+    assert_eq!(
+        p.outer[1],
+        Encap::Gre(Some(GreHeader { flags: GreHeader::KEY | GreHeader::SEQUENCE, sum: 1, off: 2, key: 3, seq: 4 }))
+    );
+    // The ACE digit: ECE is its 1, CWR its 2, AE its 4 (RFC 9768); AccECN counters 24 bits big-endian.
+    let (_, t) = tcp("0 > S.6 0:0(0) ack 1 <ECN e1b 1 ceb 2 e0b 3, nop>");
+    let f = tcpdrill_stack::wire::TcpFlags::from_letters(&t.flags);
+    assert!(f.syn() && f.ack() && f.contains(tcpdrill_stack::wire::TcpFlags::CWR));
+    assert!(!f.contains(tcpdrill_stack::wire::TcpFlags::ECE) && f.contains(tcpdrill_stack::wire::TcpFlags::AE));
+    let Some(Options::List(list, _)) = &t.options else { panic!() };
+    assert_eq!(list[0].acc_ecn_wire(), Some((174, vec![0, 0, 1, 0, 0, 2, 0, 0, 3])));
+    let (_, t) = tcp("0 > S 0:0(0) <ECN e0b 258, nop, nop, nop>");
+    let Some(Options::List(list, _)) = &t.options else { panic!() };
+    assert_eq!(list[0].acc_ecn_wire(), Some((172, vec![0, 1, 2])));
+    // PSP, and nplab's TCP over UDP.
+    let (_, t) = tcp("0 < encap psp spi 77 1>2 S 0:0(0) win 9 <nop,nop,nop,nop> /udp(9899>9898)");
+    assert_eq!((t.psp_spi, t.ports, t.udp_encap), (Some(77), Some((1, 2)), Some((9899, 9898))));
+    // nplab's IP fields: dscp (names from the RFCs), ecn, hlim, three at once.
+    let p = packet("0 > (dscp af41, ecn ect01, flowlabel 0x5, hlim 3) S. 0:0(0) ack 1");
+    assert_eq!(p.ip, IpInfo { tos: Some(Tos::Dscp { dscp: 34, ect01: true }), flow_label: Some(5), ttl: Some(3) });
+    assert_eq!(packet("0 > (dscp ef, ecn ce) S. 0:0(0) ack 1").ip.tos, Some(Tos::Byte(46 << 2 | 3)));
+    assert_eq!(packet("0 > (ecn ect1) S. 0:0(0) ack 1").ip.tos, Some(Tos::Ecn(Ecn::Ect1)));
+    // UDP and ICMP.
+    assert_eq!(packet("0 < udp 53>5353 (12)").body, PacketBody::Udp { ports: Some((53, 5353)), len: 12 });
+    let PacketBody::Icmp(i) = packet("0 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]").body else { panic!() };
+    assert_eq!(
+        i,
+        IcmpSpec {
+            kind: "unreachable".into(),
+            code: Some("frag_needed".into()),
+            mtu: Some(1200),
+            id: None,
+            echoed: Some(Echoed::Tcp { seq: 1, len: 1460, udp_encap: None })
+        }
+    );
+    let PacketBody::Icmp(i) = packet("0 < icmp echo_request id 7").body else { panic!() };
+    assert_eq!((i.code, i.id, i.echoed), (None, Some(7), None));
+}
+
 /// Malformed IP fields: a clear error at the field, never a packet with a default in its place.
 #[test]
 fn ip_info_errors() {
@@ -119,6 +181,12 @@ fn ip_info_errors() {
         ("0 < (tos 0x100) S 0:0(0) win 1", "tos out of range for 8 bits"),
         ("0 < (flowlabel 0x100000) S 0:0(0) win 1", "flowlabel out of range for 20 bits"),
         ("0 < (ttl 64, tos 0x1) S 0:0(0) win 1", "these IP fields do not go together"),
+        ("0 < (tos 0x1, flowlabel 0x1, flowlabel 0x2) S 0:0(0) win 1", "these IP fields do not go together"),
+        ("0 < (dscp 0x40) S 0:0(0) win 1", "dscp out of range for 6 bits"),
+        ("0 < (dscp af44) S 0:0(0) win 1", "unknown DSCP name \"af44\""),
+        ("0 < (ecn ect2) S 0:0(0) win 1", "unknown ECN mark \"ect2\""),
+        ("0 < [ect01] S 0:0(0) win 1", "[ect01] can only be used with outbound packets"),
+        ("0 < [ce] udp (10)", "ECN can only be used with TCP packets"),
         ("0 < [ect0, tos 0x1] S 0:0(0) win 1", "these IP fields do not go together"),
         ("0 < (tll 64) S 0:0(0) win 1", "unknown IP field \"tll\""),
         ("0 < (ttl 64 S 0:0(0) win 1", "expected ) after the IP fields"),
@@ -219,7 +287,7 @@ fn defines_substitute() {
     assert!(print(&s).contains("<mss 1100>"));
     // Inside an option list too: a TFO cookie given on the command line, as upstream's TFO scripts are run.
     opts.defines.insert("TFO_COOKIE".into(), "3021b9d1a1f2ed64".into());
-    let s = parse("t", "0 < S 0:0(0) win 1 <mss 1460,FOEXP TFO_COOKIE,nop,nop>\n", &opts).unwrap();
+    let s = parse("t", "0 < S 0:0(0) win 1 <mss 1460,FOEXP TFO_COOKIE>\n", &opts).unwrap();
     assert!(print(&s).contains("FOEXP 3021b9d1a1f2ed64"), "{}", print(&s));
     let e = parse("t", "0 < S 0:0(0) win 1 <FO NO_SUCH_COOKIE>\n", &opts).unwrap_err().render_plain();
     assert!(e.contains("FO wants a hex cookie") && e.contains("-D NO_SUCH_COOKIE="), "{e}");
@@ -311,6 +379,9 @@ fn diagnostics() {
         ("ifdef_unclosed", "#ifdef Linux\n0 close(3) = 0\n"),
         ("garbage_event", "0 ??? \n"),
         ("unclosed_note", "0 close(3) = -1 EBADF (Bad file d\u{e9}scriptor"),
+        ("options_unpadded", "0 < S 0:0(0) win 100 <mss 1460,nop>\n"),
+        ("outer_address", "0 < ipv6 2001:db8::1 > 192.0.2.1: S 0:0(0) win 100\n"),
+        ("gre_flag", "0 < gre flags [crc present] sum 0 off 0 key 0 seq 0: S 0:0(0) win 100\n"),
     ];
     let mut all = String::new();
     for (name, src) in cases {
@@ -342,15 +413,79 @@ fn tcp_opt() -> impl Strategy<Value = TcpOpt> {
         proptest::collection::vec(any::<u8>(), 0..8).prop_map(TcpOpt::FastOpen),
         proptest::collection::vec(any::<u8>(), 0..8).prop_map(TcpOpt::FastOpenExp),
         (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..6)).prop_map(|(kind, data)| TcpOpt::Raw { kind, data }),
+        (any::<bool>(), proptest::collection::vec(0u32..1 << 24, 1..=3))
+            .prop_map(|(order1, counters)| TcpOpt::AccEcn { order1, counters }),
     ]
 }
 
+fn encap() -> BoxedStrategy<Encap> {
+    let gre = (any::<u16>(), any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>())
+        .prop_map(|(flags, sum, off, key, seq)| GreHeader { flags, sum, off, key, seq });
+    let mpls = (0u32..1 << 20, 0u8..8, any::<bool>(), any::<u8>()).prop_map(|(label, tc, bottom, ttl)| MplsEntry {
+        label,
+        tc,
+        bottom,
+        ttl,
+    });
+    prop_oneof![
+        (ip_info(), any::<[u8; 4]>(), any::<[u8; 4]>()).prop_map(|(ip, s, d)| Encap::Ipv4 {
+            ip,
+            src: s.into(),
+            dst: d.into()
+        }),
+        (ip_info(), any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(ip, s, d)| Encap::Ipv6 {
+            ip,
+            src: s.into(),
+            dst: d.into()
+        }),
+        proptest::option::of(gre).prop_map(Encap::Gre),
+        proptest::collection::vec(mpls, 0..3).prop_map(Encap::Mpls),
+    ]
+    .boxed()
+}
+
+fn non_tcp_body() -> BoxedStrategy<PacketBody> {
+    let echoed = prop_oneof![
+        (any::<u32>(), 0u32..70_000, proptest::option::of(any::<(u16, u16)>()))
+            .prop_map(|(seq, len, udp_encap)| Echoed::Tcp { seq, len, udp_encap }),
+        any::<u32>().prop_map(Echoed::Udp),
+        any::<u32>().prop_map(Echoed::Raw),
+        (any::<u32>(), proptest::option::of(any::<(u16, u16)>()))
+            .prop_map(|(tag, udp_encap)| Echoed::Sctp { tag, udp_encap }),
+        (any::<u32>(), any::<u32>()).prop_map(|(l, c)| Echoed::UdpLite(l, c)),
+    ];
+    let words = prop_oneof![Just("unreachable"), Just("frag_needed"), Just("echo_request"), Just("port_unreachable")];
+    prop_oneof![
+        (proptest::option::of(any::<(u16, u16)>()), 0u32..=0xffff)
+            .prop_map(|(ports, len)| PacketBody::Udp { ports, len }),
+        (
+            words.clone(),
+            proptest::option::of(words),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(0u32..=0xffff),
+            proptest::option::of(echoed)
+        )
+            .prop_map(|(kind, code, mtu, id, echoed)| PacketBody::Icmp(IcmpSpec {
+                kind: kind.into(),
+                code: code.map(Into::into),
+                mtu,
+                id,
+                echoed
+            })),
+    ]
+    .boxed()
+}
+
 fn packet() -> impl Strategy<Value = (Packet, bool)> {
-    let flags = proptest::sample::subsequence(vec!['F', 'S', 'R', 'P', '.', 'U', 'E', 'W', 'A'], 0..4).prop_map(|v| {
-        if v.is_empty() {
+    let letters = proptest::sample::subsequence(vec!['F', 'S', 'R', 'P', '.', 'U', 'E', 'W', 'A'], 0..4);
+    // packetdrill's ACE digit stands in for E, W and A together.
+    let flags = (letters, proptest::option::of(0u8..8)).prop_map(|(v, ace)| {
+        let mut f: String = v.into_iter().filter(|c| ace.is_none() || !matches!(c, 'E' | 'W' | 'A')).collect();
+        f.extend(ace.map(|d| char::from(b'0' + d)));
+        if f.is_empty() {
             "-".to_string()
         } else {
-            v.into_iter().collect()
+            f
         }
     });
     (
@@ -365,32 +500,84 @@ fn packet() -> impl Strategy<Value = (Packet, bool)> {
         proptest::option::of(any::<u32>()),
         proptest::option::of(prop_oneof![Just(None), proptest::collection::vec(tcp_opt(), 1..6).prop_map(Some)]),
         any::<bool>(),
+        (
+            proptest::collection::vec(encap(), 0..3),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<(u16, u16)>()),
+            proptest::option::of(non_tcp_body()),
+        ),
     )
-        .prop_map(|(outbound, ip, ports, flags, seq, len, ack, win, urg, opts, bad_csum)| {
-            let seq = if outbound { seq } else { Some(seq.unwrap_or(0)) };
-            let options = opts.map(|o| match o {
-                None => Options::Any,
-                Some(list) => Options::List(list, sp()),
-            });
-            let bad_csum = bad_csum && !outbound;
-            let t =
-                TcpSpec { ports, flags, flags_span: sp(), seq, len, seq_span: sp(), ack, win, urg, options, bad_csum };
-            let direction = if outbound { Direction::Outbound } else { Direction::Inbound };
-            (Packet { direction, ip, body: PacketBody::Tcp(t), span: sp() }, outbound)
-        })
+        .prop_map(
+            |(
+                outbound,
+                ip,
+                ports,
+                flags,
+                seq,
+                len,
+                ack,
+                win,
+                urg,
+                opts,
+                bad_csum,
+                (outer, psp_spi, udp_encap, other),
+            )| {
+                let seq = if outbound { seq } else { Some(seq.unwrap_or(0)) };
+                let options = opts.map(|o| match o {
+                    None => Options::Any,
+                    Some(mut list) => {
+                        // packetdrill's rule: whole 32-bit words of options.
+                        let len: usize = list.iter().map(TcpOpt::wire_len).sum();
+                        list.extend(std::iter::repeat_n(TcpOpt::Nop, (4 - len % 4) % 4));
+                        Options::List(list, sp())
+                    }
+                });
+                let bad_csum = bad_csum && !outbound;
+                let t = TcpSpec {
+                    ports,
+                    flags,
+                    flags_span: sp(),
+                    seq,
+                    len,
+                    seq_span: sp(),
+                    ack,
+                    win,
+                    urg,
+                    options,
+                    bad_csum,
+                    psp_spi,
+                    udp_encap,
+                };
+                let direction = if outbound { Direction::Outbound } else { Direction::Inbound };
+                // [ect01] is outbound only, and UDP takes no ECN mark (packetdrill's semantic checks).
+                let mut ip = ip;
+                if !outbound && matches!(ip.tos, Some(Tos::Ecn(Ecn::Ect01)) | Some(Tos::Dscp { ect01: true, .. })) {
+                    ip.tos = None;
+                }
+                let body = match other {
+                    Some(b @ PacketBody::Udp { .. }) if matches!(ip.tos, Some(Tos::Ecn(_))) => {
+                        ip.tos = None;
+                        b
+                    }
+                    Some(b) => b,
+                    None => PacketBody::Tcp(t),
+                };
+                (Packet { direction, outer, ip, body, span: sp() }, outbound)
+            },
+        )
 }
 
-fn ip_info() -> impl Strategy<Value = IpInfo> {
+fn ip_info() -> BoxedStrategy<IpInfo> {
     let ecn = prop_oneof![Just(Ecn::Ect0), Just(Ecn::Ect1), Just(Ecn::Ect01), Just(Ecn::Ce), Just(Ecn::NoEcn)];
-    let tos = prop_oneof![ecn.prop_map(Tos::Ecn), any::<u8>().prop_map(Tos::Byte)];
-    // The combinations packetdrill's grammar has: one field, or a TOS and a flow label.
-    prop_oneof![
-        Just(IpInfo::default()),
-        tos.clone().prop_map(|t| IpInfo { tos: Some(t), ..IpInfo::default() }),
-        (0u32..1 << 20).prop_map(|f| IpInfo { flow_label: Some(f), ..IpInfo::default() }),
-        any::<u8>().prop_map(|t| IpInfo { ttl: Some(t), ..IpInfo::default() }),
-        (tos, 0u32..1 << 20).prop_map(|(t, f)| IpInfo { tos: Some(t), flow_label: Some(f), ttl: None }),
-    ]
+    let tos = prop_oneof![
+        ecn.prop_map(Tos::Ecn),
+        any::<u8>().prop_map(Tos::Byte),
+        (0u8..64, any::<bool>()).prop_map(|(dscp, ect01)| Tos::Dscp { dscp, ect01 }),
+    ];
+    // Any of the three fields (nplab's grammar has every combination in this order).
+    (proptest::option::of(tos), proptest::option::of(0u32..1 << 20), proptest::option::of(any::<u8>()))
+        .prop_map(|(tos, flow_label, ttl)| IpInfo { tos, flow_label, ttl })
+        .boxed()
 }
 
 fn expr() -> impl Strategy<Value = Expr> {
@@ -507,7 +694,7 @@ more init`
 0.25    > S  0:0(0)   <mss 1460, sackOK,TS val ... ecr 0, nop,wscale 7>
 0.3~0.5 > .P 1:1001(1000) ack 1
 *       > [ect01] FP. 1001:1001(0) ack 1 win 257 urg 3 <nop,nop,sack 1:2 3:4>
-0.6     < 50000>8080 SEW 0:0(0) win 1 <FO abcd1234,FOEXP,opt 253 0x0102,md5,eol>
+0.6     < 50000>8080 SEW 0:0(0) win 1 <FO abcd1234,FOEXP,opt 253 0x0102,md5,eol,nop,nop,nop>
 #ifdef Linux
 +0 /* inline */ setsockopt(3, SOL_SOCKET, SO_LINGER, {onoff=1, linger=0}, 8) = 0
 #else

@@ -535,7 +535,7 @@ impl Backend for Linux {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: true, python: true, real_time: true, linux_api: true }
+        Capabilities { shell: true, python: true, real_time: true, linux_api: true, icmp: true }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {

@@ -343,6 +343,9 @@ pub struct Capabilities {
     /// reaches it by number ([`Call::SetSockOptRaw`]), TCP Fast Open included. Without it a script using an
     /// option or flag the reference stack does not model is skipped with that reason.
     pub linux_api: bool,
+    /// Takes the ICMP messages the harness injects about its connections (`< icmp unreachable frag_needed mtu
+    /// 1200 [...]`) and acts on them as its stack does.
+    pub icmp: bool,
 }
 
 /// A TCP implementation under test.

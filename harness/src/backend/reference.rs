@@ -129,7 +129,7 @@ impl Backend for Reference {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: false, python: true, real_time: false, linux_api: false }
+        Capabilities { shell: false, python: true, real_time: false, linux_api: false, icmp: false }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {

@@ -196,6 +196,16 @@ pub enum Ecn {
 }
 
 impl Ecn {
+    /// The two ECN bits of the TOS byte (RFC 3168); `ect01` sets none.
+    pub const fn bits(self) -> u8 {
+        match self {
+            Ecn::NoEcn | Ecn::Ect01 => 0,
+            Ecn::Ect1 => 1,
+            Ecn::Ect0 => 2,
+            Ecn::Ce => 3,
+        }
+    }
+
     /// The notation.
     pub const fn name(self) -> &'static str {
         match self {
@@ -215,6 +225,14 @@ pub enum Tos {
     Ecn(Ecn),
     /// The whole byte: `tos 0x2` (nplab's `class 0x2` for IPv6 says the same).
     Byte(u8),
+    /// nplab's `dscp 0x2e` / `dscp ef`: the six DSCP bits only (the ECN bits unchecked outbound, zero inbound);
+    /// with `ecn ect01` beside it, also either ECT codepoint (outbound only).
+    Dscp {
+        /// The DSCP value (0..64).
+        dscp: u8,
+        /// `, ecn ect01`.
+        ect01: bool,
+    },
 }
 
 /// packetdrill's `ip_info`: the IP-layer fields a packet line sets (inbound) or checks (outbound), written in
@@ -245,11 +263,78 @@ impl IpInfo {
     }
 }
 
+/// An outer header of an encapsulated packet line, written before the packet's own IP fields (packetdrill's
+/// `packet_prefix`): `< ipv4 192.0.2.1 > 192.0.2.2: gre: S 0:0(0) win 1000`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encap {
+    /// `ipv4 [ip_info] SRC > DST:`.
+    Ipv4 {
+        /// The outer header's TOS and TTL.
+        ip: IpInfo,
+        /// Source.
+        src: std::net::Ipv4Addr,
+        /// Destination.
+        dst: std::net::Ipv4Addr,
+    },
+    /// `ipv6 [ip_info] SRC > DST:`.
+    Ipv6 {
+        /// The outer header's traffic class and hop limit.
+        ip: IpInfo,
+        /// Source.
+        src: std::net::Ipv6Addr,
+        /// Destination.
+        dst: std::net::Ipv6Addr,
+    },
+    /// `gre:` or `gre flags [...] sum N off N key N seq N:`.
+    Gre(Option<GreHeader>),
+    /// `mpls (label N, tc N, [S], ttl N) ...:`.
+    Mpls(Vec<MplsEntry>),
+}
+
+/// The fields of a GRE header written out (packetdrill's `gre_header_expression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GreHeader {
+    /// The flag bits: `flags [checksum present, key present, sequence# present]` or `flags 0x..`.
+    pub flags: u16,
+    /// `sum N`.
+    pub sum: u16,
+    /// `off N`.
+    pub off: u16,
+    /// `key N`.
+    pub key: u32,
+    /// `seq N`.
+    pub seq: u32,
+}
+
+impl GreHeader {
+    /// Checksum present (RFC 2784).
+    pub const CHECKSUM: u16 = 0x8000;
+    /// Key present (RFC 2890).
+    pub const KEY: u16 = 0x2000;
+    /// Sequence number present (RFC 2890).
+    pub const SEQUENCE: u16 = 0x1000;
+}
+
+/// One MPLS label stack entry (RFC 3032).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MplsEntry {
+    /// 20-bit label.
+    pub label: u32,
+    /// 3-bit traffic class.
+    pub tc: u8,
+    /// `[S]`: the bottom of the stack.
+    pub bottom: bool,
+    /// TTL.
+    pub ttl: u8,
+}
+
 /// A packet line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     /// `<` or `>`.
     pub direction: Direction,
+    /// Outer headers, outermost first (empty for the usual packet line).
+    pub outer: Vec<Encap>,
     /// The IP-layer fields written before the transport part.
     pub ip: IpInfo,
     /// The transport part.
@@ -263,16 +348,57 @@ pub struct Packet {
 pub enum PacketBody {
     /// TCP.
     Tcp(TcpSpec),
-    /// `udp (len)`.
+    /// `udp [src>dst] (len)`.
     Udp {
+        /// Explicit ports.
+        ports: Option<(u16, u16)>,
         /// Payload length.
         len: u32,
     },
-    /// `icmp type [code] [...]`: the words as written (tcpdrill backends do not run ICMP yet).
-    Icmp {
-        /// The words after `icmp`.
-        words: Vec<String>,
+    /// `icmp TYPE [CODE] [mtu N] [id N] [[echoed]]`.
+    Icmp(IcmpSpec),
+}
+
+/// An ICMP (ICMPv6 under `--ip_version=ipv6`) packet line, as packetdrill's `icmp_packet_spec` has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpSpec {
+    /// The type's name (`unreachable`, `time_exceeded`, `echo_request`, ...: packetdrill's icmp_packet.c names).
+    pub kind: String,
+    /// The code's name (`frag_needed`, `port_unreachable`, ...), if written.
+    pub code: Option<String>,
+    /// `mtu N` (fragmentation needed / packet too big).
+    pub mtu: Option<u32>,
+    /// `id N` (echo).
+    pub id: Option<u32>,
+    /// What the ICMP message quotes, in brackets; TCP `[0:0(0)]` when not written, as packetdrill has it.
+    pub echoed: Option<Echoed>,
+}
+
+/// The packet an ICMP error quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Echoed {
+    /// `[start:end(len)]`, nplab's `[start:end(len) /udp(a>b)]` for TCP over UDP.
+    Tcp {
+        /// Start sequence number.
+        seq: u32,
+        /// Payload length.
+        len: u32,
+        /// nplab's UDP encapsulation ports.
+        udp_encap: Option<(u16, u16)>,
     },
+    /// `[udp(len)]`.
+    Udp(u32),
+    /// `[raw(len)]`.
+    Raw(u32),
+    /// nplab's `[sctp(tag)]` (with its `/udp(a>b)`).
+    Sctp {
+        /// Verification tag.
+        tag: u32,
+        /// nplab's UDP encapsulation ports.
+        udp_encap: Option<(u16, u16)>,
+    },
+    /// nplab's `[udplite(len, coverage)]`.
+    UdpLite(u32, u32),
 }
 
 /// A TCP packet line.
@@ -300,6 +426,11 @@ pub struct TcpSpec {
     pub options: Option<Options>,
     /// tcpdrill's `bad_csum`: an inbound segment sent with a wrong TCP checksum (RFC 9293 MUST-3).
     pub bad_csum: bool,
+    /// packetdrill's `encap psp spi N` (PSP encryption, after the IP fields).
+    pub psp_spi: Option<u32>,
+    /// nplab's `/udp(src>dst)` after the options: TCP over UDP (RFC 8229-style encapsulation, FreeBSD's
+    /// `net.inet.tcp.udp_tunneling_port`).
+    pub udp_encap: Option<(u16, u16)>,
 }
 
 /// A TCP option list.
@@ -342,6 +473,14 @@ pub enum TcpOpt {
     /// tcpdrill's `bytes 0xHEX`: raw bytes put into the options area as they are, length bytes included, to craft
     /// malformed options (inbound packets only).
     Bytes(Vec<u8>),
+    /// packetdrill's AccECN option, `ECN e0b N ceb N e1b N` (kind 172, AccECN0) or `ECN e1b N ceb N e0b N`
+    /// (kind 174, AccECN1): the byte counters in the order written, one to three of them, 24 bits each.
+    AccEcn {
+        /// Whether the first counter is EE1B (AccECN1) rather than EE0B.
+        order1: bool,
+        /// The counters present.
+        counters: Vec<u32>,
+    },
     /// tcpdrill's `opt KIND [0xHEX]` for any other kind.
     Raw {
         /// Kind.
@@ -349,6 +488,42 @@ pub enum TcpOpt {
         /// Data after the length byte.
         data: Vec<u8>,
     },
+}
+
+impl TcpOpt {
+    /// AccECN0's option kind (RFC 9768 section 3.2.3).
+    pub const ACCECN0: u8 = 172;
+    /// AccECN1's option kind.
+    pub const ACCECN1: u8 = 174;
+
+    /// The option's length on the wire, as packetdrill builds it (`md5` is always its 18 bytes).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            TcpOpt::Nop | TcpOpt::Eol => 1,
+            TcpOpt::Mss(_) => 4,
+            TcpOpt::WScale(_) => 3,
+            TcpOpt::SackOk => 2,
+            TcpOpt::Sack(b) => 2 + 8 * b.len(),
+            TcpOpt::Ts { .. } => 10,
+            TcpOpt::FastOpen(c) => 2 + c.len(),
+            TcpOpt::FastOpenExp(c) => 4 + c.len(),
+            TcpOpt::Md5(_) => 18,
+            TcpOpt::AccEcn { counters, .. } => 2 + 3 * counters.len(),
+            TcpOpt::Raw { data, .. } => 2 + data.len(),
+            TcpOpt::Bytes(b) => b.len(),
+        }
+    }
+
+    /// The kind and data bytes of an AccECN option: its counters, 24 bits each, big-endian.
+    pub fn acc_ecn_wire(&self) -> Option<(u8, Vec<u8>)> {
+        match self {
+            TcpOpt::AccEcn { order1, counters } => Some((
+                if *order1 { Self::ACCECN1 } else { Self::ACCECN0 },
+                counters.iter().flat_map(|c| c.to_be_bytes()[1..].to_vec()).collect(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// A socket call with its expected outcome.

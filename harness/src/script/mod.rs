@@ -7,6 +7,7 @@
 
 pub mod ast;
 pub mod diag;
+pub mod icmp;
 pub mod options;
 pub mod parser;
 mod preprocess;

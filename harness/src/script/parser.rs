@@ -43,7 +43,7 @@ pub fn parse(file: &str, text: &str, opts: &ParseOptions) -> Result<Script, Scri
 
 /// TCP option names, for hints.
 pub const OPTION_NAMES: &[&str] =
-    &["nop", "eol", "mss", "wscale", "sackOK", "sack", "TS", "FO", "FOEXP", "md5", "opt", "bytes"];
+    &["nop", "eol", "mss", "wscale", "sackOK", "sack", "TS", "FO", "FOEXP", "md5", "ECN", "opt", "bytes"];
 
 struct Parser<'a> {
     src: &'a str,
@@ -118,14 +118,16 @@ impl<'a> Parser<'a> {
     /// Skips whitespace, newlines and comments. Returns an error for an unterminated `/*`.
     fn skip_ws(&mut self) -> R<()> {
         loop {
+            // ASCII whitespace, nearly all there is, a byte at a time; the rest below.
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.src.as_bytes().get(self.pos) {
+                self.pos += 1;
+            }
             match self.peek() {
                 Some(c) if c.is_whitespace() => {
                     self.bump();
                 }
                 Some('/') if self.peek2() == Some('/') => {
-                    while !matches!(self.peek(), None | Some('\n')) {
-                        self.bump();
-                    }
+                    self.pos += self.rest().find('\n').unwrap_or(self.rest().len());
                 }
                 Some('/') if self.peek2() == Some('*') => {
                     let start = self.pos;
@@ -558,28 +560,33 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         let direction = if self.bump() == Some('<') { Direction::Inbound } else { Direction::Outbound };
         self.skip_ws()?;
+        let mut outer = Vec::new();
+        // Outer headers are rare: look for one only where a word that starts one could stand.
+        while matches!(self.peek(), Some('i' | 'g' | 'm')) {
+            let Some(e) = self.encap()? else { break };
+            outer.push(e);
+            self.skip_ws()?;
+        }
         let ip = if matches!(self.peek(), Some('[' | '(')) { self.ip_info()? } else { IpInfo::default() };
-        let body = if self.at("udp") && !self.rest()[3..].starts_with(is_ident_char) {
+        let body = if self.at_word("udp") {
             self.pos += 3;
+            self.skip_ws()?;
+            let ports = self.opt_ports()?;
             self.expect("(", "( after udp")?;
-            let (len, _) = self.u32_("a UDP payload length")?;
-            self.expect(")", ")")?;
-            PacketBody::Udp { len }
-        } else if self.at("icmp") && !self.rest()[4..].starts_with(is_ident_char) {
-            self.pos += 4;
-            let mut words = Vec::new();
-            loop {
-                self.skip_blanks();
-                if matches!(self.peek(), None | Some('\n')) || self.at("//") {
-                    break;
-                }
-                let s = self.pos;
-                while !matches!(self.peek(), None | Some(' ' | '\t' | '\n' | '\r')) {
-                    self.bump();
-                }
-                words.push(self.src[s..self.pos].to_string());
+            let (len, lspan) = self.u32_("a UDP payload length")?;
+            if len > 0xffff {
+                return Err(self.err(lspan, "UDP payload size out of range", "above 65535"));
             }
-            PacketBody::Icmp { words }
+            // packetdrill's new_udp_packet: at most 64 KiB with the headers (IPv4's 20 bytes here; IPv6's 40
+            // leave 20 fewer, which packetdrill checks once it knows the address family).
+            if len + 8 + 20 > 64 * 1024 {
+                return Err(self.err(lspan, "UDP datagram too large", "over 64 KiB with its headers"));
+            }
+            self.expect(")", ")")?;
+            PacketBody::Udp { ports, len }
+        } else if self.at_word("icmp") {
+            self.pos += 4;
+            PacketBody::Icmp(self.icmp()?)
         } else {
             PacketBody::Tcp(self.tcp(direction)?)
         };
@@ -593,37 +600,417 @@ impl<'a> Parser<'a> {
                     ));
                 }
             }
+            if matches!(ip.tos, Some(Tos::Ecn(Ecn::Ect01)) | Some(Tos::Dscp { ect01: true, .. })) {
+                return Err(self
+                    .err(Span::new(start, self.pos), "[ect01] can only be used with outbound packets", "inbound")
+                    .with_help("an inbound packet carries one codepoint: write ect0 or ect1"));
+            }
         }
-        Ok(Packet { direction, ip, body, span: Span::new(start, self.pos) })
+        if !matches!(body, PacketBody::Tcp(_))
+            && matches!(ip.tos, Some(Tos::Ecn(_)))
+            && matches!(body, PacketBody::Udp { .. })
+        {
+            return Err(self
+                .err(Span::new(start, self.pos), "ECN can only be used with TCP packets", "a UDP packet")
+                .with_help("packetdrill's grammar allows tos 0x.. on UDP, not an ECN mark"));
+        }
+        Ok(Packet { direction, outer, ip, body, span: Span::new(start, self.pos) })
+    }
+
+    /// Whether the word `w` (and not a longer identifier) stands at the cursor.
+    fn at_word(&self, w: &str) -> bool {
+        self.at(w) && !self.rest()[w.len()..].starts_with(is_ident_char)
+    }
+
+    /// `N>M` ports, if written.
+    fn opt_ports(&mut self) -> R<Option<(u16, u16)>> {
+        if !self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let digits = self.rest().find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
+        if !self.rest()[digits..].trim_start_matches([' ', '\t']).starts_with('>') {
+            return Ok(None);
+        }
+        let (a, sa) = self.uint("a port")?;
+        self.expect(">", ">")?;
+        let (b, sb) = self.uint("a port")?;
+        let a = u16::try_from(a).map_err(|_| self.err(sa, "src port out of range", "not a port"))?;
+        let b = u16::try_from(b).map_err(|_| self.err(sb, "dst port out of range", "not a port"))?;
+        self.skip_ws()?;
+        Ok(Some((a, b)))
+    }
+
+    /// nplab's `/udp(src>dst)`: the UDP header a TCP (or SCTP) packet is tunnelled in.
+    fn opt_udp_encap(&mut self) -> R<Option<(u16, u16)>> {
+        self.skip_blanks();
+        if !(self.at("/") && self.rest()[1..].trim_start().starts_with("udp")) || self.at("//") || self.at("/*") {
+            return Ok(None);
+        }
+        self.bump();
+        self.skip_blanks();
+        self.pos += 3;
+        self.expect("(", "( after /udp")?;
+        self.skip_ws()?;
+        let ports = self.opt_ports()?.ok_or_else(|| self.expected("UDP ports src>dst"))?;
+        self.expect(")", ") after the UDP ports")?;
+        Ok(Some(ports))
+    }
+
+    /// One outer header of packetdrill's `packet_prefix`, if one starts here.
+    fn encap(&mut self) -> R<Option<Encap>> {
+        if self.at_word("ipv4") || self.at_word("ipv6") {
+            let v6 = self.at("ipv6");
+            self.pos += 4;
+            self.skip_ws()?;
+            let ip = if matches!(self.peek(), Some('[' | '(')) { self.ip_info()? } else { IpInfo::default() };
+            let (src, _) = self.ip_addr(v6, false)?;
+            self.expect(">", "> between the outer addresses")?;
+            self.skip_ws()?;
+            let (dst, _) = self.ip_addr(v6, true)?;
+            self.expect(":", ": after the outer header")?;
+            return Ok(Some(match (src, dst) {
+                (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst)) => Encap::Ipv4 { ip, src, dst },
+                (std::net::IpAddr::V6(src), std::net::IpAddr::V6(dst)) => Encap::Ipv6 { ip, src, dst },
+                _ => unreachable!("ip_addr parses the family asked for"),
+            }));
+        }
+        if self.at_word("gre") {
+            self.pos += 3;
+            self.skip_blanks();
+            let _ = self.eat(",");
+            self.skip_ws()?;
+            if self.eat(":") {
+                return Ok(Some(Encap::Gre(None)));
+            }
+            let h = self.gre_header()?;
+            self.expect(":", ": after the GRE header")?;
+            return Ok(Some(Encap::Gre(Some(h))));
+        }
+        if self.at_word("mpls") {
+            self.pos += 4;
+            let mut entries = Vec::new();
+            loop {
+                self.skip_ws()?;
+                if self.eat(":") {
+                    break;
+                }
+                if self.peek() != Some('(') {
+                    return Err(self.expected("(label N, tc N, [S], ttl N) or : after mpls"));
+                }
+                entries.push(self.mpls_entry()?);
+            }
+            return Ok(Some(Encap::Mpls(entries)));
+        }
+        Ok(None)
+    }
+
+    /// An address of the family asked for. The destination of an outer header runs into its `:` (`> 2001:db8::2:`),
+    /// which the address does not take, as packetdrill's lexer does not.
+    fn ip_addr(&mut self, v6: bool, before_colon: bool) -> R<(std::net::IpAddr, Span)> {
+        let start = self.pos;
+        let len =
+            self.rest().find(|c: char| !(c.is_ascii_hexdigit() || c == ':' || c == '.')).unwrap_or(self.rest().len());
+        let mut text = &self.src[start..start + len];
+        // `2001:db8::1:` and `2001:db8:::` both end in the header's own `:`.
+        if before_colon && text.ends_with(':') {
+            let shorter = &text[..text.len() - 1];
+            if if v6 {
+                shorter.parse::<std::net::Ipv6Addr>().is_ok()
+            } else {
+                shorter.parse::<std::net::Ipv4Addr>().is_ok()
+            } {
+                text = shorter;
+            }
+        }
+        let span = Span::new(start, start + text.len());
+        let parsed = if v6 {
+            text.parse::<std::net::Ipv6Addr>().map(std::net::IpAddr::V6).ok()
+        } else {
+            text.parse::<std::net::Ipv4Addr>().map(std::net::IpAddr::V4).ok()
+        };
+        let Some(a) = parsed else {
+            let what = if v6 { "an IPv6 address" } else { "an IPv4 address" };
+            return Err(self.err(
+                if text.is_empty() { self.token_span() } else { span },
+                format!("expected {what}"),
+                what,
+            ));
+        };
+        self.pos = span.end;
+        Ok((a, span))
+    }
+
+    /// packetdrill's `gre_header_expression`: `flags [..] sum N off N key N seq N`, commas optional.
+    fn gre_header(&mut self) -> R<GreHeader> {
+        let word = |p: &mut Self, w: &str| -> R<()> {
+            p.skip_ws()?;
+            let _ = p.eat(",");
+            p.skip_ws()?;
+            if p.at_word(w) {
+                p.pos += w.len();
+                Ok(())
+            } else {
+                Err(p.expected(&format!("{w} in the GRE header (flags, sum, off, key, seq)")))
+            }
+        };
+        let num = |p: &mut Self, what: &str, max: u64| -> R<u64> {
+            let (v, s) = p.uint(what)?;
+            if v > max {
+                return Err(p.err(s, format!("{what} out of range"), "too large"));
+            }
+            Ok(v)
+        };
+        word(self, "flags")?;
+        self.skip_ws()?;
+        let flags = if self.eat("[") {
+            let mut f = 0u16;
+            loop {
+                self.skip_ws()?;
+                let (w, span) = self.ident().ok_or_else(|| self.expected("none, checksum, key or sequence#"))?;
+                let bit = match w.as_str() {
+                    "none" => 0,
+                    "checksum" => GreHeader::CHECKSUM,
+                    "key" => GreHeader::KEY,
+                    "sequence" if self.eat("#") => GreHeader::SEQUENCE,
+                    _ => {
+                        return Err(self
+                            .err(span, format!("unknown GRE flag {w:?}"), "not a GRE flag")
+                            .with_help("GRE flags are none, checksum present, key present, sequence# present"))
+                    }
+                };
+                if bit != 0 {
+                    self.skip_ws()?;
+                    if !self.at_word("present") {
+                        return Err(self.expected("present after the GRE flag"));
+                    }
+                    self.pos += "present".len();
+                }
+                f |= bit;
+                self.skip_ws()?;
+                if self.eat("]") {
+                    break;
+                }
+                self.expect(",", ", or ] in the GRE flags")?;
+            }
+            f
+        } else {
+            num(self, "GRE flags", 0xffff)? as u16
+        };
+        word(self, "sum")?;
+        let sum = num(self, "GRE checksum", 0xffff)? as u16;
+        word(self, "off")?;
+        let off = num(self, "GRE offset", 0xffff)? as u16;
+        word(self, "key")?;
+        self.skip_ws()?;
+        let _ = self.eat("=");
+        let key = num(self, "GRE key", u64::from(u32::MAX))? as u32;
+        word(self, "seq")?;
+        let seq = num(self, "GRE sequence number", u64::from(u32::MAX))? as u32;
+        Ok(GreHeader { flags, sum, off, key, seq })
+    }
+
+    /// `(label N, tc N, [S], ttl N)`.
+    fn mpls_entry(&mut self) -> R<MplsEntry> {
+        self.bump(); // (
+        let field = |p: &mut Self, w: &str| -> R<(u64, Span)> {
+            p.skip_ws()?;
+            if !p.at_word(w) {
+                return Err(p.expected(&format!("{w} N in the MPLS label stack entry")));
+            }
+            p.pos += w.len();
+            p.uint(&format!("an MPLS {w}"))
+        };
+        let (label, ls) = field(self, "label")?;
+        if label >= 1 << 20 {
+            return Err(self.err(ls, "MPLS label out of range for 20 bits", "too large"));
+        }
+        self.expect(",", ", after the label")?;
+        let (tc, ts) = field(self, "tc")?;
+        if tc >= 8 {
+            return Err(self.err(ts, "MPLS traffic class out of range for 3 bits", "too large"));
+        }
+        self.expect(",", ", after the traffic class")?;
+        self.skip_ws()?;
+        let mut bottom = false;
+        if self.eat("[") {
+            self.skip_ws()?;
+            if !self.eat("S") {
+                return Err(self.expected("[S] for MPLS label stack bottom"));
+            }
+            self.expect("]", "] after S")?;
+            self.expect(",", ", after [S]")?;
+            bottom = true;
+        }
+        let (ttl, tts) = field(self, "ttl")?;
+        let ttl = u8::try_from(ttl).map_err(|_| self.err(tts, "MPLS TTL out of range for 8 bits", "too large"))?;
+        self.expect(")", ") after the MPLS label stack entry")?;
+        Ok(MplsEntry { label: label as u32, tc: tc as u8, bottom, ttl })
+    }
+
+    /// An ICMP type or code name either IP version knows, or packetdrill's `type_N` / `code_N`; which version
+    /// is checked when the script runs.
+    fn known_icmp_name(&self, w: &str, span: Span, what: &str) -> R<()> {
+        let numbered = w.strip_prefix(&format!("{what}_")).is_some_and(|n| n.parse::<u8>().is_ok());
+        if numbered || super::icmp::known_names().any(|n| n == w) {
+            return Ok(());
+        }
+        let mut e = self.err(span, format!("bad ICMP {what} {w}"), format!("not an ICMP {what}"));
+        e = match nearest(w, super::icmp::known_names()) {
+            Some(n) => e.with_help(format!("did you mean {n}? ({what}_N gives a number)")),
+            None => e.with_help(format!("write a name packetdrill knows, or {what}_N")),
+        };
+        Err(e)
+    }
+
+    /// packetdrill's `icmp_packet_spec` after `icmp`.
+    fn icmp(&mut self) -> R<IcmpSpec> {
+        self.skip_blanks();
+        let (kind, kspan) =
+            self.ident().ok_or_else(|| self.expected("an ICMP type (unreachable, echo_request, ...)"))?;
+        self.known_icmp_name(&kind, kspan, "type")?;
+        self.skip_blanks();
+        let mut spec = IcmpSpec { kind, code: None, mtu: None, id: None, echoed: None };
+        if !self.at_word("mtu") && !self.at_word("id") {
+            if let Some((code, cspan)) = self.ident() {
+                self.known_icmp_name(&code, cspan, "code")?;
+                spec.code = Some(code);
+            }
+        }
+        self.skip_blanks();
+        if self.at_word("mtu") {
+            self.pos += 3;
+            spec.mtu = Some(self.u32_("an MTU")?.0);
+            self.skip_blanks();
+        }
+        if self.at_word("id") {
+            self.pos += 2;
+            let (id, s) = self.u32_("an echo id")?;
+            if id > 0xffff {
+                return Err(self.err(s, "ICMP echo id out of range for 16 bits", "too large"));
+            }
+            spec.id = Some(id);
+            self.skip_blanks();
+        }
+        if self.eat("[") {
+            self.skip_ws()?;
+            let paren_num = |p: &mut Self, what: &str| -> R<u32> {
+                p.expect("(", &format!("( and {what}"))?;
+                let (v, _) = p.u32_(what)?;
+                p.expect(")", ")")?;
+                Ok(v)
+            };
+            let echoed = if self.at_word("udplite") {
+                self.pos += 7;
+                self.expect("(", "( after udplite")?;
+                let (len, _) = self.u32_("a UDPLite payload length")?;
+                self.expect(",", ", and the checksum coverage")?;
+                let (cov, _) = self.u32_("a UDPLite checksum coverage")?;
+                self.expect(")", ")")?;
+                Echoed::UdpLite(len, cov)
+            } else if self.at_word("udp") {
+                self.pos += 3;
+                Echoed::Udp(paren_num(self, "a UDP payload length")?)
+            } else if self.at_word("raw") {
+                self.pos += 3;
+                Echoed::Raw(paren_num(self, "a payload length")?)
+            } else if self.at_word("sctp") {
+                self.pos += 4;
+                let tag = paren_num(self, "a verification tag")?;
+                Echoed::Sctp { tag, udp_encap: self.opt_udp_encap()? }
+            } else {
+                let sstart = self.pos;
+                let (seq, _) = self.u32_("the quoted packet: start:end(len), udp(N) or raw(N)")?;
+                self.expect(":", ": in start:end(len)")?;
+                let (end, _) = self.u32_("the end sequence number")?;
+                self.expect("(", "(len) after start:end")?;
+                let (len, _) = self.u32_("a payload length")?;
+                self.expect(")", ")")?;
+                if end.wrapping_sub(seq) != len {
+                    return Err(self.err(
+                        Span::new(sstart, self.pos),
+                        "inconsistent TCP sequence numbers and payload size",
+                        "end - start must equal len",
+                    ));
+                }
+                Echoed::Tcp { seq, len, udp_encap: self.opt_udp_encap()? }
+            };
+            self.expect("]", "] after the quoted packet")?;
+            spec.echoed = Some(echoed);
+        }
+        Ok(spec)
     }
 
     /// packetdrill's `ip_info` in `[...]` or `(...)`: an ECN mark, `tos 0x..`, `flowlabel 0x..`, `ttl N`, and
-    /// nplab's IPv6 spellings `class 0x..` (the traffic class, IPv6's TOS) and `hlim N` (the hop limit, its TTL):
-    /// one of them, or a TOS and a flow label, as packetdrill's grammar has it.
+    /// nplab's forms: `class 0x..` (IPv6's name for the TOS), `hlim N` (the hop limit, its TTL), `ecn MARK`,
+    /// `dscp 0x..` or `dscp NAME` (with `, ecn MARK` after it), and up to three fields in the order TOS, flow
+    /// label, TTL.
     fn ip_info(&mut self) -> R<IpInfo> {
-        const WORDS: [&str; 10] = ["noecn", "ect0", "ect1", "ect01", "ce", "tos", "class", "flowlabel", "ttl", "hlim"];
+        const WORDS: [&str; 12] =
+            ["noecn", "ect0", "ect1", "ect01", "ce", "ecn", "tos", "class", "dscp", "flowlabel", "ttl", "hlim"];
         let close = if self.bump() == Some('[') { "]" } else { ")" };
         let mut ip = IpInfo::default();
+        // 0: nothing yet, 1: a TOS, 2: a flow label, 3: a TTL; each field after the ones before it.
+        let mut rank = 0;
         loop {
             self.skip_blanks();
             let (name, span) = self.ident().ok_or_else(|| {
                 self.expected("an IP field: an ECN mark (noecn, ect0, ect1, ect01, ce), tos, flowlabel or ttl")
             })?;
+            let this = match name.as_str() {
+                "noecn" | "ect0" | "ect1" | "ect01" | "ce" | "ecn" | "tos" | "class" | "dscp" => 1,
+                "flowlabel" => 2,
+                "ttl" | "hlim" => 3,
+                _ => 0,
+            };
+            if this != 0 && this <= rank {
+                return Err(self
+                    .err(span, "these IP fields do not go together", "here")
+                    .with_help("write at most one of each: the TOS (or ECN mark or DSCP), then flowlabel, then ttl"));
+            }
+            rank = this;
             match name.as_str() {
-                "noecn" | "ect0" | "ect1" | "ect01" | "ce" => {
-                    ip.tos = Some(Tos::Ecn(match name.as_str() {
-                        "noecn" => Ecn::NoEcn,
-                        "ect0" => Ecn::Ect0,
-                        "ect1" => Ecn::Ect1,
-                        "ect01" => Ecn::Ect01,
-                        _ => Ecn::Ce,
-                    }));
-                }
+                "noecn" | "ect0" | "ect1" | "ect01" | "ce" => ip.tos = Some(Tos::Ecn(ecn_mark(&name))),
+                "ecn" => ip.tos = Some(Tos::Ecn(self.ecn_word()?)),
                 "tos" | "class" => {
                     let (v, vspan) = self.radix_uint(&format!("a {name} value"), 16)?;
                     let v = u8::try_from(v)
                         .map_err(|_| self.err(vspan, format!("{name} out of range for 8 bits"), "out of range"))?;
                     ip.tos = Some(Tos::Byte(v));
+                }
+                "dscp" => {
+                    self.skip_blanks();
+                    let dscp = if self.at("0x") || self.at("0X") {
+                        let (v, vspan) = self.radix_uint("a DSCP value", 16)?;
+                        u8::try_from(v)
+                            .ok()
+                            .filter(|v| *v < 64)
+                            .ok_or_else(|| self.err(vspan, "dscp out of range for 6 bits", "out of range"))?
+                    } else {
+                        let (w, wspan) =
+                            self.ident().ok_or_else(|| self.expected("a DSCP value (0x2e) or name (ef)"))?;
+                        dscp_name(&w).ok_or_else(|| {
+                            self.err(wspan, format!("unknown DSCP name {w:?}"), "not a DSCP name").with_help(
+                                "DSCP names: cs0..cs7, af11..af43, ef, voice_admit, le (RFC 2474, 2597, 3246, 5865, 8622)",
+                            )
+                        })?
+                    };
+                    ip.tos = Some(Tos::Dscp { dscp, ect01: false });
+                    let save = self.pos;
+                    self.skip_blanks();
+                    if self.eat(",") {
+                        self.skip_blanks();
+                        if self.at_word("ecn") {
+                            self.pos += 3;
+                            match self.ecn_word()? {
+                                Ecn::Ect01 => ip.tos = Some(Tos::Dscp { dscp, ect01: true }),
+                                e => ip.tos = Some(Tos::Byte(dscp << 2 | e.bits())),
+                            }
+                        } else {
+                            self.pos = save;
+                        }
+                    } else {
+                        self.pos = save;
+                    }
                 }
                 "flowlabel" => {
                     let (v, vspan) = self.radix_uint("a flow label", 16)?;
@@ -647,18 +1034,8 @@ impl<'a> Parser<'a> {
                 }
             }
             self.skip_blanks();
-            let comma = self.pos;
             if !self.eat(",") {
                 break;
-            }
-            // packetdrill's ip_info: one field alone, or a TOS (or ECN mark) and then a flow label.
-            self.skip_blanks();
-            if !(ip.tos.is_some() && ip.flow_label.is_none() && ip.ttl.is_none() && self.at("flowlabel")) {
-                return Err(self
-                    .err(Span::new(comma, comma + 1), "these IP fields do not go together", "here")
-                    .with_help(
-                        "packetdrill takes one of tos, an ECN mark, flowlabel or ttl, or a TOS then a flowlabel",
-                    ));
             }
         }
         self.expect(close, &format!("{close} after the IP fields"))?;
@@ -666,7 +1043,36 @@ impl<'a> Parser<'a> {
         Ok(ip)
     }
 
+    /// The mark after nplab's `ecn`.
+    fn ecn_word(&mut self) -> R<Ecn> {
+        self.skip_blanks();
+        match self.ident() {
+            Some((w, _)) if matches!(w.as_str(), "noecn" | "ect0" | "ect1" | "ect01" | "ce") => Ok(ecn_mark(&w)),
+            Some((w, span)) => Err(self
+                .err(span, format!("unknown ECN mark {w:?}"), "not an ECN mark")
+                .with_help("ECN marks: noecn, ect0, ect1, ect01, ce")),
+            None => Err(self.expected("an ECN mark (noecn, ect0, ect1, ect01, ce)")),
+        }
+    }
+
     fn tcp(&mut self, direction: Direction) -> R<TcpSpec> {
+        // packetdrill's `encap psp spi N` (PSP, after the IP fields).
+        let mut psp_spi = None;
+        if self.peek() == Some('e') && self.at_word("encap") {
+            self.pos += 5;
+            self.skip_ws()?;
+            if !self.at_word("psp") {
+                return Err(self.expected("psp after encap (the only encapsulation packetdrill names there)"));
+            }
+            self.pos += 3;
+            self.skip_ws()?;
+            if !self.at_word("spi") {
+                return Err(self.expected("spi N after encap psp"));
+            }
+            self.pos += 3;
+            psp_spi = Some(self.u32_("a PSP SPI")?.0);
+            self.skip_ws()?;
+        }
         // Optional explicit ports `src>dst`.
         let mut ports = None;
         if self.peek().is_some_and(|c| c.is_ascii_digit()) {
@@ -692,7 +1098,8 @@ impl<'a> Parser<'a> {
         let flags_span = Span::new(fstart, self.pos);
         let flags = normalize_flags(raw).map_err(|bad| {
             self.err(flags_span, format!("bad TCP flags {raw:?}"), format!("{bad:?} is not a flag")).with_help(
-                "flags are F S R P . U E W A (. is ACK; p: PSH either way), or - for none; e.g. S. for a SYN-ACK",
+                "flags are F S R P . U E W A (. is ACK; p: PSH either way), or - for none, e.g. S. for a SYN-ACK; \
+                 a digit 0-7 is AccECN's ACE field in place of E W A",
             )
         })?;
         self.skip_ws()?;
@@ -742,12 +1149,23 @@ impl<'a> Parser<'a> {
             urg: None,
             options: None,
             bad_csum: false,
+            psp_spi,
+            udp_encap: None,
         };
         loop {
             self.skip_blanks();
             let save = self.pos;
             if self.at("//") || self.at("/*") || matches!(self.peek(), None | Some('\n')) {
                 break;
+            }
+            if self.at("/") {
+                let s = self.pos;
+                match self.opt_udp_encap()? {
+                    Some(ports) if t.udp_encap.is_none() => t.udp_encap = Some(ports),
+                    Some(_) => return Err(self.err(Span::new(s, self.pos), "/udp given twice", "again")),
+                    None => return Err(self.expected("/udp(src>dst) (nplab's TCP over UDP)")),
+                }
+                continue;
             }
             if self.peek() == Some('<') {
                 t.options = Some(self.options()?);
@@ -808,7 +1226,26 @@ impl<'a> Parser<'a> {
             }
             opts.push(self.option()?);
         }
-        Ok(Options::List(opts, Span::new(start, self.pos)))
+        let span = Span::new(start, self.pos);
+        // packetdrill's new_tcp_packet: the options must fill whole 32-bit words (tcpdrill's `bytes`, made to
+        // craft malformed options, is exempt; the stack pads what it is given).
+        if !opts.iter().any(|o| matches!(o, TcpOpt::Bytes(_))) {
+            let len: usize = opts.iter().map(TcpOpt::wire_len).sum();
+            if len % 4 != 0 {
+                return Err(self
+                    .err(
+                        span,
+                        format!(
+                            "TCP options are not padded correctly to ensure TCP header is a multiple of 4 bytes: \
+                             {} excess bytes",
+                            len % 4
+                        ),
+                        format!("{len} bytes of options"),
+                    )
+                    .with_help(format!("add {} nop option(s)", 4 - len % 4)));
+            }
+        }
+        Ok(Options::List(opts, span))
     }
 
     fn option(&mut self) -> R<TcpOpt> {
@@ -889,6 +1326,33 @@ impl<'a> Parser<'a> {
                     "FOEXP" => TcpOpt::FastOpenExp(bytes),
                     _ => TcpOpt::Md5(bytes),
                 }
+            }
+            "ECN" => {
+                // AccECN (packetdrill's accecn_option): the first counter's name picks the option kind, then
+                // ceb and the other ECT counter may follow, in that order.
+                let mut counters = Vec::new();
+                let mut order1 = false;
+                for (i, first) in [["e0b", "e1b"], ["ceb", "ceb"], ["e1b", "e0b"]].iter().enumerate() {
+                    self.skip_blanks();
+                    let want = if i == 0 { None } else { Some(first[usize::from(order1)]) };
+                    let word = match want {
+                        None if self.at_word("e0b") => "e0b",
+                        None if self.at_word("e1b") => {
+                            order1 = true;
+                            "e1b"
+                        }
+                        None => return Err(self.expected("e0b N or e1b N after ECN (AccECN)")),
+                        Some(w) if self.at_word(w) => w,
+                        Some(_) => break,
+                    };
+                    self.pos += word.len();
+                    let (v, vs) = self.u32_(&format!("an AccECN {word} counter"))?;
+                    if v >= 1 << 24 {
+                        return Err(self.err(vs, "AccECN counters are 24 bits", "too large"));
+                    }
+                    counters.push(v);
+                }
+                TcpOpt::AccEcn { order1, counters }
             }
             "bytes" => {
                 self.skip_blanks();
@@ -1157,13 +1621,55 @@ impl<'a> Parser<'a> {
     }
 }
 
+fn ecn_mark(w: &str) -> Ecn {
+    match w {
+        "noecn" => Ecn::NoEcn,
+        "ect0" => Ecn::Ect0,
+        "ect1" => Ecn::Ect1,
+        "ect01" => Ecn::Ect01,
+        _ => Ecn::Ce,
+    }
+}
+
+/// The DSCP code points by name: class selectors (RFC 2474), assured forwarding (RFC 2597), expedited
+/// forwarding (RFC 3246), VOICE-ADMIT (RFC 5865) and lower effort (RFC 8622).
+fn dscp_name(w: &str) -> Option<u8> {
+    let v = match w.to_ascii_lowercase().as_str() {
+        "ef" => 46,
+        "voice_admit" => 44,
+        "le" => 1,
+        n => {
+            if let Some(d) = n.strip_prefix("cs").and_then(|d| d.parse::<u8>().ok()).filter(|d| *d < 8) {
+                d << 3
+            } else {
+                let d = n.strip_prefix("af")?.as_bytes();
+                match d {
+                    [c @ b'1'..=b'4', p @ b'1'..=b'3'] => ((c - b'0') << 3) | ((p - b'0') << 1),
+                    _ => return None,
+                }
+            }
+        }
+    };
+    Some(v)
+}
+
 /// Validates flag letters and writes them in packetdrill's order (F S R P . U E W A), `-` for none.
 pub fn normalize_flags(raw: &str) -> Result<String, char> {
     // `p` is tcpdrill's "PSH either way" for outbound packets: RFC 9293 leaves PSH to the sender except on the
     // last segment of the queued data (MUST-61), so portable scripts may wildcard it on the others.
     // The stack's letters (TcpFlags::TABLE), in their order, with `p` beside `P`; no allocation but the result,
     // as this runs for every packet line.
-    let known = |c: char| c == 'p' || TcpFlags::TABLE.iter().any(|&(_, l, _)| l == c);
+    let known = |c: char| c == 'p' || ('0'..='7').contains(&c) || TcpFlags::TABLE.iter().any(|&(_, l, _)| l == c);
+    // packetdrill's ACE field (AccECN, RFC 9768): one digit 0..7 standing for AE, CWR and ECE together, never
+    // beside those letters or a second digit.
+    let mut digits = raw.chars().filter(char::is_ascii_digit);
+    let ace = digits.next();
+    if let Some(second) = digits.next() {
+        return Err(second);
+    }
+    if let Some(bad) = ace.and_then(|_| raw.chars().find(|c| matches!(c, 'E' | 'W' | 'A'))) {
+        return Err(bad);
+    }
     if raw.contains('P') && raw.contains('p') {
         return Err('p');
     }
@@ -1185,6 +1691,7 @@ pub fn normalize_flags(raw: &str) -> Result<String, char> {
             out.push('p');
         }
     }
+    out.extend(ace);
     Ok(out)
 }
 

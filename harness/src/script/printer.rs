@@ -63,7 +63,7 @@ pub fn action(a: &Action) -> String {
 
 /// The IP fields of a packet line, canonically: `[ect0]` for an ECN mark alone (as upstream scripts write it),
 /// else `(tos 0x2)`, `(ttl 64)`, `(flowlabel 0x1)` or `(ect0, flowlabel 0x1)`, the forms packetdrill's grammar
-/// has.
+/// has, and nplab's `dscp 0x2e` (with `, ecn ect01`) where the script checks the DSCP alone.
 pub fn ip_info(ip: &IpInfo) -> String {
     if let (Some(Tos::Ecn(e)), None, None) = (ip.tos, ip.flow_label, ip.ttl) {
         return format!("[{}]", e.name());
@@ -72,6 +72,12 @@ pub fn ip_info(ip: &IpInfo) -> String {
     match ip.tos {
         Some(Tos::Ecn(e)) => parts.push(e.name().to_string()),
         Some(Tos::Byte(b)) => parts.push(format!("tos {b:#x}")),
+        Some(Tos::Dscp { dscp, ect01 }) => {
+            parts.push(format!("dscp {dscp:#x}"));
+            if ect01 {
+                parts.push("ecn ect01".into());
+            }
+        }
         None => {}
     }
     if let Some(f) = ip.flow_label {
@@ -83,9 +89,48 @@ pub fn ip_info(ip: &IpInfo) -> String {
     format!("({})", parts.join(", "))
 }
 
+/// An outer header of an encapsulated packet line, with its `:`.
+pub fn encap(e: &Encap) -> String {
+    let ip = |i: &IpInfo| if i.is_empty() { String::new() } else { format!("{} ", ip_info(i)) };
+    match e {
+        Encap::Ipv4 { ip: i, src, dst } => format!("ipv4 {}{src} > {dst}:", ip(i)),
+        Encap::Ipv6 { ip: i, src, dst } => format!("ipv6 {}{src} > {dst}:", ip(i)),
+        Encap::Gre(None) => "gre:".into(),
+        Encap::Gre(Some(h)) => {
+            let names = [
+                (GreHeader::CHECKSUM, "checksum present"),
+                (GreHeader::KEY, "key present"),
+                (GreHeader::SEQUENCE, "sequence# present"),
+            ];
+            let flags = if h.flags & !(GreHeader::CHECKSUM | GreHeader::KEY | GreHeader::SEQUENCE) != 0 {
+                format!("{:#x}", h.flags)
+            } else if h.flags == 0 {
+                "[none]".into()
+            } else {
+                let set: Vec<&str> = names.iter().filter(|(b, _)| h.flags & b != 0).map(|(_, n)| *n).collect();
+                format!("[{}]", set.join(", "))
+            };
+            format!("gre flags {flags}, sum {}, off {}, key {}, seq {}:", h.sum, h.off, h.key, h.seq)
+        }
+        Encap::Mpls(entries) => {
+            let mut out = String::from("mpls");
+            for m in entries {
+                let s = if m.bottom { "[S], " } else { "" };
+                write!(out, " (label {}, tc {}, {s}ttl {})", m.label, m.tc, m.ttl).expect("writing to a String");
+            }
+            out.push(':');
+            out
+        }
+    }
+}
+
 /// A packet line without its time.
 pub fn packet(p: &Packet) -> String {
     let mut out = String::from(if p.direction == Direction::Inbound { "<" } else { ">" });
+    for e in &p.outer {
+        out.push(' ');
+        out.push_str(&encap(e));
+    }
     if !p.ip.is_empty() {
         out.push(' ');
         out.push_str(&ip_info(&p.ip));
@@ -95,12 +140,34 @@ pub fn packet(p: &Packet) -> String {
             out.push(' ');
             out.push_str(&tcp(t));
         }
-        PacketBody::Udp { len } => write!(out, " udp ({len})").expect("writing to a String"),
-        PacketBody::Icmp { words } => {
-            out.push_str(" icmp");
-            for w in words {
-                out.push(' ');
-                out.push_str(w);
+        PacketBody::Udp { ports: None, len } => write!(out, " udp ({len})").expect("writing to a String"),
+        PacketBody::Udp { ports: Some((a, b)), len } => {
+            write!(out, " udp {a}>{b} ({len})").expect("writing to a String")
+        }
+        PacketBody::Icmp(i) => {
+            write!(out, " icmp {}", i.kind).expect("writing to a String");
+            if let Some(c) = &i.code {
+                write!(out, " {c}").expect("writing to a String");
+            }
+            if let Some(m) = i.mtu {
+                write!(out, " mtu {m}").expect("writing to a String");
+            }
+            if let Some(id) = i.id {
+                write!(out, " id {id}").expect("writing to a String");
+            }
+            let udp = |u: &Option<(u16, u16)>| u.map_or(String::new(), |(a, b)| format!(" /udp({a}>{b})"));
+            match &i.echoed {
+                None => {}
+                Some(Echoed::Tcp { seq, len, udp_encap }) => {
+                    { write!(out, " [{seq}:{}({len}){}]", seq.wrapping_add(*len), udp(udp_encap)) }
+                        .expect("writing to a String")
+                }
+                Some(Echoed::Udp(n)) => write!(out, " [udp({n})]").expect("writing to a String"),
+                Some(Echoed::Raw(n)) => write!(out, " [raw({n})]").expect("writing to a String"),
+                Some(Echoed::Sctp { tag, udp_encap }) => {
+                    write!(out, " [sctp({tag}){}]", udp(udp_encap)).expect("writing to a String")
+                }
+                Some(Echoed::UdpLite(n, c)) => write!(out, " [udplite({n}, {c})]").expect("writing to a String"),
             }
         }
     }
@@ -111,6 +178,9 @@ pub fn packet(p: &Packet) -> String {
 /// ([`tcpdrill_stack::wire::notation::Layout`]).
 pub fn tcp(t: &TcpSpec) -> String {
     let mut out = String::new();
+    if let Some(spi) = t.psp_spi {
+        write!(out, "encap psp spi {spi} ").expect("writing to a String");
+    }
     if let Some((a, b)) = t.ports {
         write!(out, "{a}>{b} ").expect("writing to a String");
     }
@@ -129,6 +199,9 @@ pub fn tcp(t: &TcpSpec) -> String {
         options: options.as_ref().map(|o| o as &dyn std::fmt::Display),
     };
     write!(out, "{layout}").expect("writing to a String");
+    if let Some((a, b)) = t.udp_encap {
+        write!(out, " /udp({a}>{b})").expect("writing to a String");
+    }
     if t.bad_csum {
         out.push_str(" bad_csum");
     }
@@ -159,6 +232,11 @@ pub fn option(o: &TcpOpt) -> String {
         TcpOpt::FastOpenExp(c) => format!("FOEXP {}", hex(c)),
         TcpOpt::Md5(c) if c.is_empty() => "md5".into(),
         TcpOpt::Md5(c) => format!("md5 {}", hex(c)),
+        TcpOpt::AccEcn { order1, counters } => {
+            let names = if *order1 { ["e1b", "ceb", "e0b"] } else { ["e0b", "ceb", "e1b"] };
+            let fields: String = names.iter().zip(counters).map(|(n, v)| format!(" {n} {v}")).collect();
+            format!("ECN{fields}")
+        }
         TcpOpt::Bytes(b) => format!("bytes 0x{}", hex(b)),
         TcpOpt::Raw { kind, data } if data.is_empty() => format!("opt {kind}"),
         TcpOpt::Raw { kind, data } => format!("opt {kind} 0x{}", hex(data)),

@@ -128,11 +128,20 @@ impl TcpFlags {
     ];
 
     /// The flags written in packetdrill's letters (`"S."`); other characters (`-`, tcpdrill's `p`) set nothing.
+    /// A digit 0..7 is packetdrill's ACE field (AccECN, RFC 9768 section 3.2.2): ECE is its 1 bit, CWR its 2
+    /// and AE its 4.
     pub fn from_letters(s: &str) -> TcpFlags {
         let mut f = TcpFlags::NONE;
         for (flag, c, _) in TcpFlags::TABLE {
             if s.contains(c) {
                 f |= flag;
+            }
+        }
+        if let Some(ace) = s.chars().find_map(|c| c.to_digit(8)) {
+            for (bit, flag) in [(1, TcpFlags::ECE), (2, TcpFlags::CWR), (4, TcpFlags::AE)] {
+                if ace & bit != 0 {
+                    f |= flag;
+                }
             }
         }
         f

@@ -143,6 +143,60 @@ impl Exec<'_> {
             .collect()
     }
 
+    /// The byte count of an iovec array, `[{iov_base=..., iov_len=N}, ...]`, whose element count the script also
+    /// gives (`count`, as writev's iovcnt or msghdr's msg_iov(N)); packetdrill's iovec_new.
+    pub(super) fn iovec_total(&self, iov: &Expr, count: &Expr, what: &str) -> Result<usize, String> {
+        // packetdrill writes an iovec `{..., N}`, nplab's fork `{iov_base=..., iov_len=N}`.
+        let shape = "an iovec array is [{..., N}, ...] (or nplab's [{iov_base=..., iov_len=N}, ...])";
+        let ExprKind::List(items) = &iov.kind else { return Err(shape.into()) };
+        let mut total = 0usize;
+        for item in items {
+            let len = match &item.kind {
+                ExprKind::Struct(f) if f.len() == 2 && f.iter().all(|(k, _)| k.is_none()) => &f[1].1,
+                ExprKind::Struct(f) => f
+                    .iter()
+                    .find(|(k, _)| k.as_ref().and_then(Expr::as_symbol) == Some("iov_len"))
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| format!("{shape}: iov_len is missing"))?,
+                _ => return Err(shape.into()),
+            };
+            let len = usize::try_from(self.int(len)?).map_err(|_| "iov_len must not be negative".to_string())?;
+            total = total.saturating_add(len);
+        }
+        let n = self.int(count)?;
+        if n != items.len() as i64 {
+            return Err(format!("{what} {n} does not match {}-element iovec array", items.len()));
+        }
+        Ok(total)
+    }
+
+    /// A msghdr, `{msg_name(...)=..., msg_iov(N)=[...], msg_flags=F[, msg_control=[...]]}`: its iovecs' byte
+    /// count, the msg_flags written and whether it has control messages.
+    pub(super) fn msghdr(&self, m: &Expr) -> Result<(usize, i64, bool), String> {
+        let shape = "a msghdr is {msg_name(...)=..., msg_iov(N)=[{..., LEN}], msg_flags=F}";
+        let ExprKind::Struct(fields) = &m.kind else { return Err(shape.into()) };
+        let mut iov = None;
+        let (mut flags, mut control) = (0, false);
+        for (k, v) in fields {
+            match k.as_ref().map(|k| &k.kind) {
+                Some(ExprKind::Call(n, args)) if n == "msg_iov" => {
+                    let count = args.first().ok_or_else(|| format!("{shape}: msg_iov(N) gives the count"))?;
+                    iov = Some(self.iovec_total(v, count, "msg_iovlen")?);
+                }
+                Some(ExprKind::Call(n, _)) if n == "msg_name" => {}
+                Some(ExprKind::Symbol(n)) if n == "msg_flags" => flags = self.int(v)?,
+                Some(ExprKind::Symbol(n)) if n == "msg_control" => {
+                    control = !matches!(&v.kind, ExprKind::List(l) if l.is_empty());
+                }
+                Some(ExprKind::Call(n, _)) if n == "msg_control" => {
+                    control = !matches!(&v.kind, ExprKind::List(l) if l.is_empty());
+                }
+                _ => return Err(shape.into()),
+            }
+        }
+        Ok((iov.ok_or_else(|| format!("{shape}: msg_iov is missing"))?, flags, control))
+    }
+
     /// The live call for a script syscall.
     pub(super) fn translate(&mut self, c: &Syscall) -> Result<Call, String> {
         let a = &c.args;
@@ -199,6 +253,28 @@ impl Exec<'_> {
                     self.remote_port = remote.port();
                 }
                 Call::Write { fd, len: self.int(arg(2)?)? as usize, null: is_null(arg(1)?), flags, to }
+            }
+            // As one write or read of the iovecs' bytes: TCP sends and receives them as one stream either way.
+            "writev" => {
+                let fd = self.fd(arg(0)?)?;
+                let len = self.iovec_total(arg(1)?, arg(2)?, "iov_count")?;
+                Call::Write { fd, len, null: false, flags: 0, to: None }
+            }
+            "readv" => {
+                let fd = self.fd(arg(0)?)?;
+                Call::Read { fd, len: self.iovec_total(arg(1)?, arg(2)?, "iov_count")?, peek: false, null: false }
+            }
+            "sendmsg" | "recvmsg" => {
+                let fd = self.fd(arg(0)?)?;
+                // Control messages, MSG_ERRQUEUE and msg_flags the stack must return are refused by preflight.
+                let (len, _, _) = self.msghdr(arg(1)?)?;
+                let flags = self.int(arg(2)?)? as i32;
+                if c.name == "sendmsg" {
+                    // packetdrill's msg_name is zeroed: the socket's own peer is the destination.
+                    Call::Write { fd, len, null: false, flags, to: None }
+                } else {
+                    Call::Read { fd, len, peek: flags & 2 != 0, null: false }
+                }
             }
             "shutdown" => {
                 let how = match self.int(arg(1)?)? {

@@ -296,6 +296,20 @@ impl Exec<'_> {
         match (ip.tos, &live.ip) {
             (Some(Tos::Byte(b)), IpRepr::V4(l)) => check_field("tos", Some(b), l.tos)?,
             (Some(Tos::Byte(b)), IpRepr::V6(l)) => check_field("tos", Some(b), l.traffic_class)?,
+            (Some(Tos::Dscp { dscp, ect01 }), ip) => {
+                let byte = match ip {
+                    IpRepr::V4(l) => l.tos,
+                    IpRepr::V6(l) => l.traffic_class,
+                };
+                check_field("dscp", Some(dscp), byte >> 2)?;
+                if ect01 && !matches!(byte & 3, 1 | 2) {
+                    return Err(Mismatch::new(
+                        "ip_ecn",
+                        "ect01",
+                        ["noecn", "ect1", "ect0", "ce"][usize::from(byte & 3)],
+                    ));
+                }
+            }
             _ => {}
         }
         if let (Some(f), IpRepr::V6(l)) = (ip.flow_label, &live.ip) {
@@ -373,6 +387,9 @@ impl Exec<'_> {
                         (TcpOption::Md5(a), TcpOpt::Md5(b)) => b.is_empty() || a.as_slice() == b.as_slice(),
                         (TcpOption::Unknown { kind, data }, TcpOpt::Raw { kind: k, data: d }) => {
                             kind == k && data == &d.as_slice()
+                        }
+                        (TcpOption::Unknown { kind, data }, w @ TcpOpt::AccEcn { .. }) => {
+                            w.acc_ecn_wire().is_some_and(|(k, d)| *kind == k && *data == d.as_slice())
                         }
                         _ => false,
                     });

@@ -88,9 +88,42 @@ impl Exec<'_> {
                         }
                     }
                 }
+                Action::Packet(p) if !p.outer.is_empty() => {
+                    let what = match &p.outer[0] {
+                        Encap::Ipv4 { .. } | Encap::Ipv6 { .. } => "IP-in-IP",
+                        Encap::Gre(_) => "GRE",
+                        Encap::Mpls(_) => "MPLS",
+                    };
+                    return Some(format!("{what} encapsulation (line {line}) is parsed but no backend runs it yet"));
+                }
                 Action::Packet(p) => match &p.body {
-                    PacketBody::Udp { .. } | PacketBody::Icmp { .. } => {
-                        return Some(format!("UDP and ICMP packets are not supported yet (line {line})"));
+                    PacketBody::Udp { .. } => {
+                        return Some(format!("UDP packets (line {line}) are parsed but no backend runs them yet"));
+                    }
+                    PacketBody::Icmp(_) if p.direction == Direction::Outbound => {
+                        return Some(format!(
+                            "expecting an ICMP packet (line {line}) is not supported yet; injecting one is"
+                        ));
+                    }
+                    PacketBody::Icmp(_) if !caps.icmp => {
+                        return Some(format!("ICMP (line {line}) is not modelled by the {name} backend"));
+                    }
+                    PacketBody::Icmp(i)
+                        if !matches!(
+                            i.echoed,
+                            None | Some(Echoed::Raw(_)) | Some(Echoed::Tcp { udp_encap: None, .. })
+                        ) =>
+                    {
+                        return Some(format!(
+                            "ICMP quoting a non-TCP packet (line {line}) needs UDP or SCTP sockets, which tcpdrill's \
+                             backends do not drive"
+                        ));
+                    }
+                    PacketBody::Tcp(t) if t.psp_spi.is_some() => {
+                        return Some(format!("PSP encapsulation (line {line}) is parsed but no backend runs it"));
+                    }
+                    PacketBody::Tcp(t) if t.udp_encap.is_some() => {
+                        return Some(format!("TCP over UDP (line {line}) is parsed but no backend runs it yet"));
                     }
                     PacketBody::Tcp(t) if p.direction == Direction::Inbound && t.win.is_none() => {
                         return Some(format!("inbound packet without win at line {line}"));
@@ -105,6 +138,30 @@ impl Exec<'_> {
                 }
                 Action::Syscall(c) if !crate::script::symbols::executor_runs(&c.name) => {
                     return Some(format!("syscall {} (line {line}) is not supported on the {name} backend", c.name));
+                }
+                Action::Syscall(c) if c.name == "sendmsg" || c.name == "recvmsg" => {
+                    let Some(Ok((_, msg_flags, control))) = c.args.get(1).map(|m| self.msghdr(m)) else { continue };
+                    let flags = c.args.get(2).and_then(|f| self.int(f).ok()).unwrap_or(0);
+                    if control {
+                        return Some(format!("control messages (msg_control, line {line}) are not supported yet"));
+                    }
+                    if c.name == "recvmsg" && flags & 0x2000 != 0 {
+                        return Some(format!(
+                            "reading the error queue (MSG_ERRQUEUE, line {line}) is not supported yet"
+                        ));
+                    }
+                    if c.name == "recvmsg" && msg_flags != 0 {
+                        return Some(format!(
+                            "checking the msg_flags recvmsg returns (line {line}) is not supported yet"
+                        ));
+                    }
+                    const MODELLED: i64 = 0x40 | 0x4000 | 0x2; // MSG_DONTWAIT | MSG_NOSIGNAL | MSG_PEEK
+                    if !caps.linux_api && flags & !MODELLED != 0 {
+                        return Some(format!(
+                            "{} flags {flags:#x} (line {line}) are not modelled by the {name} backend",
+                            c.name
+                        ));
+                    }
                 }
                 Action::Syscall(c) if !caps.linux_api && (c.name == "send" || c.name == "sendto") => {
                     // The reference stack's send honours only these two (and MSG_DONTWAIT is the executor's).
