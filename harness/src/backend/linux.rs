@@ -825,6 +825,22 @@ impl Backend for Linux {
                     self.pump(Duration::ZERO);
                     return CallResult::Polled(pfds.iter().map(|p| p.revents).collect());
                 }
+                Call::EpollCreate(size) => Self::ret(libc::epoll_create(*size) as isize),
+                Call::EpollCtl { epfd, op, fd, events, data } => {
+                    let mut ev = libc::epoll_event { events: *events, u64: *data };
+                    Self::ret(libc::epoll_ctl(*epfd, *op, *fd, &mut ev) as isize)
+                }
+                Call::EpollWait { epfd, max, .. } => {
+                    // Never a blocking wait: the executor waits, as for poll.
+                    let n = (*max).clamp(1, 1024) as usize;
+                    let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; n];
+                    let r = libc::epoll_wait(*epfd, evs.as_mut_ptr(), *max, 0);
+                    if let Err(e) = Self::ret(r as isize) {
+                        return CallResult::Err(e);
+                    }
+                    self.pump(Duration::ZERO);
+                    return CallResult::Epolled(evs[..r as usize].iter().map(|e| (e.events, e.u64)).collect());
+                }
                 Call::TcpState(t) => {
                     let s = Self::proc_state(t).unwrap_or(TcpState::Closed);
                     return CallResult::Value(SockOptValue::Int(i64::from(s.linux_number())));

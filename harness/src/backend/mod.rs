@@ -312,6 +312,31 @@ pub enum Call {
         /// When a poll that finds nothing ready returns anyway.
         until: Option<Micros>,
     },
+    /// `epoll_create(size)`: a new epoll instance's descriptor.
+    EpollCreate(i32),
+    /// `epoll_ctl(epfd, op, fd, {events=E, data})`.
+    EpollCtl {
+        /// The epoll instance.
+        epfd: i32,
+        /// EPOLL_CTL_ADD, _DEL or _MOD.
+        op: i32,
+        /// The descriptor watched.
+        fd: i32,
+        /// The events (EPOLLIN, EPOLLET, ...).
+        events: u32,
+        /// What epoll_wait gives back with them (the live fd for packetdrill's `fd=N`).
+        data: u64,
+    },
+    /// `epoll_wait(epfd, events, maxevents, timeout)`: the events ready now, as [`Call::Poll`] waits: until
+    /// `until` when none is.
+    EpollWait {
+        /// The epoll instance.
+        epfd: i32,
+        /// maxevents.
+        max: i32,
+        /// When a wait that finds nothing ready returns anyway.
+        until: Option<Micros>,
+    },
 }
 
 /// What a call returned.
@@ -327,6 +352,8 @@ pub enum CallResult {
     Polled(Vec<i16>),
     /// A value read out as bytes (a string option), with return value 0.
     Bytes(Vec<u8>),
+    /// epoll_wait()'s events, (events, data) each; the return value is how many.
+    Epolled(Vec<(u32, u64)>),
 }
 
 /// What a backend can do, so that a script needing more is skipped with a reason instead of failing.

@@ -31,7 +31,13 @@ pub struct Reference {
     notes: Vec<(Micros, String)>,
     /// The IP version it was made for.
     ip: IpVersion,
+    /// epoll instances (descriptors from [`EPOLL_FD_BASE`] up, outside the stack's fd table): each watched
+    /// descriptor with its events and data, in the order added.
+    epolls: std::collections::BTreeMap<i32, Vec<(i32, u32, u64)>>,
 }
+
+/// Where the reference backend numbers its epoll instances: the stack's sockets never get that far.
+const EPOLL_FD_BASE: i32 = 1 << 20;
 
 impl Reference {
     /// poll()'s `revents` for one pollfd as Linux's poll() reports it: the socket's readiness with POLLRDNORM
@@ -67,7 +73,7 @@ impl Reference {
     /// the script's AF_INET6 sockets are made as AF_INET ones: the stack's connections are the same either way.
     pub fn new_for(config: Config, ip: IpVersion) -> Reference {
         let host = Host::new(config, &[ip.local_ip()], 0x7cd0_1122);
-        Reference { host, now: 0, out: VecDeque::new(), notes: Vec::new(), ip }
+        Reference { host, now: 0, out: VecDeque::new(), notes: Vec::new(), ip, epolls: Default::default() }
     }
 
     /// Script time of a stack instant.
@@ -230,7 +236,14 @@ impl Backend for Reference {
             },
             Call::Write { fd, len, null: false, .. } => h.write(now, *fd, &vec![0u8; *len]).map(|n| n as i64),
             Call::Shutdown(fd, how) => h.shutdown(now, *fd, *how).map(|()| 0),
-            Call::Close(fd) => h.close(now, *fd).map(|()| 0),
+            Call::Close(fd) if self.epolls.remove(fd).is_some() => Ok(0),
+            Call::Close(fd) => {
+                let r = h.close(now, *fd).map(|()| 0);
+                if r.is_ok() {
+                    self.epolls.values_mut().for_each(|l| l.retain(|(f, ..)| f != fd));
+                }
+                r
+            }
             Call::SetSockOpt(fd, n, v) => h.setsockopt(now, *fd, *n, *v).map(|()| 0),
             // The executor skips a script with an option the stack does not model (preflight) before it runs.
             Call::SetSockOptRaw { .. } | Call::GetSockOptRaw { .. } => Err(Errno::ENOPROTOOPT),
@@ -251,6 +264,58 @@ impl Backend for Reference {
             }
             Call::Poll { fds, .. } => {
                 return CallResult::Polled(fds.iter().map(|&(fd, events)| Self::revents(h, fd, events)).collect());
+            }
+            Call::EpollCreate(size) if *size <= 0 => Err(Errno::EINVAL),
+            Call::EpollCreate(_) => {
+                let fd = self.epolls.keys().next_back().map_or(EPOLL_FD_BASE, |k| k + 1);
+                self.epolls.insert(fd, Vec::new());
+                Ok(i64::from(fd))
+            }
+            Call::EpollCtl { epfd, op, fd, events, data } => {
+                // Linux's ep_insert / ep_remove / ep_modify errors, level-triggered only (preflight skips
+                // EPOLLET and EPOLLONESHOT here).
+                let open = h.poll(*fd).is_ok();
+                match self.epolls.get_mut(epfd) {
+                    None => Err(Errno::EBADF),
+                    Some(_) if !open => Err(Errno::EBADF),
+                    Some(list) => {
+                        let at = list.iter().position(|(f, ..)| f == fd);
+                        match (*op, at) {
+                            (1, Some(_)) => Err(Errno::EEXIST),
+                            (1, None) => {
+                                list.push((*fd, *events, *data));
+                                Ok(0)
+                            }
+                            (2 | 3, None) => Err(Errno::ENOENT),
+                            (2, Some(i)) => {
+                                list.remove(i);
+                                Ok(0)
+                            }
+                            (3, Some(i)) => {
+                                list[i] = (*fd, *events, *data);
+                                Ok(0)
+                            }
+                            _ => Err(Errno::EINVAL),
+                        }
+                    }
+                }
+            }
+            Call::EpollWait { epfd, max, .. } => {
+                let Some(list) = self.epolls.get(epfd) else { return CallResult::Err(Errno::EBADF) };
+                if *max <= 0 {
+                    return CallResult::Err(Errno::EINVAL);
+                }
+                // ep_item_poll asks the socket as poll does; a closed socket leaves the set (close() removes it
+                // from every epoll in Linux).
+                let ready: Vec<(u32, u64)> = list
+                    .iter()
+                    .filter_map(|&(fd, events, data)| {
+                        let r = Self::revents(h, fd, (events & 0xffff) as u16 as i16);
+                        (r != 0 && r != super::POLLNVAL as i16).then_some((r as u16 as u32, data))
+                    })
+                    .take(*max as usize)
+                    .collect();
+                return CallResult::Epolled(ready);
             }
             Call::TcpState(t) => {
                 let s = Self::state_of(h, t).unwrap_or(TcpState::Closed);

@@ -643,7 +643,7 @@ impl<'a> Parser<'a> {
     /// nplab's `/udp(src>dst)`: the UDP header a TCP (or SCTP) packet is tunnelled in.
     fn opt_udp_encap(&mut self) -> R<Option<(u16, u16)>> {
         self.skip_blanks();
-        if !(self.at("/") && self.rest()[1..].trim_start().starts_with("udp")) || self.at("//") || self.at("/*") {
+        if !(self.at("/") && self.rest()[1..].trim_start_matches([' ', '\t', '\r']).starts_with("udp")) {
             return Ok(None);
         }
         self.bump();

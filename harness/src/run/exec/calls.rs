@@ -197,6 +197,37 @@ impl Exec<'_> {
         Ok((iov.ok_or_else(|| format!("{shape}: msg_iov is missing"))?, flags, control))
     }
 
+    /// packetdrill's epoll_event, `{events=E, fd=N}` (or `ptr=`, `u32=`, `u64=`): the events and the data. For
+    /// `fd=N` the data is N's live descriptor, and in epoll_ctl N must be the call's own fd (`ctl_fd`), as
+    /// packetdrill's get_epoll_event_from_expr requires.
+    pub(super) fn epoll_event(&self, e: &Expr, ctl_fd: Option<i64>) -> Result<(u32, EpollData), String> {
+        let shape = "an epoll_event is {events=FLAGS, fd=N} (or ptr=, u32=, u64= for the data)";
+        let ExprKind::Struct(fields) = &e.kind else { return Err(shape.into()) };
+        let get =
+            |n: &str| fields.iter().find(|(k, _)| k.as_ref().and_then(Expr::as_symbol) == Some(n)).map(|(_, v)| v);
+        let events = self.int(get("events").ok_or_else(|| format!("{shape}: events is missing"))?)? as u32;
+        let data = if let Some(v) = get("fd") {
+            let n = self.int(v)?;
+            if ctl_fd.is_some_and(|c| c != n) {
+                return Err("wrong fd specified in epoll_event".into());
+            }
+            // As packetdrill's to_live_fd: a descriptor the script opened and has not closed.
+            let live = self
+                .fds
+                .get(&n)
+                .filter(|_| !self.closed_fds.contains(&n))
+                .ok_or_else(|| format!("unable to find fd with script fd {n}"))?;
+            EpollData { value: *live as u32 as u64, kind: "fd", fd: true }
+        } else if let Some((k, v)) = ["ptr", "u32", "u64"].iter().find_map(|k| get(k).map(|v| (*k, v))) {
+            let n = self.int(v)?;
+            let value = if k == "u32" { n as u32 as u64 } else { n as u64 };
+            EpollData { value, kind: k, fd: false }
+        } else {
+            return Err(format!("{shape}: the data (fd=, ptr=, u32= or u64=) is missing"));
+        };
+        Ok((events, data))
+    }
+
     /// The live call for a script syscall.
     pub(super) fn translate(&mut self, c: &Syscall) -> Result<Call, String> {
         let a = &c.args;
@@ -346,6 +377,27 @@ impl Exec<'_> {
                 };
                 Call::Poll { fds, until }
             }
+            "epoll_create" => Call::EpollCreate(self.int(arg(0)?)? as i32),
+            "epoll_ctl" => {
+                let (epfd, op, script_fd) = (self.fd(arg(0)?)?, self.int(arg(1)?)? as i32, self.int(arg(2)?)?);
+                let fd = self.fd(arg(2)?)?;
+                let (events, data) = self.epoll_event(arg(3)?, Some(script_fd))?;
+                Call::EpollCtl { epfd, op, fd, events, data: data.value }
+            }
+            "epoll_wait" => {
+                let epfd = self.fd(arg(0)?)?;
+                // The expected event is checked with the result; here only that it is well formed.
+                self.epoll_event(arg(1)?, None)?;
+                let max = self.int(arg(2)?)? as i32;
+                let timeout = self.int(arg(3)?)?;
+                let timeout = i32::try_from(timeout).map_err(|_| format!("timeout {timeout} out of range"))?;
+                let until = match timeout {
+                    0 => None,
+                    t if t < 0 => Some(Micros::MAX),
+                    t => Some(self.backend.now().saturating_add(i64::from(t) * 1000)),
+                };
+                Call::EpollWait { epfd, max, until }
+            }
             "tcp_state" => {
                 let (lp, rp) = self.default_tuple(None, false);
                 let mut t = FourTuple {
@@ -396,6 +448,7 @@ impl Exec<'_> {
         if let (Call::Close(fd), Some(p)) = (&call, &self.pending) {
             let watched = match &p.call {
                 Call::Poll { fds, .. } => fds.iter().any(|&(f, _)| f == *fd),
+                Call::EpollWait { epfd, .. } => epfd == fd,
                 other => self.call_fd(other) == Some(*fd),
             };
             if watched {
@@ -442,7 +495,8 @@ impl Exec<'_> {
             && matches!(call, Call::Accept(_) | Call::Connect(..) | Call::Read { .. } | Call::Write { .. })
             && !self.call_fd(&call).is_some_and(|fd| self.nonblocking.get(&fd).copied().unwrap_or(false)))
             // poll() with a timeout waits for an event whatever O_NONBLOCK says.
-            || matches!((&call, &res), (Call::Poll { until: Some(_), .. }, CallResult::Polled(r)) if r.iter().all(|&x| x == 0));
+            || matches!((&call, &res), (Call::Poll { until: Some(_), .. }, CallResult::Polled(r)) if r.iter().all(|&x| x == 0))
+            || matches!((&call, &res), (Call::EpollWait { until: Some(_), .. }, CallResult::Epolled(r)) if r.is_empty());
         if blocks {
             let Some(end) = expected_end else {
                 return self.block_in_place(e, c, call, start);
@@ -546,15 +600,17 @@ impl Exec<'_> {
 
     /// Makes a blocked call again if the backend says it can make progress; `None` while it still blocks.
     pub(super) fn try_complete(&mut self, call: &Call) -> Option<CallResult> {
-        if let Call::Poll { until, .. } = call {
+        if let Call::Poll { until, .. } | Call::EpollWait { until, .. } = call {
             // A poll is its own readiness test, the same on every backend: done when an fd has an event, or at
-            // its timeout.
+            // its timeout (epoll_wait likewise).
             let res = self.backend.call(call);
             self.collect_states();
             let now = self.backend.now();
-            let done = matches!(&res, CallResult::Polled(r) if r.iter().any(|&x| x != 0))
-                || !matches!(res, CallResult::Polled(_))
-                || until.is_none_or(|u| now >= u);
+            let done = match &res {
+                CallResult::Polled(r) => r.iter().any(|&x| x != 0),
+                CallResult::Epolled(r) => !r.is_empty(),
+                _ => true,
+            } || until.is_none_or(|u| now >= u);
             return done.then_some(res);
         }
         if !self.backend.ready(call) {
@@ -670,6 +726,14 @@ impl Exec<'_> {
                 r.iter().filter(|&&x| x != 0).count(),
                 r.iter().map(|&x| poll_flags(x)).collect::<Vec<_>>().join(", ")
             ),
+            (CallResult::Epolled(r), _) => format!(
+                "{} [{}]",
+                r.len(),
+                r.iter()
+                    .map(|&(ev, d)| format!("{{events={}, data={d}}}", poll_flags(ev as i16)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         let mut shown = c.clone();
         shown.note = None;
@@ -736,6 +800,34 @@ impl Exec<'_> {
             }
             return Ok(());
         }
+        if let CallResult::Epolled(got) = &res {
+            // packetdrill: the return value exactly, then the first event (all zeros when none came) against the
+            // script's, its events and its data as the script names it.
+            if let Some(want) = expected.filter(|&w| w != got.len() as i64) {
+                return Err(fail(self, format!("epoll_wait returned {} but expected {want}", got.len())));
+            }
+            let (want_events, want_data) = self.epoll_event(&c.args[1], None).map_err(|m| fail(self, m))?;
+            let (events, data) = got.first().copied().unwrap_or((0, 0));
+            if events != want_events {
+                return Err(fail(
+                    self,
+                    format!(
+                        "epoll_event->events does not match script: expected: {want_events:#x} actual: {events:#x}"
+                    ),
+                ));
+            }
+            let data = if want_data.kind == "u32" || want_data.fd { data as u32 as u64 } else { data };
+            if data != want_data.value {
+                return Err(fail(
+                    self,
+                    format!(
+                        "epoll_event->data does not match script: expected: {} actual: {data} ({})",
+                        want_data.value, want_data.kind
+                    ),
+                ));
+            }
+            return Ok(());
+        }
         match (&res, expected) {
             (_, None) => {}
             (CallResult::Err(err), Some(-1)) => {
@@ -752,14 +844,14 @@ impl Exec<'_> {
             (CallResult::Err(err), Some(v)) => {
                 return Err(fail(self, format!("{} returned -1 {} but expected {v}", c.name, err)));
             }
-            (CallResult::Polled(_), _) => unreachable!("checked above"),
+            (CallResult::Polled(_) | CallResult::Epolled(_), _) => unreachable!("checked above"),
             (CallResult::Ok(_) | CallResult::Value(_) | CallResult::Bytes(_), Some(-1)) => {
                 let got = if let CallResult::Ok(g) = res { g } else { 0 };
                 let want = c.errno.as_ref().map_or(String::new(), |(e, _)| format!(" {e}"));
                 return Err(fail(self, format!("{} returned {got} but expected -1{want}", c.name)));
             }
             (CallResult::Ok(got), Some(want)) => {
-                if matches!(call, Call::Socket(_) | Call::Accept(_)) {
+                if matches!(call, Call::Socket(_) | Call::Accept(_) | Call::EpollCreate(_)) {
                     self.fds.insert(want, *got as i32);
                     if matches!(call, Call::Socket(_)) {
                         self.fresh.insert(*got as i32);
@@ -851,7 +943,7 @@ fn bytes_text(b: &[u8]) -> String {
 /// The time a waiting poll() returns by itself.
 pub(super) fn poll_until(c: &Call) -> Option<Micros> {
     match c {
-        Call::Poll { until: Some(u), .. } if *u < Micros::MAX => Some(*u),
+        Call::Poll { until: Some(u), .. } | Call::EpollWait { until: Some(u), .. } if *u < Micros::MAX => Some(*u),
         _ => None,
     }
 }
@@ -861,6 +953,16 @@ fn earliest(a: Option<Micros>, b: Option<Micros>) -> Option<Micros> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// An epoll_event's data as the script names it.
+pub(super) struct EpollData {
+    /// The value (a live fd for `fd=`).
+    pub(super) value: u64,
+    /// `fd`, `ptr`, `u32` or `u64`.
+    pub(super) kind: &'static str,
+    /// Whether it names a descriptor.
+    pub(super) fd: bool,
 }
 
 /// One pollfd as the script writes it.
@@ -895,6 +997,9 @@ fn poll_flags(v: i16) -> String {
 pub(super) fn call_name(c: &Call) -> &'static str {
     match c {
         Call::Poll { .. } => "poll",
+        Call::EpollCreate(_) => "epoll_create",
+        Call::EpollCtl { .. } => "epoll_ctl",
+        Call::EpollWait { .. } => "epoll_wait",
         Call::Accept(_) => "accept",
         Call::Connect(..) => "connect",
         Call::Read { .. } => "read",

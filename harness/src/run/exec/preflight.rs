@@ -139,6 +139,24 @@ impl Exec<'_> {
                 Action::Syscall(c) if !crate::script::symbols::executor_runs(&c.name) => {
                     return Some(format!("syscall {} (line {line}) is not supported on the {name} backend", c.name));
                 }
+                Action::Syscall(c) if c.name == "epoll_ctl" && !caps.linux_api => {
+                    let events = match c.args.get(3).map(|e| &e.kind) {
+                        Some(ExprKind::Struct(f)) => f
+                            .iter()
+                            .find(|(k, _)| k.as_ref().and_then(Expr::as_symbol) == Some("events"))
+                            .and_then(|(_, v)| self.int(v).ok())
+                            .unwrap_or(0),
+                        _ => 0,
+                    };
+                    // EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE, EPOLLWAKEUP: only level-triggered epoll is modelled.
+                    if events & 0xf000_0000 != 0 {
+                        return Some(format!(
+                            "epoll flags {:#x} (line {line}) are not modelled by the {name} backend: only \
+                             level-triggered epoll is",
+                            events & 0xf000_0000
+                        ));
+                    }
+                }
                 Action::Syscall(c) if c.name == "sendmsg" || c.name == "recvmsg" => {
                     let Some(Ok((_, msg_flags, control))) = c.args.get(1).map(|m| self.msghdr(m)) else { continue };
                     let flags = c.args.get(2).and_then(|f| self.int(f).ok()).unwrap_or(0);
