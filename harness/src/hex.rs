@@ -30,6 +30,11 @@ impl fmt::Display for HexError {
 impl std::error::Error for HexError {}
 
 /// Decodes hex digits, ignoring whitespace, `:` separators and a leading `0x`, so that both tcpdump's `-x`
+/// Lower-case hex of `bytes`, two digits each.
+pub fn encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// output and `xxd -p` output paste in as they are.
 pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
     let text = text.trim();

@@ -4,6 +4,7 @@
 //! checks that the fuzz targets and their stable replay tests share ([`fuzzing`]).
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod backend;
 pub mod fuzzing;
 pub mod hex;

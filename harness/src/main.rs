@@ -147,6 +147,29 @@ enum Command {
         #[arg(long)]
         ignore_checksums: bool,
     },
+    /// Run on the host of a stack under test and make a harness's socket calls there (for the raw backend):
+    /// one harness at a time, which must present the token; only socket calls, on the sockets it opened. The
+    /// protocol is in docs/agent-protocol.md.
+    Agent {
+        /// The control address to listen on (an address of this host's, not the test link's impersonated one).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+        /// The shared secret a harness must present.
+        #[arg(long, conflicts_with = "token_file", required_unless_present = "token_file")]
+        token: Option<String>,
+        /// A file holding the shared secret (its first line), kept out of the process list.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Also run `shell` requests (sh -c, 60 s limit): off unless given.
+        #[arg(long)]
+        allow_shell: bool,
+        /// How many sockets one harness may hold open.
+        #[arg(long, default_value_t = 64)]
+        max_sockets: usize,
+        /// End a harness's session, closing its sockets, after this many silent seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        idle_timeout: u64,
+    },
 }
 
 /// Options every command that runs scripts takes.
@@ -191,6 +214,38 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
+        Command::Agent { listen, token, token_file, allow_shell, max_sockets, idle_timeout } => {
+            let token = match (token, token_file) {
+                (Some(t), _) => t,
+                (None, Some(f)) => match std::fs::read_to_string(&f) {
+                    Ok(t) => t.lines().next().unwrap_or("").trim().to_string(),
+                    Err(e) => {
+                        eprintln!("error: reading the token file {}: {e}", f.display());
+                        return ExitCode::from(exit::USAGE);
+                    }
+                },
+                (None, None) => unreachable!("clap requires one"),
+            };
+            if token.is_empty() {
+                eprintln!("error: the token is empty: give the agent a secret (--token or --token-file)");
+                return ExitCode::from(exit::USAGE);
+            }
+            let cfg = tcpdrill::agent::AgentConfig {
+                listen,
+                token,
+                allow_shell,
+                max_sockets,
+                idle: std::time::Duration::from_secs(idle_timeout.max(1)),
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            match tcpdrill::agent::serve(cfg, stop, |a| eprintln!("tcpdrill agent: listening on {a}")) {
+                Ok(()) => ExitCode::from(exit::PASS),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(exit::USAGE)
+                }
+            }
+        }
         Command::MutantsReport { dirs, explained, source, output, kills, current } => {
             mutants_report(&dirs, &explained, &source, output.as_deref(), kills.as_deref(), current.as_deref())
         }

@@ -4,6 +4,7 @@
 pub mod linux;
 pub mod netlink;
 pub mod reference;
+pub mod sockets;
 
 /// A backend as the runner, the CLI and the tests know it before making one. Adding a backend is a file in
 /// `backend/` with its `Backend` impl and an `INFO` of this type, and a line in [`REGISTRY`].
