@@ -86,9 +86,11 @@ pub fn serve(cfg: AgentConfig, stop: Arc<AtomicBool>, ready: impl FnOnce(SocketA
 /// One harness: the hello, then its requests until it goes.
 fn session(cfg: &AgentConfig, stream: TcpStream) -> Result<(), String> {
     stream.set_read_timeout(Some(cfg.idle)).map_err(|e| e.to_string())?;
+    // Each answer is one small write the harness waits for: no Nagle delay behind its delayed ACK.
+    let _ = stream.set_nodelay(true);
     let mut out = stream.try_clone().map_err(|e| e.to_string())?;
     let mut input = BufReader::new(stream);
-    let mut reply = |v: Value| writeln!(out, "{v}").map_err(|e| format!("writing: {e}"));
+    let mut reply = |v: Value| out.write_all(format!("{v}\n").as_bytes()).map_err(|e| format!("writing: {e}"));
     let Some(hello) = read_request(&mut input)? else { return Ok(()) };
     let token = hello.get("token").and_then(Value::as_str).unwrap_or("");
     if hello.get("op").and_then(Value::as_str) != Some("hello") || !same_token(token, &cfg.token) {
@@ -99,7 +101,9 @@ fn session(cfg: &AgentConfig, stream: TcpStream) -> Result<(), String> {
         reply(json!({"error": format!("unsupported protocol version: this agent speaks {VERSION}")}))?;
         return Err("refused another protocol version".into());
     }
-    reply(json!({"ok": 0, "agent": "tcpdrill", "version": VERSION}))?;
+    reply(
+        json!({"ok": 0, "agent": "tcpdrill", "version": VERSION, "shell": cfg.allow_shell, "os": std::env::consts::OS}),
+    )?;
     // The sockets go with the session: Sockets resets and closes them when dropped.
     let mut sockets = Sockets::new(IpVersion::V4);
     while let Some(req) = read_request(&mut input)? {
@@ -263,7 +267,10 @@ fn handle(cfg: &AgentConfig, sockets: &mut Sockets, req: &Value) -> Value {
         let mut c = std::process::Command::new("sh");
         c.arg("-c").arg(cmd);
         return match crate::backend::output_within(&mut c, deadline) {
-            Ok(o) => json!({"ok": o.status.code().unwrap_or(-1)}),
+            Ok(o) => {
+                let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(16 * 1024)]).into_owned();
+                json!({"ok": o.status.code().unwrap_or(-1), "stdout": text(&o.stdout), "stderr": text(&o.stderr)})
+            }
             Err(e) => json!({"error": e}),
         };
     }
@@ -309,6 +316,7 @@ pub struct AgentClient {
     input: BufReader<TcpStream>,
     out: TcpStream,
     next: u64,
+    shell: bool,
 }
 
 impl AgentClient {
@@ -319,19 +327,38 @@ impl AgentClient {
         s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
         let _ = s.set_nodelay(true);
         let out = s.try_clone().map_err(|e| e.to_string())?;
-        let mut c = AgentClient { input: BufReader::new(s), out, next: 1 };
+        let mut c = AgentClient { input: BufReader::new(s), out, next: 1, shell: false };
         let v = c.request(json!({"op": "hello", "version": VERSION, "token": token}))?;
         if v.get("agent").and_then(Value::as_str) != Some("tcpdrill") {
             return Err(format!("the agent at {addr} said {v}"));
         }
+        c.shell = v.get("shell").and_then(Value::as_bool).unwrap_or(false);
         Ok(c)
+    }
+
+    /// Whether the agent runs shell commands (it was started with `--allow-shell`).
+    pub fn allows_shell(&self) -> bool {
+        self.shell
+    }
+
+    /// Runs `cmd` with `sh -c` on the agent's host: its exit status and standard output.
+    pub fn shell(&mut self, cmd: &str) -> Result<(i64, String), String> {
+        let r = self.request(json!({"op": "shell", "cmd": cmd}))?;
+        let status = r.get("ok").and_then(Value::as_i64).unwrap_or(-1);
+        let stdout = r.get("stdout").and_then(Value::as_str).unwrap_or("").to_string();
+        if status != 0 {
+            let stderr = r.get("stderr").and_then(Value::as_str).unwrap_or("").trim().to_string();
+            return Err(format!("`{cmd}` exited with {status} on the agent's host: {stderr}"));
+        }
+        Ok((status, stdout))
     }
 
     /// Sends one request and reads its answer; a protocol-level refusal (`error`) is an `Err`.
     pub fn request(&mut self, mut v: Value) -> Result<Value, String> {
         v["id"] = json!(self.next);
         self.next += 1;
-        writeln!(self.out, "{v}").map_err(|e| format!("writing to the agent: {e}"))?;
+        // One write per request (with TCP_NODELAY): a call's latency is a round trip, not a delayed ACK.
+        self.out.write_all(format!("{v}\n").as_bytes()).map_err(|e| format!("writing to the agent: {e}"))?;
         let mut line = String::new();
         let n = self
             .input

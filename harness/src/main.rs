@@ -24,7 +24,8 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// The TCP to test: reference (tcpdrill's own stack, virtual clock), linux (the kernel, in a network
-        /// namespace of each script's own; needs root), a comma-separated list of them, or both.
+        /// namespace of each script's own; needs root), raw (any stack on the link --interface names, see the
+        /// raw backend's options), a comma-separated list of them, or both (reference and linux).
         #[arg(long, default_value = "reference")]
         backend: String,
         /// Scripts run at once (each linux run in a namespace of its own); default: the number of CPUs.
@@ -190,6 +191,65 @@ struct Limits {
     /// Without it, each script runs in the version its own header says (IPv4 unless it says otherwise).
     #[arg(long = "ip-version", alias = "ip_version", value_name = "VERSION")]
     ip_version: Option<String>,
+    /// The raw backend's link: the interface the stack under test is on (a veth end, a tap, a NIC).
+    #[arg(long, value_name = "IFACE", help_heading = "Raw backend")]
+    interface: Option<String>,
+    /// The raw backend's stack address (IPv4), which the scripts' connections go to.
+    #[arg(long = "local-ip", value_name = "ADDR", help_heading = "Raw backend")]
+    local_ip: Option<std::net::Ipv4Addr>,
+    /// The address the raw backend impersonates on the link; no interface of this host may hold it.
+    #[arg(long = "remote-ip", value_name = "ADDR", help_heading = "Raw backend")]
+    remote_ip: Option<std::net::Ipv4Addr>,
+    /// The stack's MAC address (aa:bb:cc:dd:ee:ff), instead of learning it by ARP.
+    #[arg(long = "stack-mac", value_name = "MAC", help_heading = "Raw backend")]
+    stack_mac: Option<String>,
+    /// `tcpdrill agent` on the stack's host, which makes the scripts' socket calls there.
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Raw backend")]
+    agent: Option<std::net::SocketAddr>,
+    /// The agent's token (or --agent-token-file).
+    #[arg(long = "agent-token", value_name = "TOKEN", help_heading = "Raw backend")]
+    agent_token: Option<String>,
+    /// A file whose first line is the agent's token.
+    #[arg(long = "agent-token-file", value_name = "PATH", help_heading = "Raw backend")]
+    agent_token_file: Option<PathBuf>,
+}
+
+impl Limits {
+    /// Points the raw backend at the link the arguments name, if they name one.
+    fn configure_raw(&self) -> Result<(), String> {
+        let Some(interface) = self.interface.clone() else {
+            return match (&self.local_ip, &self.remote_ip, &self.agent) {
+                (None, None, None) => Ok(()),
+                _ => Err("--local-ip, --remote-ip and --agent are the raw backend's: give --interface too".into()),
+            };
+        };
+        let (Some(local_ip), Some(remote_ip)) = (self.local_ip, self.remote_ip) else {
+            return Err("the raw backend needs --local-ip (the stack's address) and --remote-ip (the one the \
+                        harness impersonates) with --interface"
+                .into());
+        };
+        let stack_mac = match &self.stack_mac {
+            None => None,
+            Some(m) => Some(m.parse().map_err(|_| format!("--stack-mac {m:?}: expected aa:bb:cc:dd:ee:ff"))?),
+        };
+        let agent = match (self.agent, &self.agent_token, &self.agent_token_file) {
+            (None, None, None) => None,
+            (None, ..) => return Err("--agent-token goes with --agent HOST:PORT".into()),
+            (Some(a), Some(t), _) => Some((a, t.clone())),
+            (Some(a), None, Some(f)) => {
+                let t = std::fs::read_to_string(f).map_err(|e| format!("reading {}: {e}", f.display()))?;
+                Some((a, t.lines().next().unwrap_or("").trim().to_string()))
+            }
+            (Some(_), None, None) => return Err("--agent needs the agent's --agent-token or --agent-token-file".into()),
+        };
+        tcpdrill::backend::raw::configure(tcpdrill::backend::raw::RawConfig {
+            interface,
+            local_ip,
+            remote_ip,
+            stack_mac,
+            agent,
+        })
+    }
 }
 
 /// The exit statuses, as the README lists them.
@@ -532,6 +592,9 @@ impl Setup {
         }
         if !(limits.timeout.is_finite() && limits.timeout > 0.0) {
             return Err(usage("--timeout must be a positive number of seconds, e.g. --timeout 60"));
+        }
+        if let Err(e) = limits.configure_raw() {
+            return Err(usage(&format!("error: {e}")));
         }
         let files = scripts_in(paths)?;
         let mut opts = ParseOptions::default();

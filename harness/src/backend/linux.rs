@@ -51,6 +51,8 @@ pub const INFO: super::BackendInfo = super::BackendInfo {
     symbols: &["Linux"],
     netns: true,
     real_time: true,
+    exclusive: false,
+    ip_versions: &IpVersion::ALL,
     available,
     make: |ip| Ok(Box::new(Linux::new(ip)?)),
 };
@@ -189,7 +191,7 @@ fn wait_for_local_route(addr: IpAddr) -> Result<(), String> {
 /// Fills in the IPv4 and TCP checksums of a datagram the kernel handed over with checksum offload (the TCP one
 /// then holds only the pseudo-header sum). Datagrams too broken to parse are left as they are for the executor
 /// to report.
-fn complete_checksums(d: &mut [u8]) {
+pub(crate) fn complete_checksums(d: &mut [u8]) {
     use tcpdrill_stack::wire::{Ipv4Packet, Ipv6Packet, TcpSegment};
     if d.first().is_some_and(|b| b >> 4 == 6) {
         let Ok(ip) = Ipv6Packet::new_checked(&d[..]) else { return };
@@ -348,7 +350,7 @@ impl Backend for Linux {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: true, python: true, real_time: true, linux_api: true, icmp: true }
+        Capabilities { shell: true, python: true, real_time: true, linux_api: true, icmp: true, calls: true }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {

@@ -3,6 +3,7 @@
 
 pub mod linux;
 pub mod netlink;
+pub mod raw;
 pub mod reference;
 pub mod sockets;
 
@@ -21,6 +22,11 @@ pub struct BackendInfo {
     /// It runs on the real clock (as [`Capabilities::real_time`] says of one made), so its timing verdicts are
     /// subject to the machine's scheduling.
     pub real_time: bool,
+    /// One script at a time (one link and one agent session, for the raw backend): the runner serialises its
+    /// runs whatever `-j` says.
+    pub exclusive: bool,
+    /// The IP versions it runs; a script in another is skipped with that reason.
+    pub ip_versions: &'static [IpVersion],
     /// Why it cannot run on this machine, if it cannot: one sentence saying what to do instead.
     pub available: fn() -> Result<(), String>,
     /// Makes one, for one script in IP version `ip`.
@@ -158,7 +164,7 @@ pub fn socket_addr(ip: IpVersion, wire: std::net::SocketAddr) -> std::net::Socke
 }
 
 /// Every backend tcpdrill has.
-pub const REGISTRY: &[&BackendInfo] = &[&reference::INFO, &linux::INFO];
+pub const REGISTRY: &[&BackendInfo] = &[&reference::INFO, &linux::INFO, &raw::INFO];
 
 /// The backend named `name`.
 pub fn lookup(name: &str) -> Option<&'static BackendInfo> {
@@ -374,6 +380,9 @@ pub struct Capabilities {
     /// Takes the ICMP messages the harness injects about its connections (`< icmp unreachable frag_needed mtu
     /// 1200 [...]`) and acts on them as its stack does.
     pub icmp: bool,
+    /// Makes socket calls (the raw backend does only through an agent on the stack's host); without it a script
+    /// with calls is skipped with that reason.
+    pub calls: bool,
 }
 
 /// A TCP implementation under test.

@@ -14,6 +14,8 @@ pub const INFO: super::BackendInfo = super::BackendInfo {
     symbols: &["tcpdrill_ref"],
     netns: false,
     real_time: false,
+    exclusive: false,
+    ip_versions: &IpVersion::ALL,
     available: || Ok(()),
     make: |ip| Ok(Box::new(Reference::new_for(Config::default(), ip))),
 };
@@ -135,7 +137,7 @@ impl Backend for Reference {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { shell: false, python: true, real_time: false, linux_api: false, icmp: false }
+        Capabilities { shell: false, python: true, real_time: false, linux_api: false, icmp: false, calls: true }
     }
 
     fn addresses(&self) -> (IpAddr, IpAddr) {

@@ -57,6 +57,8 @@ impl BackendKind {
     pub const Reference: BackendKind = BackendKind(&crate::backend::reference::INFO);
     /// The Linux kernel through a TUN device in a network namespace of the script's own.
     pub const Linux: BackendKind = BackendKind(&crate::backend::linux::INFO);
+    /// Any stack on a link, through raw frames and an agent on its host ([`crate::backend::raw::configure`]).
+    pub const Raw: BackendKind = BackendKind(&crate::backend::raw::INFO);
 }
 
 impl PartialEq for BackendKind {
@@ -174,6 +176,9 @@ pub fn run_file_with(
         Ok(t) => t,
         Err(e) => return ScriptResult { path: path.into(), outcome: Err(format!("{name}: {e}")) },
     };
+    // A backend with one link and one agent runs one script at a time, whatever the number of workers.
+    static EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = backend.info().exclusive.then(|| EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner()));
     run_text_with(path, name, &text, backend, defines, opts, sysctls)
 }
 
@@ -258,6 +263,13 @@ pub fn run_text_with(
             .join()
             .unwrap_or_else(|_| Err(format!("the {} backend's thread panicked", backend.name())))
         }
+        (Ok(_), Ok(ip)) if !backend.info().ip_versions.contains(&ip) => Ok(Outcome {
+            verdict: Verdict::Skipped(format!("the {} backend does not run {} yet", backend.name(), ip.name())),
+            trace: Default::default(),
+            script_micros: 0,
+            exercised: Vec::new(),
+            ignored: Vec::new(),
+        }),
         (Ok(s), Ok(ip)) => match backend.make(sysctls, ip) {
             Ok(mut b) => Ok(run::run(name, text, &s, b.as_mut(), opts.clone())),
             Err(e) => Err(e),

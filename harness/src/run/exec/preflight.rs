@@ -130,6 +130,13 @@ impl Exec<'_> {
                     }
                     _ => {}
                 },
+                Action::Syscall(c) if !caps.calls && !c.name.starts_with("tcp_isn_") => {
+                    return Some(format!(
+                        "{} (line {line}) is a socket call, and the {name} backend makes them only through an agent \
+                         on the stack's host (--agent HOST:PORT)",
+                        c.name
+                    ));
+                }
                 Action::Syscall(c) if freebsd_symbol(c).is_some() => {
                     let (sym, _) = freebsd_symbol(c).unwrap_or_default();
                     return Some(format!(
