@@ -456,7 +456,8 @@ fn non_tcp_body() -> BoxedStrategy<PacketBody> {
     ];
     let words = prop_oneof![Just("unreachable"), Just("frag_needed"), Just("echo_request"), Just("port_unreachable")];
     prop_oneof![
-        (proptest::option::of(any::<(u16, u16)>()), 0u32..=0xffff)
+        // At most 64 KiB with the IPv4 and UDP headers, as packetdrill allows (tests/grammar/reject-udp-*.pkt).
+        (proptest::option::of(any::<(u16, u16)>()), 0u32..=65_508)
             .prop_map(|(ports, len)| PacketBody::Udp { ports, len }),
         (
             words.clone(),

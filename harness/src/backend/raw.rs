@@ -238,7 +238,7 @@ impl Raw {
     /// The stack's MAC address: known, learned, or asked for (one second at most).
     fn stack_mac(&mut self) -> Result<MacAddr, String> {
         let limit = Instant::now() + Duration::from_secs(1);
-        let mut asked = Instant::now() - Duration::from_secs(1);
+        let mut asked: Option<Instant> = None;
         while self.stack_mac.is_none() {
             if Instant::now() >= limit {
                 return Err(format!(
@@ -246,9 +246,9 @@ impl Raw {
                     self.cfg.local_ip, self.cfg.interface
                 ));
             }
-            if asked.elapsed() >= Duration::from_millis(200) {
+            if asked.is_none_or(|a| a.elapsed() >= Duration::from_millis(200)) {
                 self.arp(ArpOperations::Request, MacAddr::zero(), self.cfg.local_ip);
-                asked = Instant::now();
+                asked = Some(Instant::now());
             }
             self.pump(Duration::from_millis(10));
         }

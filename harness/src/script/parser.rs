@@ -606,10 +606,7 @@ impl<'a> Parser<'a> {
                     .with_help("an inbound packet carries one codepoint: write ect0 or ect1"));
             }
         }
-        if !matches!(body, PacketBody::Tcp(_))
-            && matches!(ip.tos, Some(Tos::Ecn(_)))
-            && matches!(body, PacketBody::Udp { .. })
-        {
+        if matches!(body, PacketBody::Udp { .. }) && matches!(ip.tos, Some(Tos::Ecn(_))) {
             return Err(self
                 .err(Span::new(start, self.pos), "ECN can only be used with TCP packets", "a UDP packet")
                 .with_help("packetdrill's grammar allows tos 0x.. on UDP, not an ECN mark"));

@@ -185,10 +185,8 @@ impl Exec<'_> {
                 }
                 Some(ExprKind::Call(n, _)) if n == "msg_name" => {}
                 Some(ExprKind::Symbol(n)) if n == "msg_flags" => flags = self.int(v)?,
-                Some(ExprKind::Symbol(n)) if n == "msg_control" => {
-                    control = !matches!(&v.kind, ExprKind::List(l) if l.is_empty());
-                }
-                Some(ExprKind::Call(n, _)) if n == "msg_control" => {
+                // packetdrill writes `msg_control=[...]`, nplab `msg_control(N)=[...]`.
+                Some(ExprKind::Symbol(n) | ExprKind::Call(n, _)) if n == "msg_control" => {
                     control = !matches!(&v.kind, ExprKind::List(l) if l.is_empty());
                 }
                 _ => return Err(shape.into()),
@@ -211,13 +209,7 @@ impl Exec<'_> {
             if ctl_fd.is_some_and(|c| c != n) {
                 return Err("wrong fd specified in epoll_event".into());
             }
-            // As packetdrill's to_live_fd: a descriptor the script opened and has not closed.
-            let live = self
-                .fds
-                .get(&n)
-                .filter(|_| !self.closed_fds.contains(&n))
-                .ok_or_else(|| format!("unable to find fd with script fd {n}"))?;
-            EpollData { value: *live as u32 as u64, kind: "fd", fd: true }
+            EpollData { value: self.live_fd(n)? as u32 as u64, kind: "fd", fd: true }
         } else if let Some((k, v)) = ["ptr", "u32", "u64"].iter().find_map(|k| get(k).map(|v| (*k, v))) {
             let n = self.int(v)?;
             let value = if k == "u32" { n as u32 as u64 } else { n as u64 };
@@ -226,6 +218,28 @@ impl Exec<'_> {
             return Err(format!("{shape}: the data (fd=, ptr=, u32= or u64=) is missing"));
         };
         Ok((events, data))
+    }
+
+    /// When a poll() or epoll_wait() that finds nothing ready returns, from its timeout in milliseconds: at once
+    /// (`None`) for 0, never (`Micros::MAX`) for a negative one.
+    fn wait_until(&self, timeout: &Expr) -> Result<Option<Micros>, String> {
+        let t = self.int(timeout)?;
+        let t = i32::try_from(t).map_err(|_| format!("timeout {t} out of range"))?;
+        Ok(match t {
+            0 => None,
+            t if t < 0 => Some(Micros::MAX),
+            t => Some(self.backend.now().saturating_add(i64::from(t) * 1000)),
+        })
+    }
+
+    /// packetdrill's to_live_fd: the live descriptor of script fd `n`, which the script opened and has not closed
+    /// (a raw number could be one of the harness's own on the linux backend).
+    fn live_fd(&self, n: i64) -> Result<i32, String> {
+        self.fds
+            .get(&n)
+            .filter(|_| !self.closed_fds.contains(&n))
+            .copied()
+            .ok_or_else(|| format!("unable to find fd with script fd {n}"))
     }
 
     /// The live call for a script syscall.
@@ -357,24 +371,13 @@ impl Exec<'_> {
                     .map(|f| {
                         // As packetdrill's to_live_fd: a pollfd names a descriptor the script opened and has not
                         // closed (a raw number could be one of the harness's own on the linux backend).
-                        let n = self.int(f.fd)?;
-                        let live = self
-                            .fds
-                            .get(&n)
-                            .filter(|_| !self.closed_fds.contains(&n))
-                            .ok_or_else(|| format!("unable to find fd with script fd {n}"))?;
+                        let live = self.live_fd(self.int(f.fd)?)?;
                         let events = self.int(f.events)?;
                         let events = i16::try_from(events).map_err(|_| format!("events {events:#x} out of range"))?;
-                        Ok((*live, events))
+                        Ok((live, events))
                     })
                     .collect::<Result<Vec<_>, String>>()?;
-                let timeout = self.int(arg(2)?)?;
-                let timeout = i32::try_from(timeout).map_err(|_| format!("timeout {timeout} out of range"))?;
-                let until = match timeout {
-                    0 => None,
-                    t if t < 0 => Some(Micros::MAX),
-                    t => Some(self.backend.now().saturating_add(i64::from(t) * 1000)),
-                };
+                let until = self.wait_until(arg(2)?)?;
                 Call::Poll { fds, until }
             }
             "epoll_create" => Call::EpollCreate(self.int(arg(0)?)? as i32),
@@ -389,13 +392,7 @@ impl Exec<'_> {
                 // The expected event is checked with the result; here only that it is well formed.
                 self.epoll_event(arg(1)?, None)?;
                 let max = self.int(arg(2)?)? as i32;
-                let timeout = self.int(arg(3)?)?;
-                let timeout = i32::try_from(timeout).map_err(|_| format!("timeout {timeout} out of range"))?;
-                let until = match timeout {
-                    0 => None,
-                    t if t < 0 => Some(Micros::MAX),
-                    t => Some(self.backend.now().saturating_add(i64::from(t) * 1000)),
-                };
+                let until = self.wait_until(arg(3)?)?;
                 Call::EpollWait { epfd, max, until }
             }
             "tcp_state" => {
