@@ -4,7 +4,7 @@
 //! before the next is read.
 //!
 //! The agent is a remote-control surface, so it does only what the protocol names: the socket calls of
-//! [`Call`] (no shell unless `--allow-shell`), on descriptors this session opened (any other is EBADF), at most
+//! [`Call`] (no shell unless `--allow-shell`, no `net.*` sysctl unless `--allow-sysctl`), on descriptors this session opened (any other is EBADF), at most
 //! `max_sockets` at a time (EMFILE beyond), for one harness at a time (a second is told so and closed), and
 //! every descriptor of a session is reset and closed when the harness goes or is silent for `idle` time. No call
 //! blocks the agent: sockets are non-blocking underneath and the harness waits, asking `ready`.
@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub token: String,
     /// Whether `shell` requests run (`--allow-shell`).
     pub allow_shell: bool,
+    /// Whether `sysctl` requests set `net.*` sysctls (`--allow-sysctl`); the old values go back when the session
+    /// ends.
+    pub allow_sysctl: bool,
     /// Descriptors one session may hold open.
     pub max_sockets: usize,
     /// A session silent this long is ended and its sockets closed.
@@ -68,6 +71,12 @@ pub fn serve(cfg: AgentConfig, stop: Arc<AtomicBool>, ready: impl FnOnce(SocketA
             Err(e) => return Err(format!("accepting on {local}: {e}")),
         };
         let _ = stream.set_nonblocking(false);
+        // A harness running scripts one after another reconnects as soon as it closed the last session, which
+        // may take this agent a moment to wind up: a little patience before calling it a second harness.
+        let patience = std::time::Instant::now() + Duration::from_secs(1);
+        while busy.load(Ordering::SeqCst) && std::time::Instant::now() < patience {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         if busy.swap(true, Ordering::SeqCst) {
             let _ = writeln!(stream, "{}", json!({"error": "busy: another harness is connected"}));
             continue;
@@ -102,17 +111,71 @@ fn session(cfg: &AgentConfig, stream: TcpStream) -> Result<(), String> {
         return Err("refused another protocol version".into());
     }
     reply(
-        json!({"ok": 0, "agent": "tcpdrill", "version": VERSION, "shell": cfg.allow_shell, "os": std::env::consts::OS}),
+        json!({"ok": 0, "agent": "tcpdrill", "version": VERSION, "shell": cfg.allow_shell, "sysctl": cfg.allow_sysctl,
+            "os": std::env::consts::OS}),
     )?;
-    // The sockets go with the session: Sockets resets and closes them when dropped.
-    let mut sockets = Sockets::new(IpVersion::V4);
+    // The run's IP version decides how an AF_INET6 socket's IPv4 addresses are written (IPv4-mapped); a harness
+    // that says none runs IPv4.
+    let ip = hello.get("ip").and_then(Value::as_str).and_then(IpVersion::from_name).unwrap_or(IpVersion::V4);
+    // The sockets go with the session: Sockets resets and closes them when dropped; the sysctls it set go back
+    // when the session ends, however it ends.
+    let mut sockets = Sockets::new(ip);
+    let mut sysctls = Sysctls::default();
     while let Some(req) = read_request(&mut input)? {
         let id = req.get("id").cloned().unwrap_or(Value::Null);
-        let mut v = handle(cfg, &mut sockets, &req);
+        let mut v = if req.get("op").and_then(Value::as_str) == Some("sysctl") {
+            sysctl(cfg, &mut sysctls, &req)
+        } else {
+            handle(cfg, &mut sockets, &req)
+        };
         v["id"] = id;
         reply(v)?;
     }
     Ok(())
+}
+
+/// The sysctls a session changed, with the values they had, put back when it ends.
+#[derive(Default)]
+struct Sysctls(Vec<(std::path::PathBuf, String)>);
+
+impl Drop for Sysctls {
+    fn drop(&mut self) {
+        for (path, old) in self.0.drain(..).rev() {
+            let _ = std::fs::write(&path, old);
+        }
+    }
+}
+
+/// The file of sysctl `name` (`net.ipv4.tcp_rfc1337`), if it is a `net.*` one in plain dotted form.
+fn sysctl_path(name: &str) -> Option<std::path::PathBuf> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let plain = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (parts.len() >= 2 && parts[0] == "net" && parts.iter().all(plain))
+        .then(|| std::path::Path::new("/proc/sys").join(parts.join("/")))
+}
+
+/// A `sysctl` request: reads `name`, and sets it to `value` when one is given (remembering the old value).
+fn sysctl(cfg: &AgentConfig, saved: &mut Sysctls, req: &Value) -> Value {
+    if !cfg.allow_sysctl {
+        return json!({"error": "refused: sysctls need the agent's --allow-sysctl"});
+    }
+    let Some(name) = req.get("name").and_then(Value::as_str) else { return json!({"error": "name is missing"}) };
+    let Some(path) = sysctl_path(name) else {
+        return json!({"error": format!("refused: {name:?} is not a net.* sysctl")});
+    };
+    let old = match std::fs::read_to_string(&path) {
+        Ok(v) => v,
+        Err(e) => return json!({"error": format!("reading {name}: {e}")}),
+    };
+    if let Some(value) = req.get("value").and_then(Value::as_str) {
+        if let Err(e) = std::fs::write(&path, value) {
+            return json!({"error": format!("setting {name}={value}: {e}")});
+        }
+        if !saved.0.iter().any(|(p, _)| *p == path) {
+            saved.0.push((path, old.clone()));
+        }
+    }
+    json!({"ok": 0, "value": old.trim_end()})
 }
 
 /// The next request, or `None` at the end of the stream; too long a line or bad JSON ends the session.
@@ -317,28 +380,54 @@ pub struct AgentClient {
     out: TcpStream,
     next: u64,
     shell: bool,
+    sysctl: bool,
+    os: String,
 }
 
 impl AgentClient {
-    /// Connects to the agent at `addr` and presents `token`.
+    /// Connects to the agent at `addr` and presents `token`, for an IPv4 run.
     pub fn connect(addr: SocketAddr, token: &str, timeout: Duration) -> Result<AgentClient, String> {
+        AgentClient::connect_for(addr, token, timeout, IpVersion::V4)
+    }
+
+    /// As [`AgentClient::connect`], for a run in IP version `ip` (which decides how the agent writes an AF_INET6
+    /// socket's IPv4 addresses: IPv4-mapped in [`IpVersion::V4MappedV6`]).
+    pub fn connect_for(addr: SocketAddr, token: &str, timeout: Duration, ip: IpVersion) -> Result<AgentClient, String> {
         let s = TcpStream::connect_timeout(&addr, timeout)
             .map_err(|e| format!("connecting to the agent at {addr}: {e}"))?;
         s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
         let _ = s.set_nodelay(true);
         let out = s.try_clone().map_err(|e| e.to_string())?;
-        let mut c = AgentClient { input: BufReader::new(s), out, next: 1, shell: false };
-        let v = c.request(json!({"op": "hello", "version": VERSION, "token": token}))?;
+        let mut c =
+            AgentClient { input: BufReader::new(s), out, next: 1, shell: false, sysctl: false, os: String::new() };
+        let v = c.request(json!({"op": "hello", "version": VERSION, "token": token, "ip": ip.name()}))?;
         if v.get("agent").and_then(Value::as_str) != Some("tcpdrill") {
             return Err(format!("the agent at {addr} said {v}"));
         }
         c.shell = v.get("shell").and_then(Value::as_bool).unwrap_or(false);
+        c.sysctl = v.get("sysctl").and_then(Value::as_bool).unwrap_or(false);
+        c.os = v.get("os").and_then(Value::as_str).unwrap_or("").to_string();
         Ok(c)
     }
 
     /// Whether the agent runs shell commands (it was started with `--allow-shell`).
     pub fn allows_shell(&self) -> bool {
         self.shell
+    }
+
+    /// The agent's OS as it says (Rust's name for it: `linux`, `freebsd`), or empty.
+    pub fn os(&self) -> &str {
+        &self.os
+    }
+
+    /// Whether the agent sets `net.*` sysctls (it was started with `--allow-sysctl`).
+    pub fn allows_sysctl(&self) -> bool {
+        self.sysctl
+    }
+
+    /// Sets sysctl `name` to `value` on the agent's host until the session ends.
+    pub fn sysctl(&mut self, name: &str, value: &str) -> Result<(), String> {
+        self.request(json!({"op": "sysctl", "name": name, "value": value})).map(|_| ())
     }
 
     /// Runs `cmd` with `sh -c` on the agent's host: its exit status and standard output.

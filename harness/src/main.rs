@@ -164,6 +164,10 @@ enum Command {
         /// Also run `shell` requests (sh -c, 60 s limit): off unless given.
         #[arg(long)]
         allow_shell: bool,
+        /// Also set `net.*` sysctls a harness asks for (a script's `sysctl -w`), put back when its session ends:
+        /// off unless given. Sysctls that are not per network namespace are the host's.
+        #[arg(long)]
+        allow_sysctl: bool,
         /// How many sockets one harness may hold open.
         #[arg(long, default_value_t = 64)]
         max_sockets: usize,
@@ -194,15 +198,21 @@ struct Limits {
     /// The raw backend's link: the interface the stack under test is on (a veth end, a tap, a NIC).
     #[arg(long, value_name = "IFACE", help_heading = "Raw backend")]
     interface: Option<String>,
-    /// The raw backend's stack address (IPv4), which the scripts' connections go to.
+    /// The raw backend's stack address, which the scripts' connections go to: IPv4 (for IPv4 and IPv4-mapped
+    /// runs), IPv6, or one of each (repeat the flag).
     #[arg(long = "local-ip", value_name = "ADDR", help_heading = "Raw backend")]
-    local_ip: Option<std::net::Ipv4Addr>,
-    /// The address the raw backend impersonates on the link; no interface of this host may hold it.
+    local_ip: Vec<std::net::IpAddr>,
+    /// The address the raw backend impersonates on the link, of the same version as --local-ip (one of each when
+    /// that has both); no interface of this host may hold it.
     #[arg(long = "remote-ip", value_name = "ADDR", help_heading = "Raw backend")]
-    remote_ip: Option<std::net::Ipv4Addr>,
+    remote_ip: Vec<std::net::IpAddr>,
     /// The stack's MAC address (aa:bb:cc:dd:ee:ff), instead of learning it by ARP.
     #[arg(long = "stack-mac", value_name = "MAC", help_heading = "Raw backend")]
     stack_mac: Option<String>,
+    /// The stack's OS as scripts' `#ifdef`s name it (Linux, FreeBSD, ...): without it, the agent's (asked once),
+    /// or none.
+    #[arg(long = "stack-os", value_name = "OS", help_heading = "Raw backend")]
+    stack_os: Option<String>,
     /// `tcpdrill agent` on the stack's host, which makes the scripts' socket calls there.
     #[arg(long, value_name = "HOST:PORT", help_heading = "Raw backend")]
     agent: Option<std::net::SocketAddr>,
@@ -218,16 +228,12 @@ impl Limits {
     /// Points the raw backend at the link the arguments name, if they name one.
     fn configure_raw(&self) -> Result<(), String> {
         let Some(interface) = self.interface.clone() else {
-            return match (&self.local_ip, &self.remote_ip, &self.agent) {
-                (None, None, None) => Ok(()),
+            return match (self.local_ip.is_empty() && self.remote_ip.is_empty(), &self.agent) {
+                (true, None) => Ok(()),
                 _ => Err("--local-ip, --remote-ip and --agent are the raw backend's: give --interface too".into()),
             };
         };
-        let (Some(local_ip), Some(remote_ip)) = (self.local_ip, self.remote_ip) else {
-            return Err("the raw backend needs --local-ip (the stack's address) and --remote-ip (the one the \
-                        harness impersonates) with --interface"
-                .into());
-        };
+        let (v4, v6) = address_pairs(&self.local_ip, &self.remote_ip)?;
         let stack_mac = match &self.stack_mac {
             None => None,
             Some(m) => Some(m.parse().map_err(|_| format!("--stack-mac {m:?}: expected aa:bb:cc:dd:ee:ff"))?),
@@ -242,14 +248,59 @@ impl Limits {
             }
             (Some(_), None, None) => return Err("--agent needs the agent's --agent-token or --agent-token-file".into()),
         };
-        tcpdrill::backend::raw::configure(tcpdrill::backend::raw::RawConfig {
-            interface,
-            local_ip,
-            remote_ip,
-            stack_mac,
-            agent,
-        })
+        use tcpdrill::backend::raw::os_symbol;
+        let os =
+            match (&self.stack_os, &agent) {
+                (Some(os), _) => Some(os_symbol(os).ok_or_else(|| {
+                    format!("--stack-os {os:?}: expected one of Linux, FreeBSD, NetBSD, OpenBSD, macOS")
+                })?),
+                (None, Some((addr, token))) => {
+                    let a = tcpdrill::agent::AgentClient::connect(*addr, token, std::time::Duration::from_secs(5))?;
+                    os_symbol(a.os())
+                }
+                (None, None) => None,
+            };
+        tcpdrill::backend::raw::configure(tcpdrill::backend::raw::RawConfig { interface, v4, v6, stack_mac, agent, os })
     }
+}
+
+/// The raw backend's (stack, impersonated) address pairs, IPv4 and IPv6, from --local-ip and --remote-ip.
+type AddressPairs =
+    (Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>, Option<(std::net::Ipv6Addr, std::net::Ipv6Addr)>);
+
+fn address_pairs(local: &[std::net::IpAddr], remote: &[std::net::IpAddr]) -> Result<AddressPairs, String> {
+    use std::net::IpAddr;
+    let one = |v6: bool, list: &[IpAddr], flag: &str| -> Result<Option<IpAddr>, String> {
+        let mut of: Vec<IpAddr> = list.iter().copied().filter(|a| a.is_ipv6() == v6).collect();
+        if of.len() > 1 {
+            return Err(format!("{flag} takes one {} address at most", if v6 { "IPv6" } else { "IPv4" }));
+        }
+        Ok(of.pop())
+    };
+    let pair = |v6: bool| -> Result<Option<(IpAddr, IpAddr)>, String> {
+        match (one(v6, local, "--local-ip")?, one(v6, remote, "--remote-ip")?) {
+            (Some(l), Some(r)) => Ok(Some((l, r))),
+            (None, None) => Ok(None),
+            (Some(a), None) | (None, Some(a)) => Err(format!(
+                "{a}: --local-ip (the stack's address) and --remote-ip (the one the harness impersonates) go in \
+                 pairs of the same IP version"
+            )),
+        }
+    };
+    let v4 = match pair(false)? {
+        Some((IpAddr::V4(l), IpAddr::V4(r))) => Some((l, r)),
+        _ => None,
+    };
+    let v6 = match pair(true)? {
+        Some((IpAddr::V6(l), IpAddr::V6(r))) => Some((l, r)),
+        _ => None,
+    };
+    if v4.is_none() && v6.is_none() {
+        return Err("the raw backend needs --local-ip (the stack's address) and --remote-ip (the one the harness \
+                    impersonates) with --interface"
+            .into());
+    }
+    Ok((v4, v6))
 }
 
 /// The exit statuses, as the README lists them.
@@ -274,7 +325,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
-        Command::Agent { listen, token, token_file, allow_shell, max_sockets, idle_timeout } => {
+        Command::Agent { listen, token, token_file, allow_shell, allow_sysctl, max_sockets, idle_timeout } => {
             let token = match (token, token_file) {
                 (Some(t), _) => t,
                 (None, Some(f)) => match std::fs::read_to_string(&f) {
@@ -294,6 +345,7 @@ fn main() -> ExitCode {
                 listen,
                 token,
                 allow_shell,
+                allow_sysctl,
                 max_sockets,
                 idle: std::time::Duration::from_secs(idle_timeout.max(1)),
             };
@@ -918,8 +970,10 @@ fn coverage(
             .enumerate()
             .map(|(i, (f, text))| {
                 let get = |b| results.get(&(i, b)).copied();
-                let per_backend: Vec<(&'static str, Option<&str>)> =
-                    BackendKind::all().map(|b| (b.name(), get(b))).collect();
+                let per_backend: Vec<(&'static str, Option<&str>)> = BackendKind::all()
+                    .filter(|b| !b.info().on_request || kinds.contains(b))
+                    .map(|b| (b.name(), get(b)))
+                    .collect();
                 cov::ScriptStatus::of(name_of(f), text, &per_backend)
             })
             .collect();

@@ -17,6 +17,16 @@ const TOKEN: &str = "correct horse battery staple";
 
 /// Runs `test` on a thread in a fresh namespace with `lo` up and an agent serving there.
 fn in_netns(max_sockets: usize, allow_shell: bool, test: impl FnOnce(SocketAddr) + Send + 'static) {
+    in_netns_with(max_sockets, allow_shell, false, test)
+}
+
+/// As [`in_netns`], with the agent's `--allow-sysctl` as given.
+fn in_netns_with(
+    max_sockets: usize,
+    allow_shell: bool,
+    allow_sysctl: bool,
+    test: impl FnOnce(SocketAddr) + Send + 'static,
+) {
     if let Err(why) = tcpdrill::backend::linux::available() {
         println!("skipped: {why}");
         return;
@@ -31,6 +41,7 @@ fn in_netns(max_sockets: usize, allow_shell: bool, test: impl FnOnce(SocketAddr)
             listen: "127.0.0.1:0".parse().unwrap(),
             token: TOKEN.into(),
             allow_shell,
+            allow_sysctl,
             max_sockets,
             idle: Duration::from_secs(5),
         };
@@ -111,6 +122,36 @@ fn shell_runs_only_when_allowed() {
         let mut c = client(addr);
         let r = c.request(json!({"op": "shell", "cmd": "exit 3"})).unwrap();
         assert_eq!(r["ok"], 3);
+    });
+}
+
+#[test]
+fn sysctls_only_when_allowed_only_net_ones_and_put_back_when_the_harness_goes() {
+    let rfc1337 = "/proc/sys/net/ipv4/tcp_rfc1337";
+    in_netns(64, false, |addr| {
+        let mut c = client(addr);
+        let e = c.sysctl("net.ipv4.tcp_rfc1337", "1").unwrap_err();
+        assert!(e.contains("--allow-sysctl"), "{e}");
+    });
+    in_netns_with(64, false, true, move |addr| {
+        let before = std::fs::read_to_string(rfc1337).unwrap();
+        let flipped = if before.trim() == "1" { "0" } else { "1" };
+        {
+            let mut c = client(addr);
+            assert!(c.allows_sysctl());
+            for bad in ["kernel.hostname", "net.ipv4/../../kernel/hostname", "net", "net..ipv4", "vm.swappiness"] {
+                let e = c.sysctl(bad, "x").unwrap_err();
+                assert!(e.contains("not a net.* sysctl"), "{bad}: {e}");
+            }
+            c.sysctl("net.ipv4.tcp_rfc1337", flipped).unwrap();
+            assert_eq!(std::fs::read_to_string(rfc1337).unwrap().trim(), flipped, "set in the agent's namespace");
+        }
+        // The session is over once the agent takes a new one; by then the old value is back.
+        let limit = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(rfc1337).unwrap() != before && Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(std::fs::read_to_string(rfc1337).unwrap(), before, "put back when the harness went");
     });
 }
 

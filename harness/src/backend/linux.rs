@@ -48,11 +48,12 @@ pub fn unshare_netns() -> Result<(), String> {
 /// The linux backend in the registry.
 pub const INFO: super::BackendInfo = super::BackendInfo {
     name: "linux",
-    symbols: &["Linux"],
+    symbols: || vec!["Linux"],
     netns: true,
     real_time: true,
-    exclusive: false,
-    ip_versions: &IpVersion::ALL,
+    exclusive: || false,
+    on_request: false,
+    runs: |_| Ok(()),
     available,
     make: |ip| Ok(Box::new(Linux::new(ip)?)),
 };
@@ -174,7 +175,7 @@ fn own_netns() -> bool {
 /// Waits until the kernel delivers packets to IPv6 address `addr` here. The local route that does so is added
 /// by addrconf's work queue after the address (even with no duplicate address detection), a millisecond or so
 /// later; a segment injected before it was lost (3 first SYNs in 20 went unanswered).
-fn wait_for_local_route(addr: IpAddr) -> Result<(), String> {
+pub(crate) fn wait_for_local_route(addr: IpAddr) -> Result<(), String> {
     let IpAddr::V6(v6) = addr else { return Ok(()) };
     let key: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect::<String>() + " 80 ";
     let t0 = Instant::now();

@@ -6,6 +6,7 @@ pub mod netlink;
 pub mod raw;
 pub mod reference;
 pub mod sockets;
+pub mod testbed;
 
 /// A backend as the runner, the CLI and the tests know it before making one. Adding a backend is a file in
 /// `backend/` with its `Backend` impl and an `INFO` of this type, and a line in [`REGISTRY`].
@@ -15,18 +16,21 @@ pub struct BackendInfo {
     pub name: &'static str,
     /// The symbols its scripts see predefined for `#ifdef`, besides `tcpdrill` (nplab's packetdrill predefines
     /// the OS name the same way).
-    pub symbols: &'static [&'static str],
+    pub symbols: fn() -> Vec<&'static str>,
     /// It runs each script on a thread of its own that first moves into a fresh network namespace (and so needs
     /// root).
     pub netns: bool,
     /// It runs on the real clock (as [`Capabilities::real_time`] says of one made), so its timing verdicts are
     /// subject to the machine's scheduling.
     pub real_time: bool,
-    /// One script at a time (one link and one agent session, for the raw backend): the runner serialises its
-    /// runs whatever `-j` says.
-    pub exclusive: bool,
-    /// The IP versions it runs; a script in another is skipped with that reason.
-    pub ip_versions: &'static [IpVersion],
+    /// Whether its runs on the calling thread must go one at a time (the raw backend on the command line's one
+    /// link and agent): the runner then serialises them whatever `-j` says.
+    pub exclusive: fn() -> bool,
+    /// It runs only where the command line points it (the raw backend, at a link): `coverage` gives it a column
+    /// only then, and `scripts/REQUIREMENTS.md` (made without one) has none.
+    pub on_request: bool,
+    /// Whether it runs scripts in IP version `v`: why not, for a skip, if it does not.
+    pub runs: fn(IpVersion) -> Result<(), String>,
     /// Why it cannot run on this machine, if it cannot: one sentence saying what to do instead.
     pub available: fn() -> Result<(), String>,
     /// Makes one, for one script in IP version `ip`.
@@ -173,8 +177,8 @@ pub fn lookup(name: &str) -> Option<&'static BackendInfo> {
 
 /// The symbols a script sees predefined on backend `name`: `tcpdrill` always, plus the backend's own.
 pub fn predefined(name: &str) -> Vec<&'static str> {
-    let own = lookup(name).map_or(&[][..], |b| b.symbols);
-    std::iter::once("tcpdrill").chain(own.iter().copied()).collect()
+    let own = lookup(name).map_or(Vec::new(), |b| (b.symbols)());
+    std::iter::once("tcpdrill").chain(own).collect()
 }
 
 use std::net::SocketAddr;
@@ -397,6 +401,11 @@ pub trait Backend {
     fn ip_version(&self) -> IpVersion {
         IpVersion::V4
     }
+    /// The largest datagram its link carries towards the stack, where there is a limit (a real link's MTU);
+    /// `None` for any size (a TUN device, an in-process stack). A script injecting more is skipped.
+    fn link_mtu(&self) -> Option<u32> {
+        None
+    }
     /// The backend's clock, microseconds since the script's start.
     fn now(&self) -> Micros;
     /// Lets time pass until `t` (a virtual clock jumps; a real one sleeps), processing whatever happens on the way.
@@ -416,6 +425,14 @@ pub trait Backend {
     fn ready(&mut self, call: &Call) -> bool;
     /// Changes a sysctl (`net.ipv4.tcp_rfc1337`) for this run only.
     fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String>;
+    /// Changes several sysctls for this run only, in order, as one shell command's `sysctl -w a=1 b=2` asks;
+    /// the error says which one failed.
+    fn set_knobs(&mut self, knobs: &[(String, String)]) -> Result<(), String> {
+        for (k, v) in knobs {
+            self.set_knob(k, v).map_err(|e| format!("sysctl {k}={v}: {e}"))?;
+        }
+        Ok(())
+    }
     /// Whether [`Backend::set_knob`] would take `name=value`, without setting anything: the reason it would not,
     /// naming what the stack does not model. Checked before a script runs, so that one depending on a setting the
     /// backend cannot honour is skipped rather than half run.

@@ -11,11 +11,12 @@ use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
 /// The reference backend in the registry.
 pub const INFO: super::BackendInfo = super::BackendInfo {
     name: "reference",
-    symbols: &["tcpdrill_ref"],
+    symbols: || vec!["tcpdrill_ref"],
     netns: false,
     real_time: false,
-    exclusive: false,
-    ip_versions: &IpVersion::ALL,
+    exclusive: || false,
+    on_request: false,
+    runs: |_| Ok(()),
     available: || Ok(()),
     make: |ip| Ok(Box::new(Reference::new_for(Config::default(), ip))),
 };

@@ -178,7 +178,7 @@ pub fn run_file_with(
     };
     // A backend with one link and one agent runs one script at a time, whatever the number of workers.
     static EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = backend.info().exclusive.then(|| EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    let _one = (backend.info().exclusive)().then(|| EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner()));
     run_text_with(path, name, &text, backend, defines, opts, sysctls)
 }
 
@@ -263,8 +263,8 @@ pub fn run_text_with(
             .join()
             .unwrap_or_else(|_| Err(format!("the {} backend's thread panicked", backend.name())))
         }
-        (Ok(_), Ok(ip)) if !backend.info().ip_versions.contains(&ip) => Ok(Outcome {
-            verdict: Verdict::Skipped(format!("the {} backend does not run {} yet", backend.name(), ip.name())),
+        (Ok(_), Ok(ip)) if (backend.info().runs)(ip).is_err() => Ok(Outcome {
+            verdict: Verdict::Skipped((backend.info().runs)(ip).unwrap_err()),
             trace: Default::default(),
             script_micros: 0,
             exercised: Vec::new(),

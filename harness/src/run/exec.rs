@@ -451,13 +451,26 @@ impl<'a> Exec<'a> {
             let settings = self
                 .settings(c)
                 .map_err(|m| self.fail(c.span, "error executing command", m, vec![], "this command"))?;
+            if let Some(why) = settings.iter().find_map(|s| match s {
+                Setting::Refuse(why) => Some(why.clone()),
+                _ => None,
+            }) {
+                return Err(self.fail(c.span, "error executing command", why, vec![], "this command"));
+            }
+            // All of a command's settings at once: the raw backend makes them one round trip to its agent.
+            let apply: Vec<(String, String)> = settings
+                .iter()
+                .filter_map(|s| match s {
+                    Setting::Apply(k, v) => Some((k.clone(), v.clone())),
+                    _ => None,
+                })
+                .collect();
+            self.backend
+                .set_knobs(&apply)
+                .map_err(|m| self.fail(c.span, "error executing command", m, vec![], "this sysctl"))?;
             for s in settings {
                 match s {
                     Setting::Apply(k, v) => {
-                        self.backend.set_knob(&k, &v).map_err(|e| {
-                            let m = format!("sysctl {k}={v}: {e}");
-                            self.fail(c.span, "error executing command", m, vec![], "this sysctl")
-                        })?;
                         self.trace.entries.push(TraceEntry::Note { t, text: format!("sysctl {k}={v}") });
                     }
                     Setting::Ignore(why) => {
@@ -465,9 +478,7 @@ impl<'a> Exec<'a> {
                         self.trace.lines.push((self.line(c.span), format!("{} ignored: {why}", secs(t))));
                         self.ignored.push(why);
                     }
-                    Setting::Refuse(why) => {
-                        return Err(self.fail(c.span, "error executing command", why, vec![], "this command"))
-                    }
+                    Setting::Refuse(_) => {}
                 }
             }
             return Ok(());

@@ -128,6 +128,23 @@ impl Exec<'_> {
                     PacketBody::Tcp(t) if p.direction == Direction::Inbound && t.win.is_none() => {
                         return Some(format!("inbound packet without win at line {line}"));
                     }
+                    PacketBody::Tcp(t) if p.direction == Direction::Inbound => {
+                        // A real link carries no more than its MTU (a TUN device or the reference stack take
+                        // anything): a larger datagram cannot be sent, so the script cannot run there.
+                        let Some(mtu) = self.backend.link_mtu() else { continue };
+                        let ip = if self.backend.ip_version() == crate::backend::IpVersion::V6 { 40 } else { 20 };
+                        let options = match &t.options {
+                            Some(Options::List(l, _)) => l.iter().map(TcpOpt::wire_len).sum(),
+                            _ => 0,
+                        };
+                        let size = ip + 20 + options + t.len as usize;
+                        if size > mtu as usize {
+                            return Some(format!(
+                                "the {size}-byte datagram at line {line} is more than the {name} backend's link \
+                                 carries (MTU {mtu})"
+                            ));
+                        }
+                    }
                     _ => {}
                 },
                 Action::Syscall(c) if !caps.calls && !c.name.starts_with("tcp_isn_") => {
