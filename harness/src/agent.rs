@@ -393,8 +393,17 @@ impl AgentClient {
     /// As [`AgentClient::connect`], for a run in IP version `ip` (which decides how the agent writes an AF_INET6
     /// socket's IPv4 addresses: IPv4-mapped in [`IpVersion::V4MappedV6`]).
     pub fn connect_for(addr: SocketAddr, token: &str, timeout: Duration, ip: IpVersion) -> Result<AgentClient, String> {
-        let s = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("connecting to the agent at {addr}: {e}"))?;
+        // An agent started a moment ago may not listen yet: refusals are retried until `timeout`.
+        let limit = std::time::Instant::now() + timeout;
+        let s = loop {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(s) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && std::time::Instant::now() < limit => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(format!("connecting to the agent at {addr}: {e}")),
+            }
+        };
         s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
         let _ = s.set_nodelay(true);
         let out = s.try_clone().map_err(|e| e.to_string())?;

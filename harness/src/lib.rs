@@ -11,3 +11,4 @@ pub mod hex;
 pub mod report;
 pub mod run;
 pub mod script;
+pub mod serve;

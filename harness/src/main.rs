@@ -148,6 +148,46 @@ enum Command {
         #[arg(long)]
         ignore_checksums: bool,
     },
+    /// Serve the reference stack as a real TCP on the real clock, behind a TUN device in a network namespace of
+    /// its own, with echo (RFC 862), discard (863), chargen (864) and a sink that prints each connection's byte
+    /// count and SHA-256; talk to it from that namespace (`ip netns exec tcpdrill-serve nc 192.0.2.2 7`). Runs
+    /// until interrupted or --duration is over. Needs root.
+    Serve {
+        /// The network namespace to serve in: made with `ip netns add` if it is not there (and then removed at
+        /// the end).
+        #[arg(long, default_value = "tcpdrill-serve", value_name = "NAME")]
+        netns: String,
+        /// The reference stack's address; the kernel has the first address of its /24 on the device.
+        #[arg(long, default_value = "192.0.2.2", value_name = "ADDR")]
+        address: std::net::Ipv4Addr,
+        /// A service and its port (repeatable; default: echo:7 discard:9 chargen:19 sink:5001).
+        #[arg(long = "service", value_name = "NAME:PORT")]
+        services: Vec<String>,
+        /// Set one of the stack's sysctl-named knobs (repeatable), as `run --sysctl` does.
+        #[arg(long, value_name = "NAME=VALUE")]
+        sysctl: Vec<String>,
+        /// The link shim: per cent of datagrams dropped, each way.
+        #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+        loss: f64,
+        /// Per cent duplicated.
+        #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+        duplicate: f64,
+        /// Least one-way delay, in milliseconds.
+        #[arg(long, default_value_t = 0.0, value_name = "MS")]
+        delay: f64,
+        /// Extra random delay up to this many milliseconds, which reorders.
+        #[arg(long, default_value_t = 0.0, value_name = "MS")]
+        jitter: f64,
+        /// The shim's and the stack's seed: the same seed, the same drops for the same datagrams.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Record every datagram that crossed the shim (both ways, before the shim's drops) to a pcap file.
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+    },
     /// Run on the host of a stack under test and make a harness's socket calls there (for the raw backend):
     /// one harness at a time, which must present the token; only socket calls, on the sockets it opened. The
     /// protocol is in docs/agent-protocol.md.
@@ -325,6 +365,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
+        Command::Serve { netns, address, services, sysctl, loss, duplicate, delay, jitter, seed, pcap, duration } => {
+            let args =
+                ServeArgs { netns, address, services, sysctl, loss, duplicate, delay, jitter, seed, pcap, duration };
+            match serve(args) {
+                Ok(()) => ExitCode::from(exit::PASS),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(exit::USAGE)
+                }
+            }
+        }
         Command::Agent { listen, token, token_file, allow_shell, allow_sysctl, max_sockets, idle_timeout } => {
             let token = match (token, token_file) {
                 (Some(t), _) => t,
@@ -1001,4 +1052,129 @@ fn coverage(
         return ExitCode::from(exit::FAIL);
     }
     emit(&report, output)
+}
+
+/// `tcpdrill serve`'s arguments.
+struct ServeArgs {
+    netns: String,
+    address: std::net::Ipv4Addr,
+    services: Vec<String>,
+    sysctl: Vec<String>,
+    loss: f64,
+    duplicate: f64,
+    delay: f64,
+    jitter: f64,
+    seed: u64,
+    pcap: Option<PathBuf>,
+    duration: Option<f64>,
+}
+
+/// Set by SIGINT and SIGTERM: serving stops and the namespace goes.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn interrupted(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn serve(a: ServeArgs) -> Result<(), String> {
+    use tcpdrill::serve::{ServeConfig, Service};
+    let permille = |what: &str, p: f64| {
+        if (0.0..=100.0).contains(&p) {
+            Ok((p * 10.0).round() as u16)
+        } else {
+            Err(format!("--{what} {p}: a percentage from 0 to 100"))
+        }
+    };
+    let ms = |what: &str, v: f64| {
+        if v.is_finite() && (0.0..=10_000.0).contains(&v) {
+            Ok(std::time::Duration::from_micros((v * 1000.0) as u64))
+        } else {
+            Err(format!("--{what} {v}: milliseconds from 0 to 10000"))
+        }
+    };
+    let min_delay = ms("delay", a.delay)?;
+    let link = tcpdrill_stack::sim::LinkConfig {
+        drop_permille: permille("loss", a.loss)?,
+        dup_permille: permille("duplicate", a.duplicate)?,
+        min_delay,
+        max_delay: min_delay + ms("jitter", a.jitter)?,
+    };
+    let mut services = Vec::new();
+    for s in &a.services {
+        let (name, port) = s.split_once(':').ok_or_else(|| format!("--service {s:?}: expected NAME:PORT"))?;
+        let service = match name {
+            "echo" => Service::Echo,
+            "discard" => Service::Discard,
+            "chargen" => Service::Chargen,
+            "sink" => Service::Sink,
+            _ => return Err(format!("--service {s:?}: the services are echo, discard, chargen and sink")),
+        };
+        let port = port.parse().map_err(|_| format!("--service {s:?}: {port:?} is not a port"))?;
+        services.push((service, port));
+    }
+    let mut knobs = Vec::new();
+    for kv in &a.sysctl {
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--sysctl {kv:?}: expected NAME=VALUE"))?;
+        knobs.push((k.to_string(), v.to_string()));
+    }
+    let o = a.address.octets();
+    if o[3] == 1 {
+        return Err(format!("--address {}: the kernel has {}.{}.{}.1 on the device", a.address, o[0], o[1], o[2]));
+    }
+    let defaults = ServeConfig::default();
+    let cfg = ServeConfig {
+        stack_ip: a.address,
+        kernel_ip: std::net::Ipv4Addr::new(o[0], o[1], o[2], 1),
+        services: if services.is_empty() { defaults.services } else { services },
+        knobs,
+        link,
+        seed: a.seed,
+        pcap: a.pcap,
+    };
+    tcpdrill::backend::linux::available()?;
+    let netns = a.netns.clone();
+    let deadline = a.duration.map(|d| std::time::Instant::now() + std::time::Duration::from_secs_f64(d.max(0.0)));
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, interrupted as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, interrupted as *const () as libc::sighandler_t);
+    }
+    // On a thread of its own, which moves into the namespace: this one stays where it was, to remove it after
+    // if it was made for this run, whatever happened.
+    let existed = std::path::Path::new("/run/netns").join(&a.netns).exists();
+    let worker = std::thread::spawn(move || -> Result<tcpdrill::serve::ServeStats, String> {
+        tcpdrill::serve::enter_named_netns(&netns)?;
+        let served = tcpdrill::serve::start(cfg.clone())?;
+        let list: Vec<String> =
+            cfg.services.iter().map(|(s, p)| format!("{} {}:{p}", s.name(), cfg.stack_ip)).collect();
+        eprintln!(
+            "serving the reference stack in network namespace {netns}: {}; the kernel there is {} (try `ip netns exec \
+             {netns} nc {} {}`)",
+            list.join(", "),
+            cfg.kernel_ip,
+            cfg.stack_ip,
+            cfg.services.first().map_or(7, |s| s.1)
+        );
+        let over = || {
+            INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
+                || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+        };
+        while !over() {
+            while let Ok(r) = served.sinks.try_recv() {
+                println!("sink: {} sent {} bytes, sha256 {}", r.peer, r.bytes, r.sha256);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        served.stop()
+    });
+    let r = worker.join().unwrap_or_else(|_| Err("the serving thread panicked".to_string()));
+    if !existed {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &a.netns]).status();
+    }
+    let stats = r?;
+    eprintln!(
+        "stopped: {} connections accepted (at most {} at once); the shim took {} datagrams, dropped {}, duplicated {}",
+        stats.accepted, stats.peak_connections, stats.link[0], stats.link[1], stats.link[2]
+    );
+    Ok(())
 }

@@ -298,3 +298,41 @@ fn ip_version_all_runs_each_script_as_run_all_py_does() {
     let o = tcpdrill(&["coverage", "--ip-version", "ipv6", d.to_str().unwrap()]);
     assert_eq!(code(&o), 2, "{}", text(&o));
 }
+
+/// The raw backend's options: half a pair, mixed versions, a stray agent flag and an unknown OS are told, with
+/// what to give instead, before anything runs.
+#[test]
+fn raw_options_are_checked() {
+    let d = folder("raw");
+    let good = write(&d, "good.pkt", PASSIVE.as_bytes());
+    for (args, want) in [
+        (&["--interface", "va", "--local-ip", "192.168.0.1"][..], "go in pairs of the same IP version"),
+        (&["--interface", "va", "--local-ip", "192.168.0.1", "--remote-ip", "2001:db8::1"][..], "go in pairs"),
+        (
+            &[
+                "--interface",
+                "va",
+                "--local-ip",
+                "192.168.0.1",
+                "--local-ip",
+                "192.168.0.2",
+                "--remote-ip",
+                "192.0.2.1",
+            ][..],
+            "one IPv4 address at most",
+        ),
+        (&["--interface", "va"][..], "needs --local-ip"),
+        (&["--local-ip", "192.168.0.1", "--remote-ip", "192.0.2.1"][..], "give --interface too"),
+        (
+            &["--interface", "va", "--local-ip", "192.168.0.1", "--remote-ip", "192.0.2.1", "--stack-os", "plan9"][..],
+            "--stack-os \"plan9\"",
+        ),
+    ] {
+        let mut all = vec!["run", "--backend", "raw"];
+        all.extend_from_slice(args);
+        all.push(&good);
+        let o = tcpdrill(&all);
+        assert_eq!(code(&o), 2, "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+    }
+}

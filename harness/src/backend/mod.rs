@@ -406,6 +406,12 @@ pub trait Backend {
     fn link_mtu(&self) -> Option<u32> {
         None
     }
+    /// The harness's port for passive scripts when the backend needs one of its own rather than the run's
+    /// (`RunOptions::remote_port`): on a stack shared by one run after another, the last run's TIME-WAIT may still
+    /// hold the usual four-tuple.
+    fn remote_port(&self) -> Option<u16> {
+        None
+    }
     /// The backend's clock, microseconds since the script's start.
     fn now(&self) -> Micros;
     /// Lets time pass until `t` (a virtual clock jumps; a real one sleeps), processing whatever happens on the way.

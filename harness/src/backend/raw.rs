@@ -147,6 +147,8 @@ pub struct Raw {
     agent: Option<AgentClient>,
     /// The sysctls this run changed on the stack's host, with the values they had.
     restore: Vec<(String, String)>,
+    /// On the process's link (not a thread's own, see [`with_link`]): the stack takes one run after another.
+    shared: bool,
 }
 
 impl Drop for Raw {
@@ -216,6 +218,39 @@ fn solicited_node(a: Ipv6Addr) -> (MacAddr, Ipv6Addr) {
     (MacAddr::new(0x33, 0x33, 0xff, o[13], o[14], o[15]), ip)
 }
 
+/// Completes the TCP checksum of a datagram whose stack left it to the NIC (CHECKSUM_PARTIAL, which a veth or tap
+/// passes on as it is): the field then holds the folded pseudo-header sum (Linux's `__tcp_v4_send_check`), which a
+/// checksum the stack computed wrongly would match once in 65,536 wrong values at most. Any other wrong checksum
+/// is left for the executor to report (RFC 9293 MUST-2), which the linux backend cannot do with offload on, since
+/// it completes every checksum. The IP header's checksum is never offloaded.
+fn complete_partial_checksum(d: &mut [u8]) {
+    use tcpdrill_stack::wire::{checksum, Ipv4Packet, Ipv6Packet, TcpSegment};
+    // `frame` cut the datagram to its length already.
+    let (src, dst, start) = if d.first().is_some_and(|b| b >> 4 == 6) {
+        let Ok(ip) = Ipv6Packet::new_checked(&d[..]) else { return };
+        (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()), 40)
+    } else {
+        let Ok(ip) = Ipv4Packet::new_checked(&d[..]) else { return };
+        (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()), ip.header_len())
+    };
+    let end = d.len();
+    let Some(seg) = d.get_mut(start..end) else { return };
+    let Ok(mut tcp) = TcpSegment::new_checked(seg) else { return };
+    if tcp.verify_checksum(src, dst) {
+        return;
+    }
+    let len = (end - start) as u32;
+    let pseudo = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(s, d, 6, len),
+        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_header_v6(s, d, 6, len),
+        _ => return,
+    };
+    let folded = !checksum::finish(pseudo);
+    if tcp.checksum() == folded {
+        tcp.fill_checksum(src, dst);
+    }
+}
+
 impl Raw {
     /// Opens the channel and, when one is named, the agent's session.
     pub fn new(ip: IpVersion) -> Result<Raw, String> {
@@ -279,6 +314,7 @@ impl Raw {
             out: VecDeque::new(),
             agent,
             restore: Vec::new(),
+            shared: LINK.with(|l| l.borrow().is_none()),
         })
     }
 
@@ -468,10 +504,9 @@ impl Raw {
         }
     }
 
-    /// Queues a datagram of the stack's. Checksums may be left to the NIC (CHECKSUM_PARTIAL across a veth):
-    /// completed, as the linux backend does for its TUN device, since AF_PACKET does not say which ones are.
+    /// Queues a datagram of the stack's, its TCP checksum completed if the stack left it to the NIC.
     fn queue(&mut self, mut datagram: Vec<u8>) {
-        super::linux::complete_checksums(&mut datagram);
+        complete_partial_checksum(&mut datagram);
         let t = self.now();
         self.out.push_back((t, datagram));
     }
@@ -534,6 +569,14 @@ impl Backend for Raw {
 
     fn link_mtu(&self) -> Option<u32> {
         link_mtu(&self.cfg.interface)
+    }
+
+    fn remote_port(&self) -> Option<u16> {
+        // On the command line's link one stack takes every script in turn, and a script that leaves a TIME-WAIT
+        // (60 s on Linux) would meet the next one's SYN on the same four-tuple: each run its own port instead,
+        // from 40123 up through 16,384 ports. A testbed's stack is the script's alone, and keeps the usual one.
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        self.shared.then(|| 40_123 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16_384)
     }
 
     fn now(&self) -> Micros {
@@ -706,6 +749,67 @@ impl Backend for Raw {
                 TcpState::from_linux_number(n as u8).filter(|s| *s != TcpState::Closed)
             }
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_partial_checksum;
+    use std::net::IpAddr;
+    use tcpdrill_stack::wire::{checksum, TcpDatagram, TcpFlags, TcpOptions, TcpRepr};
+    use tcpdrill_stack::SeqNum;
+
+    /// A datagram with a right checksum, in both IP versions, and where its TCP checksum field is.
+    fn datagrams() -> Vec<(Vec<u8>, usize, IpAddr, IpAddr)> {
+        let pairs: [(IpAddr, IpAddr); 2] = [
+            ("192.168.0.1".parse().unwrap(), "192.0.2.1".parse().unwrap()),
+            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap()),
+        ];
+        pairs
+            .into_iter()
+            .map(|(src, dst)| {
+                let tcp = TcpRepr {
+                    src_port: 8080,
+                    dst_port: 40000,
+                    seq: SeqNum(1),
+                    ack: SeqNum(2),
+                    flags: TcpFlags::ACK,
+                    window: 1000,
+                    urgent: 0,
+                    options: TcpOptions::default(),
+                    payload: b"hello",
+                };
+                let d = TcpDatagram::new(src, dst, tcp).to_vec().unwrap();
+                let field = if src.is_ipv6() { 40 + 16 } else { 20 + 16 };
+                (d, field, src, dst)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn completes_only_what_the_stack_left_to_the_nic() {
+        for (good, field, src, dst) in datagrams() {
+            let mut d = good.clone();
+            complete_partial_checksum(&mut d);
+            assert_eq!(d, good, "a right checksum stays");
+            // CHECKSUM_PARTIAL: the folded pseudo-header sum.
+            let len = (good.len() - field + 16) as u32;
+            let pseudo = match (src, dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(s, d, 6, len),
+                (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_header_v6(s, d, 6, len),
+                _ => unreachable!(),
+            };
+            let mut d = good.clone();
+            d[field..field + 2].copy_from_slice(&(!checksum::finish(pseudo)).to_be_bytes());
+            complete_partial_checksum(&mut d);
+            assert_eq!(d, good, "a partial checksum is completed ({src})");
+            // Anything else wrong is the stack's, and stays for the executor to report.
+            let mut d = good.clone();
+            d[field] ^= 0x10;
+            let bad = d.clone();
+            complete_partial_checksum(&mut d);
+            assert_eq!(d, bad, "a wrong checksum stays wrong ({src})");
         }
     }
 }

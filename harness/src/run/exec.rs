@@ -214,7 +214,7 @@ pub fn run(file: &str, text: &str, script: &Script, backend: &mut dyn Backend, o
         seen: Default::default(),
         line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
     };
-    x.remote_port = x.opts.remote_port;
+    x.remote_port = x.backend.remote_port().unwrap_or(x.opts.remote_port);
     if let Some(reason) = x.preflight(script) {
         return Outcome {
             verdict: Verdict::Skipped(reason),

@@ -1,0 +1,441 @@
+//! `tcpdrill serve`: the reference stack as a real TCP, on the real clock, behind a TUN device, so that the Linux
+//! kernel (any program through its sockets) talks to it. Between the device and the stack, a seeded link shim
+//! drops, duplicates, delays and reorders as the simulator's [`LinkConfig`] says (this kernel has no netem), and
+//! `--pcap` records what crossed it. The stack runs small standard services: echo (RFC 862), discard (RFC 863),
+//! chargen (RFC 864) and a sink that reports the byte count and SHA-256 of what each connection sent it.
+//!
+//! The device lives in the network namespace of the thread that starts serving (the command line makes one of
+//! its own): the kernel there has `kernel_ip/24` on it, and the stack answers for `stack_ip` beyond it. Nothing
+//! outside that namespace is touched.
+
+use crate::backend::netlink;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use tcpdrill_stack::host::{Domain, Host, Shutdown};
+use tcpdrill_stack::sim::{Link, LinkConfig};
+use tcpdrill_stack::{Config, Errno, Instant};
+
+/// A service the served stack runs on a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// RFC 862: sends back what it receives.
+    Echo,
+    /// RFC 863: reads and drops.
+    Discard,
+    /// RFC 864: sends the character pattern until the peer closes.
+    Chargen,
+    /// Reads everything and reports its length and SHA-256 when the peer closes.
+    Sink,
+}
+
+impl Service {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Echo => "echo",
+            Service::Discard => "discard",
+            Service::Chargen => "chargen",
+            Service::Sink => "sink",
+        }
+    }
+}
+
+/// What serving is set up with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The reference stack's address.
+    pub stack_ip: Ipv4Addr,
+    /// The kernel's address on the TUN device (a /24 with `stack_ip`).
+    pub kernel_ip: Ipv4Addr,
+    /// The services and their ports.
+    pub services: Vec<(Service, u16)>,
+    /// Sysctl-named knobs of the stack (`net.ipv4.tcp_syncookies=2`).
+    pub knobs: Vec<(String, String)>,
+    /// What the shim does to datagrams, each way.
+    pub link: LinkConfig,
+    /// The shim's seed (and the stack's).
+    pub seed: u64,
+    /// Where to record what crossed the shim.
+    pub pcap: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            stack_ip: Ipv4Addr::new(192, 0, 2, 2),
+            kernel_ip: Ipv4Addr::new(192, 0, 2, 1),
+            services: vec![(Service::Echo, 7), (Service::Discard, 9), (Service::Chargen, 19), (Service::Sink, 5001)],
+            knobs: Vec::new(),
+            link: LinkConfig::perfect(Duration::ZERO),
+            seed: 1,
+            pcap: None,
+        }
+    }
+}
+
+/// What a sink connection received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkReport {
+    /// The peer.
+    pub peer: SocketAddr,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Their SHA-256, in hex.
+    pub sha256: String,
+}
+
+/// What a serving run did, when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct ServeStats {
+    /// Datagrams the shim was handed, dropped and duplicated.
+    pub link: [u64; 3],
+    /// Connections accepted.
+    pub accepted: u64,
+    /// The most connections the stack held at once.
+    pub peak_connections: usize,
+    /// Segments with RST: the stack's with ACK (an abort, or the answer to a segment without ACK), the stack's
+    /// without (RFC 9293 3.10.7.1's answer to a segment with an ACK for no connection: a stray duplicate after
+    /// the close, which a reordering link delivers), and the kernel's.
+    pub rst: [u64; 3],
+}
+
+/// Whether a datagram is an IPv4 TCP segment with RST: with ACK (`Some(true)`) or without.
+fn rst_kind(d: &[u8]) -> Option<bool> {
+    let ihl = usize::from(d.first().map_or(0, |b| b & 0x0f)) * 4;
+    let flags = *d.get(ihl + 13)?;
+    (d[0] >> 4 == 4 && d.get(9) == Some(&6) && flags & 0x04 != 0).then_some(flags & 0x10 != 0)
+}
+
+/// A stack being served; stopped (and its device gone) when dropped or [`Served::stop`]ped.
+pub struct Served {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<ServeStats, String>>>,
+    /// Each sink connection's report, as it closes.
+    pub sinks: mpsc::Receiver<SinkReport>,
+}
+
+impl Served {
+    /// Stops serving: what it did, or why it failed.
+    pub fn stop(mut self) -> Result<ServeStats, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let t = self.thread.take().expect("joined once");
+        t.join().unwrap_or_else(|_| Err("the serving thread panicked".into()))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The script epoch of the stack's clock: a little after 0, so that its timers and ISNs look ordinary.
+const EPOCH: u64 = 1_000_000;
+
+/// Creates the TUN device in this thread's namespace and serves on a thread of its own (in the same
+/// namespace), until stopped.
+pub fn start(cfg: ServeConfig) -> Result<Served, String> {
+    let tun = device(&cfg)?;
+    let (tx, sinks) = mpsc::channel();
+    let server = Server::new(cfg, tun, tx)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let thread = std::thread::spawn(move || server.run(&s));
+    Ok(Served { stop, thread: Some(thread), sinks })
+}
+
+fn device(cfg: &ServeConfig) -> Result<tun::Device, String> {
+    let mut rtnl = netlink::Rtnl::open()?;
+    rtnl.link_up(netlink::index("lo")?)?;
+    let mut t = tun::Configuration::default();
+    t.tun_name("tdserve0");
+    t.address(cfg.kernel_ip).netmask((255, 255, 255, 0));
+    let tun = tun::create(&t).map_err(|e| format!("creating the TUN device: {e}"))?;
+    // No IPv6 chatter on the device (off before it is up, or its router solicitation goes out first); the kernel
+    // segments and checksums what it sends (no offload asked for).
+    let _ = std::fs::write("/proc/sys/net/ipv6/conf/tdserve0/disable_ipv6", "1");
+    rtnl.link_up(netlink::index("tdserve0")?)?;
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let fd = tun.as_raw_fd();
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    Ok(tun)
+}
+
+/// One connection of a service.
+struct Conn {
+    fd: i32,
+    service: Service,
+    peer: SocketAddr,
+    /// Bytes read and not yet sent back (echo).
+    pending: Vec<u8>,
+    /// The peer closed its side.
+    eof: bool,
+    /// Sink: bytes and hash so far. Chargen: where in the pattern.
+    bytes: u64,
+    hash: Sha256,
+}
+
+struct Server {
+    host: Host,
+    tun: tun::Device,
+    link: Link,
+    start: std::time::Instant,
+    listeners: Vec<(i32, Service)>,
+    conns: Vec<Conn>,
+    sinks: mpsc::Sender<SinkReport>,
+    pcap: Option<pcap_file::pcap::PcapWriter<std::io::BufWriter<std::fs::File>>>,
+    stats: ServeStats,
+}
+
+/// RFC 864's pattern: 72-character lines, each starting one character further along the 95 printable ASCII
+/// characters.
+pub fn chargen_byte(pos: u64) -> u8 {
+    let (line, col) = (pos / 74, pos % 74);
+    match col {
+        72 => b'\r',
+        73 => b'\n',
+        _ => b' ' + ((line + col) % 95) as u8,
+    }
+}
+
+impl Server {
+    fn new(cfg: ServeConfig, tun: tun::Device, sinks: mpsc::Sender<SinkReport>) -> Result<Server, String> {
+        let mut host = Host::new(Config::default(), &[IpAddr::V4(cfg.stack_ip)], cfg.seed);
+        for (k, v) in &cfg.knobs {
+            host.set_knob(k, v).map_err(|e| format!("--sysctl {k}={v}: {e}"))?;
+        }
+        let mut listeners = Vec::new();
+        for (service, port) in &cfg.services {
+            let e = |e: Errno| format!("{} on port {port}: {e:?}", service.name());
+            let fd = host.socket(Domain::Inet).map_err(e)?;
+            host.set_nonblocking(fd, true).map_err(e)?;
+            host.bind(fd, SocketAddr::new(IpAddr::V4(cfg.stack_ip), *port)).map_err(e)?;
+            host.listen(fd, 1024).map_err(e)?;
+            listeners.push((fd, *service));
+        }
+        let pcap = match &cfg.pcap {
+            None => None,
+            Some(p) => {
+                let f = std::fs::File::create(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+                let header = pcap_file::pcap::PcapHeader {
+                    datalink: pcap_file::DataLink::IPV4,
+                    ..pcap_file::pcap::PcapHeader::default()
+                };
+                Some(
+                    pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::new(f), header)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
+        let link = Link::new(cfg.link, cfg.seed);
+        Ok(Server {
+            host,
+            tun,
+            link,
+            start: std::time::Instant::now(),
+            listeners,
+            conns: Vec::new(),
+            sinks,
+            pcap,
+            stats: ServeStats::default(),
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(EPOCH + self.start.elapsed().as_micros() as u64)
+    }
+
+    fn record(&mut self, d: &[u8]) {
+        if let Some(w) = self.pcap.as_mut() {
+            let t = self.start.elapsed();
+            let _ = w.write_packet(&pcap_file::pcap::PcapPacket::new(t, d.len() as u32, d));
+        }
+    }
+
+    fn run(mut self, stop: &AtomicBool) -> Result<ServeStats, String> {
+        let mut buf = vec![0u8; 65_536];
+        while !stop.load(Ordering::Relaxed) {
+            let now = self.now();
+            // From the kernel, onto the shim towards the stack.
+            loop {
+                match self.tun.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        let d = buf[..n].to_vec();
+                        self.record(&d);
+                        self.stats.rst[2] += u64::from(rst_kind(&d).is_some());
+                        self.link.send(now, 0, d);
+                    }
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("reading the TUN device: {e}")),
+                }
+            }
+            // What the shim delivers now: to the stack, or out through the device.
+            for (dst, d) in self.link.due(now) {
+                if dst == 0 {
+                    // A malformed datagram is the stack's to count, not a reason to stop.
+                    let _ = self.host.receive(now, &d);
+                } else {
+                    self.record(&d);
+                    let _ = self.tun.write(&d);
+                }
+            }
+            if self.host.poll_timeout().is_some_and(|t| t <= now) {
+                self.host.on_timeout(now);
+            }
+            self.services(now);
+            while let Some(d) = self.host.poll_transmit() {
+                match rst_kind(&d) {
+                    Some(true) => self.stats.rst[0] += 1,
+                    Some(false) => self.stats.rst[1] += 1,
+                    None => {}
+                }
+                self.link.send(now, 1, d);
+            }
+            while self.host.poll_event().is_some() {}
+            self.stats.peak_connections = self.stats.peak_connections.max(self.host.connections().count());
+            self.wait();
+        }
+        if let Some(w) = self.pcap.take() {
+            w.into_writer().flush().map_err(|e| format!("writing the pcap file: {e}"))?;
+        }
+        self.stats.link = self.link.stats;
+        Ok(self.stats)
+    }
+
+    /// Sleeps until the device has something, the stack's next timer or the shim's next arrival, 5 ms at most.
+    fn wait(&self) {
+        let now = self.now();
+        let next = [self.host.poll_timeout(), self.link.next_arrival()].into_iter().flatten().min();
+        let until = next.map_or(Duration::from_millis(5), |t| t.saturating_since(now)).min(Duration::from_millis(5));
+        if until.is_zero() && next.is_some() {
+            return;
+        }
+        let mut pfd = libc::pollfd { fd: self.tun.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = until.as_micros().div_ceil(1000) as i32;
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
+
+    /// Accepts what the listeners have and moves each connection's data along.
+    fn services(&mut self, now: Instant) {
+        for &(l, service) in &self.listeners {
+            while let Ok((fd, peer)) = self.host.accept(l) {
+                let _ = self.host.set_nonblocking(fd, true);
+                self.stats.accepted += 1;
+                self.conns.push(Conn {
+                    fd,
+                    service,
+                    peer,
+                    pending: Vec::new(),
+                    eof: false,
+                    bytes: 0,
+                    hash: Sha256::new(),
+                });
+            }
+        }
+        let host = &mut self.host;
+        let sinks = &self.sinks;
+        self.conns.retain_mut(|c| {
+            // Bounded rounds: a fast peer must not keep the loop from the device.
+            for _ in 0..64 {
+                if !step(host, now, c) {
+                    break;
+                }
+            }
+            let done = c.eof && c.pending.is_empty() && c.service != Service::Chargen || host.poll(c.fd).is_err();
+            if done {
+                if c.service == Service::Sink {
+                    let sha256 = std::mem::take(&mut c.hash).finalize().iter().map(|b| format!("{b:02x}")).collect();
+                    let _ = sinks.send(SinkReport { peer: c.peer, bytes: c.bytes, sha256 });
+                }
+                let _ = host.close(now, c.fd);
+            }
+            !done
+        });
+    }
+}
+
+/// One round of a connection's service; whether it made progress.
+fn step(host: &mut Host, now: Instant, c: &mut Conn) -> bool {
+    let mut progress = false;
+    if !c.pending.is_empty() {
+        match host.write(now, c.fd, &c.pending) {
+            Ok(n) if n > 0 => {
+                c.pending.drain(..n);
+                progress = true;
+            }
+            _ => {}
+        }
+    }
+    if c.service == Service::Chargen && !c.eof {
+        let chunk: Vec<u8> = (c.bytes..c.bytes + 16_384).map(chargen_byte).collect();
+        if let Ok(n) = host.write(now, c.fd, &chunk) {
+            c.bytes += n as u64;
+            progress |= n > 0;
+        }
+    }
+    // Echo reads only while what it read has gone back, so a peer that does not read is flow-controlled.
+    if c.eof || (c.service == Service::Echo && !c.pending.is_empty()) {
+        return progress;
+    }
+    match host.read(now, c.fd, 65_536, false) {
+        Ok(data) if data.is_empty() => {
+            c.eof = true;
+            if c.service == Service::Chargen {
+                let _ = host.shutdown(now, c.fd, Shutdown::Write);
+                c.pending.clear();
+            }
+            true
+        }
+        Ok(data) => {
+            match c.service {
+                Service::Echo => c.pending.extend_from_slice(&data),
+                Service::Sink => {
+                    c.bytes += data.len() as u64;
+                    c.hash.update(&data);
+                }
+                Service::Discard | Service::Chargen => {}
+            }
+            true
+        }
+        Err(_) => progress,
+    }
+}
+
+/// Moves the calling thread into network namespace `name` (`ip netns add` makes it if it is not there), for
+/// `tcpdrill serve --netns`.
+pub fn enter_named_netns(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(format!("{name:?} is not a network namespace name"));
+    }
+    let path = std::path::Path::new("/run/netns").join(name);
+    if !path.exists() {
+        let o = std::process::Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .map_err(|e| format!("running ip netns add: {e} (install iproute2)"))?;
+        if !o.status.success() {
+            return Err(format!("ip netns add {name}: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        }
+    }
+    let f = std::fs::File::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    // SAFETY: setns on a namespace file we opened; it affects this thread only.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("entering {name}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

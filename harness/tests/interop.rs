@@ -1,0 +1,172 @@
+//! The reference stack as a real TCP: `tcpdrill serve`'s stack behind a TUN device, on the real clock, with the
+//! Linux kernel of the same (fresh) network namespace as its peer through std sockets. Every byte must arrive
+//! exactly once and in order (SHA-256 compared), over a perfect link and through the shim's loss, duplication
+//! and reordering; both sides must close cleanly (FIN both ways, no RST, TIME-WAIT on Linux, the active closer).
+//! Needs root (CAP_NET_ADMIN); skipped with the reason printed otherwise.
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+use tcpdrill::serve::{self, chargen_byte, ServeConfig, Served};
+use tcpdrill_stack::sim::LinkConfig;
+
+fn skip() -> bool {
+    match tcpdrill::backend::linux::available() {
+        Ok(()) => false,
+        Err(why) => {
+            println!("skipped: {why}");
+            true
+        }
+    }
+}
+
+/// Where a run's capture goes: kept for a look when a test fails.
+fn pcap(seed: u64) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tcpdrill-interop-{}-{seed}.pcap", std::process::id()))
+}
+
+/// Runs `f` on a thread in a fresh namespace where the stack is served with `link`, recording to [`pcap`].
+fn served(link: LinkConfig, seed: u64, f: impl FnOnce(&Served) + Send + 'static) -> serve::ServeStats {
+    std::thread::spawn(move || {
+        tcpdrill::backend::linux::unshare_netns().expect("a namespace");
+        let cfg = ServeConfig { link, seed, pcap: Some(pcap(seed)), ..ServeConfig::default() };
+        let s = serve::start(cfg).expect("serving");
+        f(&s);
+        s.stop().expect("served without error")
+    })
+    .join()
+    .expect("no panic")
+}
+
+/// `n` bytes no two runs of which line up by accident (a counter through a multiplicative hash).
+fn data(n: usize, seed: u64) -> Vec<u8> {
+    (0..n as u64).map(|i| ((i.wrapping_add(seed)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8).collect()
+}
+
+fn sha(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect_timeout(&format!("192.0.2.2:{port}").parse().unwrap(), Duration::from_secs(10))
+        .expect("the reference stack accepts");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+/// The Linux side's TCP states towards port `port` of the stack (from /proc/thread-self/net/tcp: this thread's
+/// namespace), as the kernel's state numbers.
+fn linux_states(port: u16) -> Vec<u8> {
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap_or_default();
+    // IPv4 addresses print as the u32 in host order: 192.0.2.2 is 020200C0 on a little-endian machine.
+    let want = format!("{:08X}:{port:04X}", u32::from_ne_bytes([192, 0, 2, 2]));
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&want.as_str())).then(|| u8::from_str_radix(f[3], 16).unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Sends `n` bytes to the sink, closes, and checks its report and the close: FIN both ways, TIME-WAIT on Linux.
+fn sink(s: &Served, n: usize, seed: u64) {
+    let d = data(n, seed);
+    let mut c = connect(5001);
+    c.write_all(&d).expect("the stack takes it all");
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("the stack closes its side");
+    assert!(rest.is_empty(), "the sink sends nothing");
+    let r = s.sinks.recv_timeout(Duration::from_secs(60)).expect("the sink reports");
+    assert_eq!((r.bytes, r.sha256), (n as u64, sha(&d)), "every byte once, in order");
+    drop(c);
+    // TIME_WAIT is 6 in the kernel's numbering.
+    assert_eq!(linux_states(5001), vec![6], "Linux, the active closer, waits in TIME-WAIT");
+}
+
+/// Echo, both directions at once: a writer thread and this reader.
+fn echo(n: usize, seed: u64) {
+    let d = data(n, seed);
+    let c = connect(7);
+    let mut w = c.try_clone().unwrap();
+    let sent = d.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::with_capacity(n);
+    (&c).read_to_end(&mut back).expect("the echo closes after the last byte");
+    writer.join().unwrap();
+    assert_eq!(back.len(), n, "as many bytes back as sent");
+    assert!(back == d, "the same bytes back, in order");
+}
+
+fn chargen(n: usize) {
+    let mut c = connect(19);
+    let mut got = vec![0u8; n];
+    c.read_exact(&mut got).expect("chargen keeps sending");
+    let want: Vec<u8> = (0..n as u64).map(chargen_byte).collect();
+    assert!(got == want, "RFC 864's pattern");
+    c.shutdown(Shutdown::Both).unwrap();
+}
+
+/// No connection was reset: neither side sent a RST while it had the connection. A RST without ACK from the
+/// stack is its answer to a segment for a connection it no longer has (RFC 9293 3.10.7.1), which a reordering
+/// link makes when a stale duplicate of the stack's reaches Linux after the close and Linux answers it: allowed.
+fn no_rst(stats: &serve::ServeStats, seed: u64) {
+    let [aborts, _, kernel] = stats.rst;
+    assert_eq!((aborts, kernel), (0, 0), "RSTs (stack aborts, Linux's): see {}", pcap(seed).display());
+}
+
+#[test]
+fn perfect_link() {
+    if skip() {
+        return;
+    }
+    let stats = served(LinkConfig::perfect(Duration::ZERO), 1, |s| {
+        sink(s, 16 << 20, 1);
+        echo(4 << 20, 2);
+    });
+    assert_eq!(stats.accepted, 2);
+    assert_eq!(stats.link[1], 0, "no loss asked for");
+    no_rst(&stats, 1);
+    let _ = std::fs::remove_file(pcap(1));
+}
+
+/// Chargen until Linux has read enough; Linux then closes with data unread, which it answers with a RST
+/// (RFC 2525 2.17), so no RST count here.
+#[test]
+fn chargen_pattern() {
+    if skip() {
+        return;
+    }
+    served(LinkConfig::perfect(Duration::ZERO), 3, |_| chargen(1 << 20));
+}
+
+#[test]
+fn lossy_links() {
+    if skip() {
+        return;
+    }
+    for (loss, seed) in [(10u16, 11u64), (50, 12), (100, 13)] {
+        // Loss per mille, 0.5% duplicated, up to 2 ms of delay each way (which reorders).
+        let link = LinkConfig {
+            drop_permille: loss,
+            dup_permille: 5,
+            min_delay: Duration::ZERO,
+            max_delay: Duration::from_millis(2),
+        };
+        let stats = served(link, seed, move |s| {
+            sink(s, 2 << 20, seed);
+            echo(512 << 10, seed + 1);
+        });
+        assert!(stats.link[1] > 0 && stats.link[2] > 0, "the shim dropped and duplicated: {:?}", stats.link);
+        eprintln!("loss {}%: {:?}", f64::from(loss) / 10.0, stats);
+        no_rst(&stats, seed);
+        let _ = std::fs::remove_file(pcap(seed));
+    }
+}
