@@ -117,21 +117,27 @@ fn session(cfg: &AgentConfig, stream: TcpStream) -> Result<(), String> {
     // The run's IP version decides how an AF_INET6 socket's IPv4 addresses are written (IPv4-mapped); a harness
     // that says none runs IPv4.
     let ip = hello.get("ip").and_then(Value::as_str).and_then(IpVersion::from_name).unwrap_or(IpVersion::V4);
-    // The sockets go with the session: Sockets resets and closes them when dropped; the sysctls it set go back
-    // when the session ends, however it ends.
+    // The sockets go with the session, however it ends: reset and closed, and what is left of their connections
+    // (TIME-WAIT, orphans) destroyed, so that the next harness finds the stack as this one did; the sysctls it
+    // set go back.
     let mut sockets = Sockets::new(ip);
     let mut sysctls = Sysctls::default();
-    while let Some(req) = read_request(&mut input)? {
-        let id = req.get("id").cloned().unwrap_or(Value::Null);
-        let mut v = if req.get("op").and_then(Value::as_str) == Some("sysctl") {
-            sysctl(cfg, &mut sysctls, &req)
-        } else {
-            handle(cfg, &mut sockets, &req)
-        };
-        v["id"] = id;
-        reply(v)?;
-    }
-    Ok(())
+    let mut serve = || -> Result<(), String> {
+        while let Some(req) = read_request(&mut input)? {
+            let id = req.get("id").cloned().unwrap_or(Value::Null);
+            let mut v = if req.get("op").and_then(Value::as_str) == Some("sysctl") {
+                sysctl(cfg, &mut sysctls, &req)
+            } else {
+                handle(cfg, &mut sockets, &req)
+            };
+            v["id"] = id;
+            reply(v)?;
+        }
+        Ok(())
+    };
+    let r = serve();
+    sockets.destroy_leftovers();
+    r
 }
 
 /// The sysctls a session changed, with the values they had, put back when it ends.

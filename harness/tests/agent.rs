@@ -219,3 +219,41 @@ fn makes_the_kernels_calls_and_closes_everything_when_the_harness_goes() {
         assert_eq!(c.call(&Call::Bind(l, at)), CallResult::Ok(0), "the first session's listener is gone");
     });
 }
+
+/// What a session's connections leave behind once closed (here a TIME-WAIT on the listening port, from the
+/// accepted end closing first) goes with the session, so that the next harness can bind the port again; without
+/// the clean-up the bind fails with EADDRINUSE (checked first in the same session).
+#[test]
+fn leaves_no_time_wait_behind() {
+    in_netns(64, false, |addr| {
+        let at: SocketAddr = "127.0.0.1:40124".parse().unwrap();
+        {
+            let mut c = client(addr);
+            let l = fd(c.call(&Call::Socket(Domain::Inet)));
+            assert_eq!(c.call(&Call::Bind(l, at)), CallResult::Ok(0));
+            assert_eq!(c.call(&Call::Listen(l, 4)), CallResult::Ok(0));
+            let s = fd(c.call(&Call::Socket(Domain::Inet)));
+            let r = until_done(&mut c, &Call::Connect(s, at));
+            assert!(matches!(r, CallResult::Ok(0) | CallResult::Err(Errno::EISCONN)), "{r:?}");
+            let a = fd(until_done(&mut c, &Call::Accept(l)));
+            // The accepted end closes first and ends in TIME-WAIT once the client's FIN comes.
+            assert_eq!(c.call(&Call::Close(a)), CallResult::Ok(0));
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(c.call(&Call::Close(s)), CallResult::Ok(0));
+            assert_eq!(c.call(&Call::Close(l)), CallResult::Ok(0));
+            std::thread::sleep(Duration::from_millis(50));
+            let other = fd(c.call(&Call::Socket(Domain::Inet)));
+            assert_eq!(c.call(&Call::Bind(other, at)), CallResult::Err(Errno::EADDRINUSE), "the TIME-WAIT holds it");
+        }
+        let limit = Instant::now() + Duration::from_secs(5);
+        let mut c = loop {
+            match AgentClient::connect(addr, TOKEN, Duration::from_secs(5)) {
+                Ok(c) => break c,
+                Err(e) if e.contains("busy") && Instant::now() < limit => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let l = fd(c.call(&Call::Socket(Domain::Inet)));
+        assert_eq!(c.call(&Call::Bind(l, at)), CallResult::Ok(0), "the first session's TIME-WAIT is gone");
+    });
+}

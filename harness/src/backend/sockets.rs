@@ -24,12 +24,50 @@ pub struct Sockets {
     inet6: BTreeSet<i32>,
     /// The IP version of the run.
     ip: IpVersion,
+    /// Every connection a socket of this run had, as (local, remote) on the wire, for
+    /// [`Sockets::destroy_leftovers`].
+    connections: BTreeSet<(SocketAddr, SocketAddr)>,
 }
 
 impl Sockets {
     /// No sockets yet, for a run of IP version `ip`.
     pub fn new(ip: IpVersion) -> Sockets {
-        Sockets { script_nonblocking: BTreeMap::new(), fds: Vec::new(), inet6: BTreeSet::new(), ip }
+        Sockets {
+            script_nonblocking: BTreeMap::new(),
+            fds: Vec::new(),
+            inet6: BTreeSet::new(),
+            ip,
+            connections: BTreeSet::new(),
+        }
+    }
+
+    /// Destroys what is left of this run's connections once their descriptors are closed (TIME-WAIT, orphans
+    /// closing), through sock_diag's SOCK_DESTROY on each one's exact four-tuple, so that a stack shared by one run
+    /// after another (the agent's host) starts each run without the last one's: nothing else is touched. Returns
+    /// how many went; a kernel without SOCK_DESTROY (CONFIG_INET_DIAG_DESTROY) keeps them. What the kernel
+    /// learnt of the peers (its TCP metrics cache: RTT, ssthresh, which a next run's first RTO and delayed ACKs
+    /// would start from) goes too, with `ip tcp_metrics delete`.
+    pub fn destroy_leftovers(&mut self) -> usize {
+        self.close_all();
+        let mut gone = 0;
+        let peers: BTreeSet<IpAddr> = self.connections.iter().map(|(_, r)| r.ip()).collect();
+        for (local, remote) in std::mem::take(&mut self.connections) {
+            // SOCK_DESTROY with NLM_F_REQUEST | NLM_F_ACK: the answer is an NLMSG_ERROR, 0 when destroyed.
+            if let Some((n, r)) = diag(21, 1 | 4, &FourTuple { local, remote }) {
+                if n >= 20 && u16::from_ne_bytes([r[4], r[5]]) == 2 && r[16..20] == [0; 4] {
+                    gone += 1;
+                }
+            }
+        }
+        // After the sockets, whose going may still save metrics.
+        for peer in peers {
+            let _ = std::process::Command::new("ip")
+                .args(["tcp_metrics", "delete", &peer.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        gone
     }
 
     /// Whether `fd` is one this run opened (socket, accept, epoll_create) and has not closed.
@@ -101,12 +139,22 @@ impl Sockets {
                         if self.inet6.contains(fd) {
                             self.inet6.insert(new as i32);
                         }
+                        if let (Some(l), Some(p)) = (name_of(new as i32, false), name_of(new as i32, true)) {
+                            self.connections.insert((l, p));
+                        }
                     }
                     r
                 }
                 Call::Connect(fd, a) => {
                     let (sa, len) = self.sockaddr(*fd, a);
-                    Self::ret(libc::connect(*fd, (&sa as *const libc::sockaddr_storage).cast(), len) as isize)
+                    let r = Self::ret(libc::connect(*fd, (&sa as *const libc::sockaddr_storage).cast(), len) as isize);
+                    // The local address is the socket's from the first try on, connected or not yet.
+                    if matches!(r, Ok(_) | Err(Errno::EINPROGRESS)) {
+                        if let Some(l) = name_of(*fd, false) {
+                            self.connections.insert((l, *a));
+                        }
+                    }
+                    r
                 }
                 Call::Read { fd, len, peek, null } => {
                     let mut buf = vec![0u8; if *null { 0 } else { (*len).min(1 << 24) }];
@@ -396,48 +444,8 @@ impl Sockets {
     /// instead walks the whole host-wide table and takes ~8 ms even when empty, which distorts a script's timing.
     /// `Err` when netlink itself failed (the caller falls back to /proc); `Ok(None)` when there is no such socket.
     fn diag_state(t: &FourTuple) -> Result<Option<TcpState>, ()> {
-        // IPv4 connections (of IPv4-mapped AF_INET6 sockets too, which the kernel keeps in its IPv4 table) are
-        // asked for as AF_INET, IPv6 ones as AF_INET6 with their 16-byte addresses.
-        let (family, src, dst): (u8, Vec<u8>, Vec<u8>) = match (t.local.ip(), t.remote.ip()) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => (libc::AF_INET as u8, s.octets().to_vec(), d.octets().to_vec()),
-            (IpAddr::V6(s), IpAddr::V6(d)) => (libc::AF_INET6 as u8, s.octets().to_vec(), d.octets().to_vec()),
-            _ => return Err(()),
-        };
-        // struct nlmsghdr (16 bytes) + struct inet_diag_req_v2 (56 bytes).
-        let mut msg = [0u8; 72];
-        msg[0..4].copy_from_slice(&72u32.to_ne_bytes());
-        msg[4..6].copy_from_slice(&20u16.to_ne_bytes()); // SOCK_DIAG_BY_FAMILY
-        msg[6..8].copy_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST: one socket, not a dump
-        msg[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        msg[16] = family;
-        msg[17] = libc::IPPROTO_TCP as u8;
-        msg[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
-        msg[24..26].copy_from_slice(&t.local.port().to_be_bytes());
-        msg[26..28].copy_from_slice(&t.remote.port().to_be_bytes());
-        msg[28..28 + src.len()].copy_from_slice(&src);
-        msg[44..44 + dst.len()].copy_from_slice(&dst);
-        msg[64..72].copy_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
-        let mut reply = [0u8; 512];
-        // SAFETY: a netlink socket of our own, buffers that outlive the calls.
-        let n = unsafe {
-            let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG);
-            if fd < 0 {
-                return Err(());
-            }
-            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
-            sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-            let sent = libc::sendto(
-                fd,
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            );
-            let n = if sent < 0 { -1 } else { libc::recv(fd, reply.as_mut_ptr().cast(), reply.len(), 0) };
-            libc::close(fd);
-            n
-        };
+        // SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST: one socket, not a dump.
+        let (n, reply) = diag(20, 1, t).ok_or(())?;
         if n < 18 {
             return Err(());
         }
@@ -495,6 +503,87 @@ impl Sockets {
                 (f.len() > 3 && f[1] == l && f[2] == r).then(|| u8::from_str_radix(f[3], 16).ok()).flatten()
             })
             .and_then(TcpState::from_linux_number)
+    }
+}
+
+/// One sock_diag request of `kind` (SOCK_DIAG_BY_FAMILY, SOCK_DESTROY) with netlink `flags` about the TCP
+/// socket of four-tuple `t`, in every state: the reply's length and bytes, or `None` if netlink itself failed.
+fn diag(kind: u16, flags: u16, t: &FourTuple) -> Option<(isize, [u8; 512])> {
+    // IPv4 connections (of IPv4-mapped AF_INET6 sockets too, which the kernel keeps in its IPv4 table) are asked
+    // for as AF_INET, IPv6 ones as AF_INET6 with their 16-byte addresses.
+    let (family, src, dst): (u8, Vec<u8>, Vec<u8>) = match (t.local.ip(), t.remote.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (libc::AF_INET as u8, s.octets().to_vec(), d.octets().to_vec()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (libc::AF_INET6 as u8, s.octets().to_vec(), d.octets().to_vec()),
+        _ => return None,
+    };
+    // struct nlmsghdr (16 bytes) + struct inet_diag_req_v2 (56 bytes).
+    let mut msg = [0u8; 72];
+    msg[0..4].copy_from_slice(&72u32.to_ne_bytes());
+    msg[4..6].copy_from_slice(&kind.to_ne_bytes());
+    msg[6..8].copy_from_slice(&flags.to_ne_bytes());
+    msg[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    msg[16] = family;
+    msg[17] = libc::IPPROTO_TCP as u8;
+    msg[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    msg[24..26].copy_from_slice(&t.local.port().to_be_bytes());
+    msg[26..28].copy_from_slice(&t.remote.port().to_be_bytes());
+    msg[28..28 + src.len()].copy_from_slice(&src);
+    msg[44..44 + dst.len()].copy_from_slice(&dst);
+    msg[64..72].copy_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+    let mut reply = [0u8; 512];
+    // SAFETY: a netlink socket of our own, buffers that outlive the calls.
+    let n = unsafe {
+        let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG);
+        if fd < 0 {
+            return None;
+        }
+        let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        let sent = libc::sendto(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&sa as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        );
+        let n = if sent < 0 { -1 } else { libc::recv(fd, reply.as_mut_ptr().cast(), reply.len(), 0) };
+        libc::close(fd);
+        n
+    };
+    Some((n, reply))
+}
+
+/// A socket's own address (`peer`: false) or its peer's, as on the wire (IPv4-mapped addresses as IPv4, as the
+/// kernel keeps those connections in its IPv4 table).
+fn name_of(fd: i32, peer: bool) -> Option<SocketAddr> {
+    // SAFETY: all-zero bytes are a valid sockaddr_storage, and getsockname/getpeername write at most `len` bytes
+    // into it.
+    let ss = unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let p = (&mut ss as *mut libc::sockaddr_storage).cast();
+        let r = if peer { libc::getpeername(fd, p, &mut len) } else { libc::getsockname(fd, p, &mut len) };
+        if r != 0 {
+            return None;
+        }
+        ss
+    };
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in, which fits.
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the kernel wrote a sockaddr_in6, which fits.
+            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+            Some(SocketAddr::new(ip, u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
     }
 }
 
