@@ -95,6 +95,10 @@ enum Command {
         /// Scripts run at once; default: the number of CPUs.
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
+        /// The backends with a column (comma-separated, e.g. reference,linux,raw); default: every one that can run
+        /// here (raw only when pointed at a link).
+        #[arg(long, value_name = "LIST")]
+        backends: Option<String>,
         #[command(flatten)]
         limits: Limits,
     },
@@ -419,14 +423,20 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Coverage { paths, transitions, output, check, jobs, limits } => {
+        Command::Coverage { paths, transitions, output, check, jobs, backends: chosen, limits } => {
             if limits.ip_version.is_some() {
                 // REQUIREMENTS.md has one result per script and backend: the IPv4 run's.
                 eprintln!("coverage runs each script in IPv4 only; use run --ip-version for the other versions");
                 return ExitCode::from(exit::USAGE);
             }
             match Setup::new(&paths, &[], &[], 1.0, jobs, limits) {
-                Ok(setup) => coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref()),
+                Ok(setup) => {
+                    let chosen = match chosen.as_deref().map(backends).transpose() {
+                        Ok(c) => c,
+                        Err(code) => return code,
+                    };
+                    coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref(), chosen)
+                }
                 Err(code) => code,
             }
         }
@@ -966,6 +976,7 @@ fn coverage(
     transitions: bool,
     output: Option<&std::path::Path>,
     check: Option<&std::path::Path>,
+    chosen: Option<Vec<tcpdrill::report::BackendKind>>,
 ) -> ExitCode {
     use tcpdrill::report::coverage as cov;
     use tcpdrill::report::{self, BackendKind};
@@ -1000,9 +1011,11 @@ fn coverage(
         });
         cov::transitions_table(&cells, output.is_some() || check.is_some())
     } else {
-        // Every backend of the registry that can run here has its column; the others are left empty, with why.
+        // Every backend of the registry that can run here has its column (or those chosen, in their order); the
+        // others are left empty, with why.
+        let columns: Vec<BackendKind> = chosen.clone().unwrap_or_else(|| BackendKind::all().collect());
         let mut kinds = Vec::new();
-        for b in BackendKind::all() {
+        for &b in &columns {
             match (b.info().available)() {
                 Ok(()) => kinds.push(b),
                 Err(why) => eprintln!("{} column not run: {why}", b.name()),
@@ -1021,9 +1034,10 @@ fn coverage(
             .enumerate()
             .map(|(i, (f, text))| {
                 let get = |b| results.get(&(i, b)).copied();
-                let per_backend: Vec<(&'static str, Option<&str>)> = BackendKind::all()
-                    .filter(|b| !b.info().on_request || kinds.contains(b))
-                    .map(|b| (b.name(), get(b)))
+                let per_backend: Vec<(&'static str, Option<&str>)> = columns
+                    .iter()
+                    .filter(|b| chosen.is_some() || !b.info().on_request || kinds.contains(b))
+                    .map(|&b| (b.name(), get(b)))
                     .collect();
                 cov::ScriptStatus::of(name_of(f), text, &per_backend)
             })
