@@ -185,7 +185,7 @@ enum Command {
         /// The shim's and the stack's seed: the same seed, the same drops for the same datagrams.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Record every datagram that crossed the shim (both ways, before the shim's drops) to a pcap file.
+        /// Record every datagram handed to the shim (both ways, as sent: before the shim's drops) to a pcap file.
         #[arg(long, value_name = "FILE")]
         pcap: Option<PathBuf>,
         /// Stop after this many seconds.
@@ -1147,7 +1147,10 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     };
     tcpdrill::backend::linux::available()?;
     let netns = a.netns.clone();
-    let deadline = a.duration.map(|d| std::time::Instant::now() + std::time::Duration::from_secs_f64(d.max(0.0)));
+    if let Some(d) = a.duration.filter(|d| !(d.is_finite() && *d > 0.0 && *d < 1e9)) {
+        return Err(format!("--duration {d}: a positive number of seconds"));
+    }
+    let deadline = a.duration.map(|d| std::time::Instant::now() + std::time::Duration::from_secs_f64(d));
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, interrupted as *const () as libc::sighandler_t);
@@ -1179,7 +1182,11 @@ fn serve(a: ServeArgs) -> Result<(), String> {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        served.stop()
+        let (stats, late) = served.finish()?;
+        for r in late {
+            println!("sink: {} sent {} bytes, sha256 {}", r.peer, r.bytes, r.sha256);
+        }
+        Ok(stats)
     });
     let r = worker.join().unwrap_or_else(|_| Err("the serving thread panicked".to_string()));
     if !existed {

@@ -122,10 +122,16 @@ pub struct Served {
 
 impl Served {
     /// Stops serving: what it did, or why it failed.
-    pub fn stop(mut self) -> Result<ServeStats, String> {
+    pub fn stop(self) -> Result<ServeStats, String> {
+        self.finish().map(|(stats, _)| stats)
+    }
+
+    /// Stops serving: what it did and the sink reports not taken yet, or why it failed.
+    pub fn finish(mut self) -> Result<(ServeStats, Vec<SinkReport>), String> {
         self.stop.store(true, Ordering::Relaxed);
         let t = self.thread.take().expect("joined once");
-        t.join().unwrap_or_else(|_| Err("the serving thread panicked".into()))
+        let stats = t.join().unwrap_or_else(|_| Err("the serving thread panicked".into()))?;
+        Ok((stats, self.sinks.try_iter().collect()))
     }
 }
 
@@ -183,6 +189,8 @@ struct Conn {
     pending: Vec<u8>,
     /// The peer closed its side.
     eof: bool,
+    /// The connection failed (reset, timed out): nothing more to do but close it.
+    dead: bool,
     /// Sink: bytes and hash so far. Chargen: where in the pattern.
     bytes: u64,
     hash: Sha256,
@@ -289,7 +297,6 @@ impl Server {
                     // A malformed datagram is the stack's to count, not a reason to stop.
                     let _ = self.host.receive(now, &d);
                 } else {
-                    self.record(&d);
                     let _ = self.tun.write(&d);
                 }
             }
@@ -298,6 +305,8 @@ impl Server {
             }
             self.services(now);
             while let Some(d) = self.host.poll_transmit() {
+                // Recorded as sent, before the shim, as the kernel's are.
+                self.record(&d);
                 match rst_kind(&d) {
                     Some(true) => self.stats.rst[0] += 1,
                     Some(false) => self.stats.rst[1] += 1,
@@ -342,6 +351,7 @@ impl Server {
                     peer,
                     pending: Vec::new(),
                     eof: false,
+                    dead: false,
                     bytes: 0,
                     hash: Sha256::new(),
                 });
@@ -356,8 +366,10 @@ impl Server {
                     break;
                 }
             }
-            let done = c.eof && c.pending.is_empty() && c.service != Service::Chargen || host.poll(c.fd).is_err();
+            // Chargen sends until the peer closes (RFC 864), so it is done at the peer's FIN too.
+            let done = c.dead || (c.eof && c.pending.is_empty());
             if done {
+                // A sink reports what it had, also when the connection failed before the peer's FIN.
                 if c.service == Service::Sink {
                     let sha256 = std::mem::take(&mut c.hash).finalize().iter().map(|b| format!("{b:02x}")).collect();
                     let _ = sinks.send(SinkReport { peer: c.peer, bytes: c.bytes, sha256 });
@@ -366,6 +378,13 @@ impl Server {
             }
             !done
         });
+    }
+}
+
+/// Anything but "not now" from a call means the connection is gone (reset, timed out, closed under us).
+fn failed(e: Errno, c: &mut Conn) {
+    if e != Errno::EAGAIN {
+        c.dead = true;
     }
 }
 
@@ -378,15 +397,22 @@ fn step(host: &mut Host, now: Instant, c: &mut Conn) -> bool {
                 c.pending.drain(..n);
                 progress = true;
             }
-            _ => {}
+            Ok(_) => {}
+            Err(e) => failed(e, c),
         }
     }
-    if c.service == Service::Chargen && !c.eof {
+    if c.service == Service::Chargen && !c.eof && !c.dead {
         let chunk: Vec<u8> = (c.bytes..c.bytes + 16_384).map(chargen_byte).collect();
-        if let Ok(n) = host.write(now, c.fd, &chunk) {
-            c.bytes += n as u64;
-            progress |= n > 0;
+        match host.write(now, c.fd, &chunk) {
+            Ok(n) => {
+                c.bytes += n as u64;
+                progress |= n > 0;
+            }
+            Err(e) => failed(e, c),
         }
+    }
+    if c.dead {
+        return false;
     }
     // Echo reads only while what it read has gone back, so a peer that does not read is flow-controlled.
     if c.eof || (c.service == Service::Echo && !c.pending.is_empty()) {
@@ -412,7 +438,10 @@ fn step(host: &mut Host, now: Instant, c: &mut Conn) -> bool {
             }
             true
         }
-        Err(_) => progress,
+        Err(e) => {
+            failed(e, c);
+            progress
+        }
     }
 }
 

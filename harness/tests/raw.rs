@@ -140,11 +140,28 @@ const SYSCTLS: &[&str] = &[
     "net/core/somaxconn",
 ];
 
+/// The host's links, addresses, routes and neighbours, without what changes by itself: address lifetimes and
+/// route expiry counting down, and neighbour states (REACHABLE goes STALE on its own).
 fn host_snapshot() -> String {
     let mut s = String::new();
     for args in [&["-o", "link"][..], &["-o", "addr"][..], &["route"][..], &["-6", "route"][..], &["neigh"][..]] {
         let out = Command::new("ip").args(args).output().expect("ip runs");
-        s.push_str(&String::from_utf8_lossy(&out.stdout));
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut words = line.split_whitespace().peekable();
+            while let Some(w) = words.next() {
+                if matches!(w, "valid_lft" | "preferred_lft" | "expires") {
+                    words.next();
+                    continue;
+                }
+                let state = ["REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "INCOMPLETE", "NOARP", "PERMANENT"];
+                if args[0] == "neigh" && state.contains(&w) {
+                    continue;
+                }
+                s.push_str(w);
+                s.push(' ');
+            }
+            s.push('\n');
+        }
     }
     for k in SYSCTLS {
         s.push_str(&format!("{k}={}", std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default()));

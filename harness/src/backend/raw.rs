@@ -352,7 +352,8 @@ impl Raw {
 
     /// Sends a neighbour solicitation (`advert`: false) for the stack's address, or an advertisement of the
     /// impersonated one to `to` (RFC 4861 4.3, 4.4), from the impersonated address with our MAC address as its
-    /// link-layer option.
+    /// link-layer option. An advertisement to all nodes (the answer to duplicate address detection) is not
+    /// solicited (RFC 4861 7.2.4).
     fn ndp(&mut self, advert: bool, to: (MacAddr, Ipv6Addr)) {
         let (IpAddr::V6(remote), IpAddr::V6(local)) = (self.remote, self.local) else { return };
         // ICMPv6 header, flags, target, and one 8-byte link-layer address option.
@@ -368,7 +369,8 @@ impl Raw {
             if advert {
                 let mut na = MutableNeighborAdvertPacket::new(icmp).expect("room for an advertisement");
                 na.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
-                na.set_flags(NeighborAdvertFlags::Solicited | NeighborAdvertFlags::Override);
+                let solicited = if to.1.is_multicast() { 0 } else { NeighborAdvertFlags::Solicited };
+                na.set_flags(solicited | NeighborAdvertFlags::Override);
                 na.set_target_addr(remote);
                 na.set_options(&option);
             } else {
@@ -682,20 +684,24 @@ impl Backend for Raw {
         }
         let read = new.iter().map(|k| quote(k)).collect::<Result<Vec<_>, _>>()?;
         let write = knobs.iter().map(|(k, v)| quote(&format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
-        let mut cmd = String::new();
-        if !read.is_empty() {
-            cmd = format!("sysctl -n {} && ", read.join(" "));
-        }
-        cmd.push_str(&format!("sysctl -q -w {}", write.join(" ")));
         let agent = self.agent.as_mut().ok_or("no agent")?;
-        let (_, old) = agent.shell(&cmd)?;
-        let old: Vec<&str> = old.lines().collect();
-        if old.len() != new.len() {
-            return Err(format!("`sysctl -n` on the agent's host gave {} values for {} names", old.len(), new.len()));
+        // The old values first and saved, then the writes: a write failing halfway leaves what it did
+        // restorable.
+        if !read.is_empty() {
+            let (_, old) = agent.shell(&format!("sysctl -n {}", read.join(" ")))?;
+            let old: Vec<&str> = old.lines().collect();
+            if old.len() != new.len() {
+                return Err(format!(
+                    "`sysctl -n` on the agent's host gave {} values for {} names",
+                    old.len(),
+                    new.len()
+                ));
+            }
+            for (k, v) in new.iter().zip(old) {
+                self.restore.push((k.to_string(), v.trim().replace('\t', " ")));
+            }
         }
-        for (k, v) in new.iter().zip(old) {
-            self.restore.push((k.to_string(), v.trim().replace('\t', " ")));
-        }
+        agent.shell(&format!("sysctl -q -w {}", write.join(" ")))?;
         Ok(())
     }
 

@@ -74,6 +74,15 @@ pub fn run<R: Send + 'static>(mtu: u32, f: impl FnOnce(&RawConfig) -> R + Send +
             wait_running("ca")?;
             Ok::<SocketAddr, String>(agent)
         })();
+        // The agent stops however `f` ends, a panic included (a test's assertion), so that the thread and its
+        // namespaces go.
+        struct Stop(Arc<AtomicBool>);
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let stopper = Stop(stop.clone());
         let result = built.map(|agent| {
             let cfg = RawConfig {
                 interface: INTERFACE.into(),
@@ -85,12 +94,15 @@ pub fn run<R: Send + 'static>(mtu: u32, f: impl FnOnce(&RawConfig) -> R + Send +
             };
             with_link(cfg.clone(), || f(&cfg))
         });
-        stop.store(true, Ordering::Relaxed);
+        drop(stopper);
         drop(go_tx);
         let stacked = stack.join().unwrap_or_else(|_| Err("the testbed's agent panicked".into()));
-        let r = result?;
-        stacked.map_err(|e| format!("the testbed's agent: {e}"))?;
-        Ok(r)
+        // The stack side's own error says more than the harness side's "did not start".
+        match (result, stacked) {
+            (Ok(r), Ok(())) => Ok(r),
+            (_, Err(e)) => Err(format!("the testbed's stack side: {e}")),
+            (Err(e), Ok(())) => Err(e),
+        }
     })
     .join()
     .unwrap_or_else(|_| Err("the testbed's thread panicked".into()))

@@ -44,7 +44,8 @@ pub struct RunOptions {
     pub port: u16,
     /// The port `connect(..., ...)` goes to (packetdrill's --connect_port).
     pub connect_port: u16,
-    /// The harness's own port for passive scripts.
+    /// The harness's own port for passive scripts; a backend that needs one of its own per run
+    /// (`Backend::remote_port`: the raw backend on a shared link) overrides it.
     pub remote_port: u16,
     /// The script's folder: shell commands run there, as packetdrill's runners do.
     pub script_dir: Option<std::path::PathBuf>,
