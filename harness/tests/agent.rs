@@ -60,6 +60,18 @@ fn client(addr: SocketAddr) -> AgentClient {
     AgentClient::connect(addr, TOKEN, Duration::from_secs(5)).expect("the agent takes the right token")
 }
 
+/// A session after one that just ended: the agent may still be winding the last one up ("busy").
+fn next_session(addr: SocketAddr) -> AgentClient {
+    let limit = Instant::now() + Duration::from_secs(5);
+    loop {
+        match AgentClient::connect(addr, TOKEN, Duration::from_secs(5)) {
+            Ok(c) => return c,
+            Err(e) if e.contains("busy") && Instant::now() < limit => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// Retries a call that the kernel completes a moment later (the agent never blocks).
 fn until_done(c: &mut AgentClient, call: &Call) -> CallResult {
     let limit = Instant::now() + Duration::from_secs(5);
@@ -207,14 +219,7 @@ fn makes_the_kernels_calls_and_closes_everything_when_the_harness_goes() {
         }
         // A new session can bind the same port at once: the agent reset and closed the first one's sockets
         // (and a reset connection leaves no TIME-WAIT behind).
-        let limit = Instant::now() + Duration::from_secs(5);
-        let mut c = loop {
-            match AgentClient::connect(addr, TOKEN, Duration::from_secs(5)) {
-                Ok(c) => break c,
-                Err(e) if e.contains("busy") && Instant::now() < limit => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let mut c = next_session(addr);
         let l = fd(c.call(&Call::Socket(Domain::Inet)));
         assert_eq!(c.call(&Call::Bind(l, at)), CallResult::Ok(0), "the first session's listener is gone");
     });
@@ -245,14 +250,7 @@ fn leaves_no_time_wait_behind() {
             let other = fd(c.call(&Call::Socket(Domain::Inet)));
             assert_eq!(c.call(&Call::Bind(other, at)), CallResult::Err(Errno::EADDRINUSE), "the TIME-WAIT holds it");
         }
-        let limit = Instant::now() + Duration::from_secs(5);
-        let mut c = loop {
-            match AgentClient::connect(addr, TOKEN, Duration::from_secs(5)) {
-                Ok(c) => break c,
-                Err(e) if e.contains("busy") && Instant::now() < limit => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let mut c = next_session(addr);
         let l = fd(c.call(&Call::Socket(Domain::Inet)));
         assert_eq!(c.call(&Call::Bind(l, at)), CallResult::Ok(0), "the first session's TIME-WAIT is gone");
     });

@@ -36,15 +36,14 @@ fn skip_unless_possible() -> bool {
     }
 }
 
-/// A listener on the stack's 192.168.0.1:8080, made through the testbed's agent by the test itself: the session
-/// must stay open for the listener to live, so it is returned.
-fn listen_on_8080(cfg: &RawConfig) -> AgentClient {
+/// A listener on `at` (the stack's address, port 8080), made through the testbed's agent by the test itself:
+/// the session must stay open for the listener to live, so it is returned.
+fn listen_on(cfg: &RawConfig, at: &str) -> AgentClient {
     let (addr, token) = cfg.agent.clone().expect("the testbed has an agent");
     let mut a = AgentClient::connect(addr, &token, Duration::from_secs(5)).expect("the agent takes its token");
-    let fd = a.request(json!({"op": "socket", "family": 4})).expect("socket")["ok"].as_i64().expect("an fd");
-    for req in
-        [json!({"op": "bind", "fd": fd, "addr": "192.168.0.1:8080"}), json!({"op": "listen", "fd": fd, "backlog": 8})]
-    {
+    let family = if at.starts_with('[') { 6 } else { 4 };
+    let fd = a.request(json!({"op": "socket", "family": family})).expect("socket")["ok"].as_i64().expect("an fd");
+    for req in [json!({"op": "bind", "fd": fd, "addr": at}), json!({"op": "listen", "fd": fd, "backlog": 8})] {
         let r = a.request(req.clone()).expect("answered");
         assert_eq!(r["ok"], 0, "{req} answered {r}");
     }
@@ -70,7 +69,7 @@ fn probes_a_listening_stack_without_an_agent() {
         // Nothing listens yet: the stack answers the SYN with a RST, and the probe fails on it.
         let r = with_link(no_agent.clone(), || run(PROBE));
         assert!(matches!(verdict(&r), Verdict::Fail(_)), "{:?}", verdict(&r));
-        let _listener = listen_on_8080(cfg);
+        let _listener = listen_on(cfg, "192.168.0.1:8080");
         let r = with_link(no_agent.clone(), || run(PROBE));
         assert!(matches!(verdict(&r), Verdict::Pass), "{:?}", verdict(&r));
         // A script with calls needs the agent, and says so.
@@ -89,15 +88,7 @@ fn the_probe_runs_over_ipv6_with_neighbour_discovery() {
         return;
     }
     testbed::run(1520, |cfg| {
-        let (addr, token) = cfg.agent.clone().expect("the testbed has an agent");
-        let mut a = AgentClient::connect(addr, &token, Duration::from_secs(5)).expect("the agent takes its token");
-        let fd = a.request(json!({"op": "socket", "family": 6})).expect("socket")["ok"].as_i64().expect("an fd");
-        for req in [
-            json!({"op": "bind", "fd": fd, "addr": "[fd3d:a0b:17d6::1]:8080"}),
-            json!({"op": "listen", "fd": fd, "backlog": 8}),
-        ] {
-            assert_eq!(a.request(req.clone()).expect("answered")["ok"], 0, "{req}");
-        }
+        let _listener = listen_on(cfg, "[fd3d:a0b:17d6::1]:8080");
         let opts = RunOptions { variant: Some(tcpdrill::backend::IpVersion::V6), ..RunOptions::default() };
         let no_agent = RawConfig { agent: None, ..cfg.clone() };
         // MSS 1460 from the link's MTU of 1520 less 60 bytes of headers.
