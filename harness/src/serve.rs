@@ -2,7 +2,8 @@
 //! kernel (any program through its sockets) talks to it. Between the device and the stack, a seeded link shim
 //! drops, duplicates, delays and reorders as the simulator's [`LinkConfig`] says (this kernel has no netem), and
 //! `--pcap` records what crossed it. The stack runs small standard services: echo (RFC 862), discard (RFC 863),
-//! chargen (RFC 864) and a sink that reports the byte count and SHA-256 of what each connection sent it.
+//! chargen (RFC 864) and a sink that reports the byte count and SHA-256 of what each connection sent it. It is also
+//! a client ([`Served::connect`], `tcpdrill connect`): it sends a server bytes and reports what came back.
 //!
 //! The device lives in the network namespace of the thread that starts serving (the command line makes one of
 //! its own): the kernel there has `kernel_ip/24` on it, and the stack answers for `stack_ip` beyond it. Nothing
@@ -19,7 +20,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tcpdrill_stack::host::{Domain, Host, Shutdown};
 use tcpdrill_stack::sim::{Link, LinkConfig};
-use tcpdrill_stack::{Config, Errno, Instant};
+use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
 
 /// A service the served stack runs on a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,15 +113,63 @@ fn rst_kind(d: &[u8]) -> Option<bool> {
     (d[0] >> 4 == 4 && d.get(9) == Some(&6) && flags & 0x04 != 0).then_some(flags & 0x10 != 0)
 }
 
+/// What a client connection sends.
+#[derive(Debug)]
+pub enum Payload {
+    /// This many bytes of RFC 864's character pattern ([`chargen_byte`]).
+    Pattern(u64),
+    /// A file's contents.
+    File(std::fs::File),
+}
+
+/// What a client connection of the served stack did, once it is over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientReport {
+    /// The server.
+    pub to: SocketAddr,
+    /// The connection's four-tuple, once it had one.
+    pub tuple: Option<FourTuple>,
+    /// Bytes sent and their SHA-256.
+    pub sent: u64,
+    /// The SHA-256 of what was sent, in hex.
+    pub sent_sha256: String,
+    /// Bytes received back.
+    pub received: u64,
+    /// Their SHA-256, in hex.
+    pub received_sha256: String,
+    /// Why the connection failed (a refused connect, a reset, a timeout, an unreadable file); `None` when it
+    /// ended with the server's FIN after ours.
+    pub error: Option<String>,
+    /// The stack's state for the connection just after it closed it (TIME-WAIT for the active closer).
+    pub state_after_close: Option<TcpState>,
+    /// From the connect call to the close.
+    pub elapsed: Duration,
+}
+
+/// A request to the serving thread.
+enum Request {
+    Connect(SocketAddr, Payload, mpsc::Sender<ClientReport>),
+}
+
 /// A stack being served; stopped (and its device gone) when dropped or [`Served::stop`]ped.
 pub struct Served {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<ServeStats, String>>>,
+    requests: mpsc::Sender<Request>,
     /// Each sink connection's report, as it closes.
     pub sinks: mpsc::Receiver<SinkReport>,
 }
 
 impl Served {
+    /// Opens a connection from the stack to `to` that sends `payload`, half-closes, reads until the server
+    /// closes and then closes: its report arrives on the receiver when it is over.
+    pub fn connect(&self, to: SocketAddr, payload: Payload) -> mpsc::Receiver<ClientReport> {
+        let (tx, rx) = mpsc::channel();
+        // A stopped server drops the sender: the receiver then reports a disconnect.
+        let _ = self.requests.send(Request::Connect(to, payload, tx));
+        rx
+    }
+
     /// Stops serving: what it did, or why it failed.
     pub fn stop(self) -> Result<ServeStats, String> {
         self.finish().map(|(stats, _)| stats)
@@ -152,11 +201,12 @@ const EPOCH: u64 = 1_000_000;
 pub fn start(cfg: ServeConfig) -> Result<Served, String> {
     let tun = device(&cfg)?;
     let (tx, sinks) = mpsc::channel();
-    let server = Server::new(cfg, tun, tx)?;
+    let (requests, rx) = mpsc::channel();
+    let server = Server::new(cfg, tun, tx, rx)?;
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let thread = std::thread::spawn(move || server.run(&s));
-    Ok(Served { stop, thread: Some(thread), sinks })
+    Ok(Served { stop, thread: Some(thread), requests, sinks })
 }
 
 fn device(cfg: &ServeConfig) -> Result<tun::Device, String> {
@@ -191,9 +241,58 @@ struct Conn {
     eof: bool,
     /// The connection failed (reset, timed out): nothing more to do but close it.
     dead: bool,
-    /// Sink: bytes and hash so far. Chargen: where in the pattern.
+    /// Sink and client: bytes received and their hash so far. Chargen: where in the pattern.
     bytes: u64,
     hash: Sha256,
+    /// The call error that ended the connection.
+    error: Option<Errno>,
+    /// The stack's own connection, when it is one.
+    client: Option<Box<Client>>,
+}
+
+/// The sending side of a connection the stack opened.
+struct Client {
+    to: SocketAddr,
+    payload: Payload,
+    /// Bytes of the payload taken so far (into [`Conn::pending`]) and their hash.
+    taken: u64,
+    sent_hash: Sha256,
+    /// The payload is all sent and our FIN asked for.
+    shut: bool,
+    /// A payload that could not be read.
+    failure: Option<String>,
+    started: std::time::Instant,
+    report: mpsc::Sender<ClientReport>,
+}
+
+impl Client {
+    /// The next bytes of the payload, at most `max`; empty at its end.
+    fn take(&mut self, max: usize) -> Vec<u8> {
+        let chunk = match &mut self.payload {
+            Payload::Pattern(total) => {
+                let n = (*total - self.taken).min(max as u64);
+                (self.taken..self.taken + n).map(chargen_byte).collect()
+            }
+            Payload::File(f) => {
+                let mut b = vec![0u8; max];
+                match f.read(&mut b) {
+                    Ok(n) => b.truncate(n),
+                    Err(e) => {
+                        self.failure = Some(format!("reading the file to send: {e}"));
+                        b.clear();
+                    }
+                }
+                b
+            }
+        };
+        self.taken += chunk.len() as u64;
+        self.sent_hash.update(&chunk);
+        chunk
+    }
+}
+
+fn hex(h: Sha256) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Server {
@@ -204,6 +303,7 @@ struct Server {
     listeners: Vec<(i32, Service)>,
     conns: Vec<Conn>,
     sinks: mpsc::Sender<SinkReport>,
+    requests: mpsc::Receiver<Request>,
     pcap: Option<pcap_file::pcap::PcapWriter<std::io::BufWriter<std::fs::File>>>,
     stats: ServeStats,
 }
@@ -220,7 +320,12 @@ pub fn chargen_byte(pos: u64) -> u8 {
 }
 
 impl Server {
-    fn new(cfg: ServeConfig, tun: tun::Device, sinks: mpsc::Sender<SinkReport>) -> Result<Server, String> {
+    fn new(
+        cfg: ServeConfig,
+        tun: tun::Device,
+        sinks: mpsc::Sender<SinkReport>,
+        requests: mpsc::Receiver<Request>,
+    ) -> Result<Server, String> {
         let mut host = Host::new(Config::default(), &[IpAddr::V4(cfg.stack_ip)], cfg.seed);
         for (k, v) in &cfg.knobs {
             host.set_knob(k, v).map_err(|e| format!("--sysctl {k}={v}: {e}"))?;
@@ -257,6 +362,7 @@ impl Server {
             listeners,
             conns: Vec::new(),
             sinks,
+            requests,
             pcap,
             stats: ServeStats::default(),
         })
@@ -303,6 +409,9 @@ impl Server {
             if self.host.poll_timeout().is_some_and(|t| t <= now) {
                 self.host.on_timeout(now);
             }
+            while let Ok(Request::Connect(to, payload, report)) = self.requests.try_recv() {
+                self.connect(now, to, payload, report);
+            }
             self.services(now);
             while let Some(d) = self.host.poll_transmit() {
                 // Recorded as sent, before the shim, as the kernel's are.
@@ -339,6 +448,57 @@ impl Server {
         unsafe { libc::poll(&mut pfd, 1, ms) };
     }
 
+    /// Starts a client connection (its report goes at once if the connect call fails).
+    fn connect(&mut self, now: Instant, to: SocketAddr, payload: Payload, report: mpsc::Sender<ClientReport>) {
+        let client = Client {
+            to,
+            payload,
+            taken: 0,
+            sent_hash: Sha256::new(),
+            shut: false,
+            failure: None,
+            started: std::time::Instant::now(),
+            report,
+        };
+        let opened = self.host.socket(Domain::Inet).and_then(|fd| {
+            self.host.set_nonblocking(fd, true)?;
+            match self.host.connect(now, fd, to) {
+                Ok(()) | Err(Errno::EINPROGRESS) => Ok(fd),
+                Err(e) => {
+                    let _ = self.host.close(now, fd);
+                    Err(e)
+                }
+            }
+        });
+        match opened {
+            Ok(fd) => self.conns.push(Conn {
+                fd,
+                service: Service::Sink,
+                peer: to,
+                pending: Vec::new(),
+                eof: false,
+                dead: false,
+                bytes: 0,
+                hash: Sha256::new(),
+                error: None,
+                client: Some(Box::new(client)),
+            }),
+            Err(e) => {
+                let _ = client.report.send(ClientReport {
+                    to,
+                    tuple: None,
+                    sent: 0,
+                    sent_sha256: hex(Sha256::new()),
+                    received: 0,
+                    received_sha256: hex(Sha256::new()),
+                    error: Some(format!("connect: {e:?}")),
+                    state_after_close: None,
+                    elapsed: Duration::ZERO,
+                });
+            }
+        }
+    }
+
     /// Accepts what the listeners have and moves each connection's data along.
     fn services(&mut self, now: Instant) {
         for &(l, service) in &self.listeners {
@@ -354,6 +514,8 @@ impl Server {
                     dead: false,
                     bytes: 0,
                     hash: Sha256::new(),
+                    error: None,
+                    client: None,
                 });
             }
         }
@@ -366,9 +528,27 @@ impl Server {
                     break;
                 }
             }
-            // Chargen sends until the peer closes (RFC 864), so it is done at the peer's FIN too.
-            let done = c.dead || (c.eof && c.pending.is_empty());
+            // Chargen sends until the peer closes (RFC 864), so it is done at the peer's FIN too; a client is done
+            // when the server has closed, whatever it had left to send.
+            let done = c.dead || (c.eof && (c.pending.is_empty() || c.client.is_some()));
             if done {
+                if let Some(client) = c.client.take() {
+                    let tuple = host.fd_tuple(c.fd);
+                    let _ = host.close(now, c.fd);
+                    let error = client.failure.clone().or_else(|| c.error.map(|e| format!("{e:?}")));
+                    let _ = client.report.send(ClientReport {
+                        to: client.to,
+                        tuple,
+                        sent: client.taken - c.pending.len() as u64,
+                        sent_sha256: hex(client.sent_hash),
+                        received: c.bytes,
+                        received_sha256: hex(std::mem::take(&mut c.hash)),
+                        error,
+                        state_after_close: tuple.and_then(|t| host.tcp_state(&t)),
+                        elapsed: client.started.elapsed(),
+                    });
+                    return false;
+                }
                 // A sink reports what it had, also when the connection failed before the peer's FIN.
                 if c.service == Service::Sink {
                     let sha256 = std::mem::take(&mut c.hash).finalize().iter().map(|b| format!("{b:02x}")).collect();
@@ -385,12 +565,28 @@ impl Server {
 fn failed(e: Errno, c: &mut Conn) {
     if e != Errno::EAGAIN {
         c.dead = true;
+        c.error.get_or_insert(e);
     }
 }
 
 /// One round of a connection's service; whether it made progress.
 fn step(host: &mut Host, now: Instant, c: &mut Conn) -> bool {
     let mut progress = false;
+    if let Some(client) = c.client.as_mut() {
+        if c.pending.is_empty() && !client.shut {
+            c.pending = client.take(65_536);
+            if client.failure.is_some() {
+                c.dead = true;
+                return false;
+            }
+            if c.pending.is_empty() {
+                client.shut = true;
+                if let Err(e) = host.shutdown(now, c.fd, Shutdown::Write) {
+                    failed(e, c);
+                }
+            }
+        }
+    }
     if !c.pending.is_empty() {
         match host.write(now, c.fd, &c.pending) {
             Ok(n) if n > 0 => {
@@ -415,7 +611,7 @@ fn step(host: &mut Host, now: Instant, c: &mut Conn) -> bool {
         return false;
     }
     // Echo reads only while what it read has gone back, so a peer that does not read is flow-controlled.
-    if c.eof || (c.service == Service::Echo && !c.pending.is_empty()) {
+    if c.dead || c.eof || (c.service == Service::Echo && !c.pending.is_empty()) {
         return progress;
     }
     match host.read(now, c.fd, 65_536, false) {

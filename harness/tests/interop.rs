@@ -63,15 +63,27 @@ fn connect(port: u16) -> TcpStream {
 /// The Linux side's TCP states towards port `port` of the stack (from /proc/thread-self/net/tcp: this thread's
 /// namespace), as the kernel's state numbers.
 fn linux_states(port: u16) -> Vec<u8> {
-    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap_or_default();
     // IPv4 addresses print as the u32 in host order: 192.0.2.2 is 020200C0 on a little-endian machine.
-    let want = format!("{:08X}:{port:04X}", u32::from_ne_bytes([192, 0, 2, 2]));
+    linux_table(2, &format!("{:08X}:{port:04X}", u32::from_ne_bytes([192, 0, 2, 2])))
+}
+
+/// The states of Linux's connections from its port `port` to the stack (the server side of [`stack_as_client`]).
+fn linux_states_from(port: u16) -> Vec<u8> {
+    linux_table(1, &format!("{:08X}:{port:04X}", u32::from_ne_bytes([192, 0, 2, 1])))
+        .into_iter()
+        .filter(|&s| s != 10) // the listener
+        .collect()
+}
+
+/// The state numbers of the rows of /proc/thread-self/net/tcp whose column `col` (1 local, 2 remote) is `addr`.
+fn linux_table(col: usize, addr: &str) -> Vec<u8> {
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap_or_default();
     table
         .lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&want.as_str())).then(|| u8::from_str_radix(f[3], 16).unwrap_or(0))
+            (f.get(col) == Some(&addr)).then(|| u8::from_str_radix(f[3], 16).unwrap_or(0))
         })
         .collect()
 }
@@ -188,4 +200,46 @@ fn lossy_links() {
         no_rst(&stats, seed);
         let _ = std::fs::remove_file(pcap(seed));
     }
+}
+
+/// A Linux echo server on `port` of the namespace this thread is in: a thread per connection, which writes
+/// back what it reads and closes after the client's FIN.
+fn linux_echo_server(port: u16) {
+    let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("a Linux listener");
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            std::thread::spawn(move || {
+                let mut back = c.try_clone().unwrap();
+                let _ = std::io::copy(&mut c, &mut back);
+                let _ = back.shutdown(Shutdown::Write);
+            });
+        }
+    });
+}
+
+/// The reference stack as the client: it sends the pattern, half-closes, reads the echo until Linux's FIN and
+/// closes, so it is the active closer and waits in TIME-WAIT.
+#[test]
+fn stack_as_client() {
+    if skip() {
+        return;
+    }
+    let n = 8u64 << 20;
+    let ((report, linux), stats) = served(LinkConfig::perfect(Duration::ZERO), 4, move |s| {
+        linux_echo_server(7007);
+        let r = s.connect("192.0.2.1:7007".parse().unwrap(), serve::Payload::Pattern(n));
+        let report = r.recv_timeout(Duration::from_secs(120)).expect("the client reports");
+        // Linux, the passive closer, goes through LAST-ACK to CLOSED once the stack's ACK of its FIN is in.
+        std::thread::sleep(Duration::from_millis(100));
+        (report, linux_states_from(7007))
+    });
+    let want: Vec<u8> = (0..n).map(chargen_byte).collect();
+    assert_eq!(report.error, None, "{report:?}");
+    assert_eq!((report.sent, &report.sent_sha256), (n, &sha(&want)), "the pattern sent");
+    assert_eq!((report.received, &report.received_sha256), (n, &sha(&want)), "all of it back, in order");
+    assert_eq!(report.state_after_close, Some(tcpdrill_stack::TcpState::TimeWait), "the active closer");
+    assert!(linux.is_empty(), "Linux's connection is closed, not {linux:?}");
+    no_rst(&stats, 4);
+    let _ = std::fs::remove_file(pcap(4));
 }
