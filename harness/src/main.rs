@@ -157,40 +157,40 @@ enum Command {
     /// count and SHA-256; talk to it from that namespace (`ip netns exec tcpdrill-serve nc 192.0.2.2 7`). Runs
     /// until interrupted or --duration is over. Needs root.
     Serve {
-        /// The network namespace to serve in: made with `ip netns add` if it is not there (and then removed at
-        /// the end).
-        #[arg(long, default_value = "tcpdrill-serve", value_name = "NAME")]
-        netns: String,
-        /// The reference stack's address; the kernel has the first address of its /24 on the device.
-        #[arg(long, default_value = "192.0.2.2", value_name = "ADDR")]
-        address: std::net::Ipv4Addr,
+        #[command(flatten)]
+        stack: StackArgs,
         /// A service and its port (repeatable; default: echo:7 discard:9 chargen:19 sink:5001).
         #[arg(long = "service", value_name = "NAME:PORT")]
         services: Vec<String>,
-        /// Set one of the stack's sysctl-named knobs (repeatable), as `run --sysctl` does.
-        #[arg(long, value_name = "NAME=VALUE")]
-        sysctl: Vec<String>,
-        /// The link shim: per cent of datagrams dropped, each way.
-        #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
-        loss: f64,
-        /// Per cent duplicated.
-        #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
-        duplicate: f64,
-        /// Least one-way delay, in milliseconds.
-        #[arg(long, default_value_t = 0.0, value_name = "MS")]
-        delay: f64,
-        /// Extra random delay up to this many milliseconds, which reorders.
-        #[arg(long, default_value_t = 0.0, value_name = "MS")]
-        jitter: f64,
-        /// The shim's and the stack's seed: the same seed, the same drops for the same datagrams.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Record every datagram handed to the shim (both ways, as sent: before the shim's drops) to a pcap file.
-        #[arg(long, value_name = "FILE")]
-        pcap: Option<PathBuf>,
         /// Stop after this many seconds.
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+    },
+    /// Make the reference stack a client, as `serve` makes it a server: it connects from its namespace to a
+    /// server there (the kernel's address, 192.0.2.1, is a server's in that namespace), sends bytes, half-closes,
+    /// reads what comes back until the server closes, and prints the counts and SHA-256 of both; with --echo, what
+    /// came back must be what was sent. Needs root.
+    Connect {
+        /// The server, as ADDR:PORT.
+        to: std::net::SocketAddr,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// How many bytes of RFC 864's character pattern to send (suffixes K, M, G: powers of 1000; Ki, Mi, Gi:
+        /// of 1024).
+        #[arg(long, default_value = "1M", value_name = "N", conflicts_with = "file")]
+        bytes: String,
+        /// Send this file instead.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Connections at once, each sending the same bytes.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        connections: u32,
+        /// The server is an echo server: fail unless each connection got back exactly what it sent.
+        #[arg(long)]
+        echo: bool,
+        /// Give up (and fail) after this many seconds.
+        #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+        timeout: f64,
     },
     /// Run on the host of a stack under test and make a harness's socket calls there (for the raw backend):
     /// one harness at a time, which must present the token; only socket calls, on the sockets it opened. The
@@ -222,6 +222,38 @@ enum Command {
 }
 
 /// Options every command that runs scripts takes.
+/// Where and how `serve` and `connect` run the reference stack.
+#[derive(clap::Args, Clone)]
+struct StackArgs {
+    /// The network namespace: made with `ip netns add` if it is not there (and then removed at the end).
+    #[arg(long, default_value = "tcpdrill-serve", value_name = "NAME")]
+    netns: String,
+    /// The reference stack's address; the kernel has the first address of its /24 on the device.
+    #[arg(long, default_value = "192.0.2.2", value_name = "ADDR")]
+    address: std::net::Ipv4Addr,
+    /// Set one of the stack's sysctl-named knobs (repeatable), as `run --sysctl` does.
+    #[arg(long, value_name = "NAME=VALUE")]
+    sysctl: Vec<String>,
+    /// The link shim: per cent of datagrams dropped, each way.
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+    loss: f64,
+    /// Per cent duplicated.
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+    duplicate: f64,
+    /// Least one-way delay, in milliseconds.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    delay: f64,
+    /// Extra random delay up to this many milliseconds, which reorders.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    jitter: f64,
+    /// The shim's and the stack's seed: the same seed, the same drops for the same datagrams.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Record every datagram handed to the shim (both ways, as sent: before the shim's drops) to a pcap file.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+}
+
 #[derive(clap::Args, Clone)]
 struct Limits {
     /// Each script's time limit in seconds (wall time; on the reference backend also the script time a call may
@@ -369,11 +401,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
-        Command::Serve { netns, address, services, sysctl, loss, duplicate, delay, jitter, seed, pcap, duration } => {
-            let args =
-                ServeArgs { netns, address, services, sysctl, loss, duplicate, delay, jitter, seed, pcap, duration };
-            match serve(args) {
-                Ok(()) => ExitCode::from(exit::PASS),
+        Command::Serve { stack, services, duration } => match serve(stack, services, duration) {
+            Ok(()) => ExitCode::from(exit::PASS),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(exit::USAGE)
+            }
+        },
+        Command::Connect { to, stack, bytes, file, connections, echo, timeout } => {
+            match connect(to, stack, &bytes, file, connections, echo, timeout) {
+                Ok(true) => ExitCode::from(exit::PASS),
+                Ok(false) => ExitCode::from(exit::FAIL),
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(exit::USAGE)
@@ -1068,21 +1106,6 @@ fn coverage(
     emit(&report, output)
 }
 
-/// `tcpdrill serve`'s arguments.
-struct ServeArgs {
-    netns: String,
-    address: std::net::Ipv4Addr,
-    services: Vec<String>,
-    sysctl: Vec<String>,
-    loss: f64,
-    duplicate: f64,
-    delay: f64,
-    jitter: f64,
-    seed: u64,
-    pcap: Option<PathBuf>,
-    duration: Option<f64>,
-}
-
 /// Set by SIGINT and SIGTERM: serving stops and the namespace goes.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -1090,8 +1113,11 @@ extern "C" fn interrupted(_: libc::c_int) {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn serve(a: ServeArgs) -> Result<(), String> {
-    use tcpdrill::serve::{ServeConfig, Service};
+/// The serving configuration `a` describes, with `services`.
+fn serve_config(
+    a: &StackArgs,
+    services: Vec<(tcpdrill::serve::Service, u16)>,
+) -> Result<tcpdrill::serve::ServeConfig, String> {
     let permille = |what: &str, p: f64| {
         if (0.0..=100.0).contains(&p) {
             Ok((p * 10.0).round() as u16)
@@ -1113,19 +1139,6 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         min_delay,
         max_delay: min_delay + ms("jitter", a.jitter)?,
     };
-    let mut services = Vec::new();
-    for s in &a.services {
-        let (name, port) = s.split_once(':').ok_or_else(|| format!("--service {s:?}: expected NAME:PORT"))?;
-        let service = match name {
-            "echo" => Service::Echo,
-            "discard" => Service::Discard,
-            "chargen" => Service::Chargen,
-            "sink" => Service::Sink,
-            _ => return Err(format!("--service {s:?}: the services are echo, discard, chargen and sink")),
-        };
-        let port = port.parse().map_err(|_| format!("--service {s:?}: {port:?} is not a port"))?;
-        services.push((service, port));
-    }
     let mut knobs = Vec::new();
     for kv in &a.sysctl {
         let (k, v) = kv.split_once('=').ok_or_else(|| format!("--sysctl {kv:?}: expected NAME=VALUE"))?;
@@ -1135,22 +1148,26 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     if o[3] == 1 {
         return Err(format!("--address {}: the kernel has {}.{}.{}.1 on the device", a.address, o[0], o[1], o[2]));
     }
-    let defaults = ServeConfig::default();
-    let cfg = ServeConfig {
+    Ok(tcpdrill::serve::ServeConfig {
         stack_ip: a.address,
         kernel_ip: std::net::Ipv4Addr::new(o[0], o[1], o[2], 1),
-        services: if services.is_empty() { defaults.services } else { services },
+        services,
         knobs,
         link,
         seed: a.seed,
-        pcap: a.pcap,
-    };
+        pcap: a.pcap.clone(),
+        flood: None,
+    })
+}
+
+/// Runs `body` with the stack served as `cfg` says, in namespace `netns` (made for the run and removed after
+/// it, if it was not there), until `body` returns; SIGINT and SIGTERM set [`INTERRUPTED`] for `body` to see.
+fn in_served_namespace<T: Send + 'static>(
+    netns: &str,
+    cfg: tcpdrill::serve::ServeConfig,
+    body: impl FnOnce(&tcpdrill::serve::Served, &tcpdrill::serve::ServeConfig) -> Result<T, String> + Send + 'static,
+) -> Result<(T, tcpdrill::serve::ServeStats), String> {
     tcpdrill::backend::linux::available()?;
-    let netns = a.netns.clone();
-    if let Some(d) = a.duration.filter(|d| !(d.is_finite() && *d > 0.0 && *d < 1e9)) {
-        return Err(format!("--duration {d}: a positive number of seconds"));
-    }
-    let deadline = a.duration.map(|d| std::time::Instant::now() + std::time::Duration::from_secs_f64(d));
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, interrupted as *const () as libc::sighandler_t);
@@ -1158,10 +1175,47 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     }
     // On a thread of its own, which moves into the namespace: this one stays where it was, to remove it after
     // if it was made for this run, whatever happened.
-    let existed = std::path::Path::new("/run/netns").join(&a.netns).exists();
-    let worker = std::thread::spawn(move || -> Result<tcpdrill::serve::ServeStats, String> {
-        tcpdrill::serve::enter_named_netns(&netns)?;
+    let existed = std::path::Path::new("/run/netns").join(netns).exists();
+    let name = netns.to_string();
+    let worker = std::thread::spawn(move || {
+        tcpdrill::serve::enter_named_netns(&name)?;
         let served = tcpdrill::serve::start(cfg.clone())?;
+        let out = body(&served, &cfg);
+        let (stats, late) = served.finish()?;
+        for r in late {
+            println!("sink: {} sent {} bytes, sha256 {}", r.peer, r.bytes, r.sha256);
+        }
+        Ok((out?, stats))
+    });
+    let r = worker.join().unwrap_or_else(|_| Err("the serving thread panicked".to_string()));
+    if !existed {
+        let _ = std::process::Command::new("ip").args(["netns", "del", netns]).status();
+    }
+    r
+}
+
+fn serve(a: StackArgs, services: Vec<String>, duration: Option<f64>) -> Result<(), String> {
+    use tcpdrill::serve::{ServeConfig, Service};
+    let mut list = Vec::new();
+    for s in &services {
+        let (name, port) = s.split_once(':').ok_or_else(|| format!("--service {s:?}: expected NAME:PORT"))?;
+        let service = match name {
+            "echo" => Service::Echo,
+            "discard" => Service::Discard,
+            "chargen" => Service::Chargen,
+            "sink" => Service::Sink,
+            _ => return Err(format!("--service {s:?}: the services are echo, discard, chargen and sink")),
+        };
+        let port = port.parse().map_err(|_| format!("--service {s:?}: {port:?} is not a port"))?;
+        list.push((service, port));
+    }
+    let cfg = serve_config(&a, if list.is_empty() { ServeConfig::default().services } else { list })?;
+    if let Some(d) = duration.filter(|d| !(d.is_finite() && *d > 0.0 && *d < 1e9)) {
+        return Err(format!("--duration {d}: a positive number of seconds"));
+    }
+    let deadline = duration.map(|d| std::time::Instant::now() + std::time::Duration::from_secs_f64(d));
+    let netns = a.netns.clone();
+    let ((), stats) = in_served_namespace(&a.netns, cfg, move |served, cfg| {
         let list: Vec<String> =
             cfg.services.iter().map(|(s, p)| format!("{} {}:{p}", s.name(), cfg.stack_ip)).collect();
         eprintln!(
@@ -1182,20 +1236,122 @@ fn serve(a: ServeArgs) -> Result<(), String> {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let (stats, late) = served.finish()?;
-        for r in late {
-            println!("sink: {} sent {} bytes, sha256 {}", r.peer, r.bytes, r.sha256);
-        }
-        Ok(stats)
-    });
-    let r = worker.join().unwrap_or_else(|_| Err("the serving thread panicked".to_string()));
-    if !existed {
-        let _ = std::process::Command::new("ip").args(["netns", "del", &a.netns]).status();
-    }
-    let stats = r?;
+        Ok(())
+    })?;
     eprintln!(
         "stopped: {} connections accepted (at most {} at once); the shim took {} datagrams, dropped {}, duplicated {}",
         stats.accepted, stats.peak_connections, stats.link[0], stats.link[1], stats.link[2]
     );
     Ok(())
+}
+
+/// A byte count with an optional SI (K, M, G) or binary (Ki, Mi, Gi) suffix.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim_end_matches(['B', 'b']) {
+        "" => 1,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(format!("--bytes {s:?}: a count with an optional K, M, G, Ki, Mi or Gi")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("--bytes {s:?}: a count with an optional K, M, G, Ki, Mi or Gi"))
+}
+
+/// `tcpdrill connect`: whether every connection ended cleanly (and echoed, with `echo`).
+fn connect(
+    to: std::net::SocketAddr,
+    a: StackArgs,
+    bytes: &str,
+    file: Option<PathBuf>,
+    connections: u32,
+    echo: bool,
+    timeout: f64,
+) -> Result<bool, String> {
+    use tcpdrill::serve::Payload;
+    let n = parse_bytes(bytes)?;
+    if !(timeout.is_finite() && timeout > 0.0 && timeout < 1e9) {
+        return Err(format!("--timeout {timeout}: a positive number of seconds"));
+    }
+    if !(1..=10_000).contains(&connections) {
+        return Err(format!("--connections {connections}: from 1 to 10000"));
+    }
+    if !to.is_ipv4() {
+        return Err(format!("{to}: the served stack speaks IPv4"));
+    }
+    // Opened here, so that a missing file is a usage error before any namespace is made.
+    let mut files = Vec::new();
+    if let Some(path) = &file {
+        for _ in 0..connections {
+            files.push(std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?);
+        }
+    }
+    let cfg = serve_config(&a, Vec::new())?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout);
+    let (ok, stats) = in_served_namespace(&a.netns, cfg, move |served, cfg| {
+        eprintln!("the reference stack ({}) connects to {to}", cfg.stack_ip);
+        let mut files = files.into_iter();
+        let reports: Vec<_> = (0..connections)
+            .map(|_| served.connect(to, files.next().map_or(Payload::Pattern(n), Payload::File)))
+            .collect();
+        let mut ok = true;
+        for r in reports {
+            let report = loop {
+                match r.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(report) => break Some(report),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Err("interrupted".to_string());
+                        }
+                        if std::time::Instant::now() >= deadline {
+                            break None;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err("the serving thread stopped".to_string())
+                    }
+                }
+            };
+            let Some(report) = report else {
+                eprintln!("error: not over after --timeout {timeout} s");
+                return Ok(false);
+            };
+            let from = report.tuple.map_or_else(|| cfg.stack_ip.to_string(), |t| t.local.to_string());
+            let secs = report.elapsed.as_secs_f64();
+            println!(
+                "{from} -> {to}: sent {} bytes (sha256 {}), received {} bytes (sha256 {}) in {secs:.3} s ({:.1} Mbit/s \
+                 each way)",
+                report.sent,
+                report.sent_sha256,
+                report.received,
+                report.received_sha256,
+                report.sent.max(report.received) as f64 * 8.0 / secs.max(1e-6) / 1e6
+            );
+            if let Some(e) = &report.error {
+                println!("  failed: {e}");
+                ok = false;
+            } else if echo && (report.received, &report.received_sha256) != (report.sent, &report.sent_sha256) {
+                println!("  failed: the echo differs from what was sent");
+                ok = false;
+            }
+        }
+        Ok(ok)
+    })?;
+    eprintln!(
+        "{}; the shim took {} datagrams, dropped {}, duplicated {}",
+        if ok { "done" } else { "FAILED" },
+        stats.link[0],
+        stats.link[1],
+        stats.link[2]
+    );
+    Ok(ok)
 }

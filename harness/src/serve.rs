@@ -64,6 +64,26 @@ pub struct ServeConfig {
     pub seed: u64,
     /// Where to record what crossed the shim.
     pub pcap: Option<PathBuf>,
+    /// SYNs from spoofed addresses the shim injects towards the stack.
+    pub flood: Option<Flood>,
+}
+
+/// A SYN flood the shim injects: SYNs to the stack's `port` from addresses of 203.0.113.0/24 (RFC 5737's third
+/// documentation range, never the kernel's), none of which answers; the stack's answers to them are swallowed
+/// by the shim and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flood {
+    /// How many SYNs.
+    pub syns: u32,
+    /// To which port of the stack.
+    pub port: u16,
+    /// How many per millisecond.
+    pub per_ms: u32,
+}
+
+/// Whether `ip` is one a [`Flood`] spoofs.
+fn spoofed(ip: [u8; 4]) -> bool {
+    ip[..3] == [203, 0, 113]
 }
 
 impl Default for ServeConfig {
@@ -76,6 +96,7 @@ impl Default for ServeConfig {
             link: LinkConfig::perfect(Duration::ZERO),
             seed: 1,
             pcap: None,
+            flood: None,
         }
     }
 }
@@ -104,6 +125,12 @@ pub struct ServeStats {
     /// without (RFC 9293 3.10.7.1's answer to a segment with an ACK for no connection: a stray duplicate after
     /// the close, which a reordering link delivers), and the kernel's.
     pub rst: [u64; 3],
+    /// SYN cookies the stack sent, and connections opened by the ACK of one.
+    pub cookies: [u64; 2],
+    /// Flood SYNs injected, and the stack's datagrams to their spoofed sources, which the shim swallowed.
+    pub flood: [u64; 2],
+    /// The most connections in SYN-RECEIVED at once.
+    pub peak_syn_received: usize,
 }
 
 /// Whether a datagram is an IPv4 TCP segment with RST: with ACK (`Some(true)`) or without.
@@ -193,8 +220,13 @@ impl Drop for Served {
     }
 }
 
-/// The script epoch of the stack's clock: a little after 0, so that its timers and ISNs look ordinary.
-const EPOCH: u64 = 1_000_000;
+/// The stack's clock at the start of a run: the wall clock's microseconds since 1970. A real TCP's ISN and
+/// timestamp clocks run on between runs (RFC 9293 3.4.1, RFC 7323 5.4); restarted at one value, a run's ISNs and
+/// timestamps would repeat the last run's, on the same four-tuple when the seed is the same, and a peer still
+/// holding that connection (LAST-ACK, TIME-WAIT) would answer the new SYN with an ACK instead.
+fn epoch() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1_000_000, |d| d.as_micros() as u64)
+}
 
 /// Creates the TUN device in this thread's namespace and serves on a thread of its own (in the same
 /// namespace), until stopped.
@@ -254,8 +286,8 @@ struct Conn {
 struct Client {
     to: SocketAddr,
     payload: Payload,
-    /// Bytes of the payload taken so far (into [`Conn::pending`]) and their hash.
-    taken: u64,
+    /// Bytes of the payload written to the stack so far, and their hash.
+    sent: u64,
     sent_hash: Sha256,
     /// The payload is all sent and our FIN asked for.
     shut: bool,
@@ -270,8 +302,9 @@ impl Client {
     fn take(&mut self, max: usize) -> Vec<u8> {
         let chunk = match &mut self.payload {
             Payload::Pattern(total) => {
-                let n = (*total - self.taken).min(max as u64);
-                (self.taken..self.taken + n).map(chargen_byte).collect()
+                // Taken only when what was taken before is all written.
+                let n = (*total - self.sent).min(max as u64);
+                (self.sent..self.sent + n).map(chargen_byte).collect()
             }
             Payload::File(f) => {
                 let mut b = vec![0u8; max];
@@ -285,8 +318,6 @@ impl Client {
                 b
             }
         };
-        self.taken += chunk.len() as u64;
-        self.sent_hash.update(&chunk);
         chunk
     }
 }
@@ -300,10 +331,13 @@ struct Server {
     tun: tun::Device,
     link: Link,
     start: std::time::Instant,
+    epoch: u64,
     listeners: Vec<(i32, Service)>,
     conns: Vec<Conn>,
     sinks: mpsc::Sender<SinkReport>,
     requests: mpsc::Receiver<Request>,
+    flood: Option<Flood>,
+    stack_ip: Ipv4Addr,
     pcap: Option<pcap_file::pcap::PcapWriter<std::io::BufWriter<std::fs::File>>>,
     stats: ServeStats,
 }
@@ -359,17 +393,20 @@ impl Server {
             tun,
             link,
             start: std::time::Instant::now(),
+            epoch: epoch(),
             listeners,
             conns: Vec::new(),
             sinks,
             requests,
+            flood: cfg.flood,
+            stack_ip: cfg.stack_ip,
             pcap,
             stats: ServeStats::default(),
         })
     }
 
     fn now(&self) -> Instant {
-        Instant::from_micros(EPOCH + self.start.elapsed().as_micros() as u64)
+        Instant::from_micros(self.epoch + self.start.elapsed().as_micros() as u64)
     }
 
     fn record(&mut self, d: &[u8]) {
@@ -381,7 +418,16 @@ impl Server {
 
     fn run(mut self, stop: &AtomicBool) -> Result<ServeStats, String> {
         let mut buf = vec![0u8; 65_536];
-        while !stop.load(Ordering::Relaxed) {
+        // Once stopped, what the shim holds is still delivered (for at most a second): the stack's last ACK of a
+        // peer's FIN, held there for a moment, would otherwise leave the peer in LAST-ACK.
+        let mut drain_until = None;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                let until = *drain_until.get_or_insert_with(|| std::time::Instant::now() + Duration::from_secs(1));
+                if self.link.next_arrival().is_none() || std::time::Instant::now() >= until {
+                    break;
+                }
+            }
             let now = self.now();
             // From the kernel, onto the shim towards the stack.
             loop {
@@ -397,9 +443,12 @@ impl Server {
                     Err(e) => return Err(format!("reading the TUN device: {e}")),
                 }
             }
+            self.inject_flood(now);
             // What the shim delivers now: to the stack, or out through the device.
             for (dst, d) in self.link.due(now) {
-                if dst == 0 {
+                if dst == 1 && d.len() >= 20 && spoofed([d[16], d[17], d[18], d[19]]) {
+                    self.stats.flood[1] += 1;
+                } else if dst == 0 {
                     // A malformed datagram is the stack's to count, not a reason to stop.
                     let _ = self.host.receive(now, &d);
                 } else {
@@ -423,8 +472,18 @@ impl Server {
                 }
                 self.link.send(now, 1, d);
             }
-            while self.host.poll_event().is_some() {}
-            self.stats.peak_connections = self.stats.peak_connections.max(self.host.connections().count());
+            while let Some(e) = self.host.poll_event() {
+                if let tcpdrill_stack::HostEvent::SynCookie { accepted, .. } = e {
+                    self.stats.cookies[usize::from(accepted)] += 1;
+                }
+            }
+            let (mut all, mut syn_received) = (0, 0);
+            for t in self.host.connections() {
+                all += 1;
+                syn_received += usize::from(t.state() == TcpState::SynReceived);
+            }
+            self.stats.peak_connections = self.stats.peak_connections.max(all);
+            self.stats.peak_syn_received = self.stats.peak_syn_received.max(syn_received);
             self.wait();
         }
         if let Some(w) = self.pcap.take() {
@@ -432,6 +491,33 @@ impl Server {
         }
         self.stats.link = self.link.stats;
         Ok(self.stats)
+    }
+
+    /// Hands the shim the flood's SYNs due by now: `per_ms` for each millisecond since serving began.
+    fn inject_flood(&mut self, now: Instant) {
+        let Some(f) = self.flood else { return };
+        let due = (self.start.elapsed().as_millis() as u64 * u64::from(f.per_ms)).min(u64::from(f.syns));
+        while self.stats.flood[0] < due {
+            let i = self.stats.flood[0];
+            // 254 hosts, and ports from 1024 up: distinct four-tuples for the whole flood.
+            let src = std::net::Ipv4Addr::new(203, 0, 113, 1 + (i % 254) as u8);
+            let tcp = tcpdrill_stack::wire::TcpRepr {
+                src_port: 1024 + (i / 254) as u16,
+                dst_port: f.port,
+                seq: tcpdrill_stack::SeqNum((i as u32).wrapping_mul(0x9e37_79b9)),
+                ack: tcpdrill_stack::SeqNum(0),
+                flags: tcpdrill_stack::wire::TcpFlags::SYN,
+                window: 64240,
+                urgent: 0,
+                options: tcpdrill_stack::wire::TcpOptions::EMPTY,
+                payload: b"",
+            };
+            let d = tcpdrill_stack::wire::TcpDatagram::new(IpAddr::V4(src), IpAddr::V4(self.stack_ip), tcp);
+            if let Ok(d) = d.to_vec() {
+                self.link.send(now, 0, d);
+            }
+            self.stats.flood[0] += 1;
+        }
     }
 
     /// Sleeps until the device has something, the stack's next timer or the shim's next arrival, 5 ms at most.
@@ -453,7 +539,7 @@ impl Server {
         let client = Client {
             to,
             payload,
-            taken: 0,
+            sent: 0,
             sent_hash: Sha256::new(),
             shut: false,
             failure: None,
@@ -539,7 +625,7 @@ impl Server {
                     let _ = client.report.send(ClientReport {
                         to: client.to,
                         tuple,
-                        sent: client.taken - c.pending.len() as u64,
+                        sent: client.sent,
                         sent_sha256: hex(client.sent_hash),
                         received: c.bytes,
                         received_sha256: hex(std::mem::take(&mut c.hash)),
@@ -590,6 +676,10 @@ fn step(host: &mut Host, now: Instant, c: &mut Conn) -> bool {
     if !c.pending.is_empty() {
         match host.write(now, c.fd, &c.pending) {
             Ok(n) if n > 0 => {
+                if let Some(client) = c.client.as_mut() {
+                    client.sent += n as u64;
+                    client.sent_hash.update(&c.pending[..n]);
+                }
                 c.pending.drain(..n);
                 progress = true;
             }

@@ -243,3 +243,81 @@ fn stack_as_client() {
     no_rst(&stats, 4);
     let _ = std::fs::remove_file(pcap(4));
 }
+
+/// 1,000 connections from Linux clients held open at once, each echoing 4 KB: 50 threads of 20 connections.
+#[test]
+fn a_thousand_connections_at_once() {
+    if skip() {
+        return;
+    }
+    let ((), stats) = served(LinkConfig::perfect(Duration::ZERO), 5, |_| {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
+        let threads: Vec<_> = (0..50u64)
+            .map(|t| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let conns: Vec<TcpStream> = (0..20).map(|_| connect(7)).collect();
+                    // Every connection is open before any closes.
+                    barrier.wait();
+                    for (i, mut c) in conns.iter().enumerate() {
+                        c.write_all(&data(4096, t * 20 + i as u64)).unwrap();
+                    }
+                    for (i, c) in conns.into_iter().enumerate() {
+                        let mut back = vec![0u8; 4096];
+                        (&c).read_exact(&mut back).expect("the echo");
+                        assert!(back == data(4096, t * 20 + i as u64), "each connection's own bytes back");
+                        c.shutdown(Shutdown::Write).unwrap();
+                        let mut rest = Vec::new();
+                        (&c).read_to_end(&mut rest).expect("the stack closes its side");
+                        assert!(rest.is_empty());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("a client thread");
+        }
+    });
+    assert_eq!(stats.accepted, 1000);
+    assert!(stats.peak_connections >= 1000, "{} at once", stats.peak_connections);
+    no_rst(&stats, 5);
+    let _ = std::fs::remove_file(pcap(5));
+}
+
+/// 10,000 SYNs from spoofed addresses at 10 a millisecond (the shim swallows the stack's answers) while a Linux
+/// client connects and echoes: the SYN queue fills (a backlog of 1024 admits 1,025, Linux's `>` test), the
+/// client's SYN gets a cookie (tcp_syncookies=1, Linux's default) and its connection opens from the cookie's
+/// ACK. The stack's state stays bounded by the queue: at most 1,025 connections in SYN-RECEIVED, whatever the
+/// flood's size.
+#[test]
+fn syn_flood_meets_syn_cookies() {
+    if skip() {
+        return;
+    }
+    let flood = serve::Flood { syns: 10_000, port: 7, per_ms: 10 };
+    let (stats, echoed) = std::thread::spawn(move || {
+        tcpdrill::backend::linux::unshare_netns().expect("a namespace");
+        let cfg = ServeConfig { flood: Some(flood), seed: 6, ..ServeConfig::default() };
+        let s = serve::start(cfg).expect("serving");
+        // A quarter of the flood in: the queue is full.
+        std::thread::sleep(Duration::from_millis(250));
+        let d = data(64 << 10, 6);
+        let mut c = connect(7);
+        c.write_all(&d).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).expect("the echo, and the stack's FIN");
+        // Past the flood's end (1 s) before stopping, so that all of it was offered.
+        std::thread::sleep(Duration::from_millis(1200));
+        let stats = s.stop().expect("served without error");
+        (stats, back == d)
+    })
+    .join()
+    .expect("no panic");
+    assert!(echoed, "the client's bytes came back");
+    assert_eq!(stats.flood[0], 10_000, "the whole flood was injected");
+    assert!(stats.flood[1] >= 1025, "the stack answered the flood: {:?}", stats.flood);
+    assert!(stats.cookies[0] > 0 && stats.cookies[1] >= 1, "a cookie opened a connection: {:?}", stats.cookies);
+    assert_eq!(stats.peak_syn_received, 1025, "the SYN queue's bound");
+    assert!(stats.peak_connections <= 1027, "{} connections at once", stats.peak_connections);
+}
