@@ -36,18 +36,21 @@ pub(crate) struct Reno {
     dup_acks: u32,
     /// RFC 6582's "recover": the highest sequence number sent when fast recovery began.
     recover: Option<SeqNum>,
+    /// The send MSS, for Limited Transmit's allowance.
+    mss: u32,
 }
 
 impl Default for Reno {
     fn default() -> Reno {
         // RFC 5681 3.1: "The initial value of ssthresh SHOULD be set arbitrarily high".
-        Reno { cwnd: 0, ssthresh: u32::MAX, dup_acks: 0, recover: None }
+        Reno { cwnd: 0, ssthresh: u32::MAX, dup_acks: 0, recover: None, mss: 0 }
     }
 }
 
 impl CongestionControl for Reno {
     fn on_established(&mut self, mss: u32) {
         self.cwnd = INIT_CWND_SEGS * mss;
+        self.mss = mss;
     }
 
     fn on_ack(&mut self, ack: SeqNum, acked: u32, mss: u32) -> OnAck {
@@ -97,7 +100,14 @@ impl CongestionControl for Reno {
     }
 
     fn cwnd(&self) -> u32 {
-        self.cwnd
+        // RFC 3042 Limited Transmit: on each of the first two duplicate ACKs, one new segment beyond cwnd ("the
+        // amount of outstanding data would remain less than or equal to the congestion window plus 2*SMSS"),
+        // cwnd itself unchanged, so that a small window still gets its three duplicates.
+        if self.recover.is_none() {
+            self.cwnd + self.dup_acks.min(2) * self.mss
+        } else {
+            self.cwnd
+        }
     }
 }
 
@@ -137,6 +147,17 @@ mod tests {
         assert_eq!(r.cwnd(), 4 * MSS, "full ACK deflates to ssthresh");
         r.on_ack(SeqNum(9000), 1000, MSS);
         assert_eq!(r.cwnd(), 4 * MSS + MSS / 4, "congestion avoidance: SMSS*SMSS/cwnd");
+    }
+
+    #[test]
+    fn limited_transmit_allows_one_segment_more_for_each_of_the_first_two_duplicates() {
+        let mut r = established();
+        r.on_duplicate_ack(10 * MSS, SeqNum(10_000), MSS);
+        assert_eq!(r.cwnd(), 11 * MSS, "RFC 3042: one new segment on the first duplicate");
+        r.on_duplicate_ack(11 * MSS, SeqNum(11_000), MSS);
+        assert_eq!(r.cwnd(), 12 * MSS, "and one on the second: cwnd + 2*SMSS outstanding at most");
+        r.on_ack(SeqNum(1000), 1000, MSS);
+        assert_eq!(r.cwnd(), 11 * MSS, "cwnd itself never changed (slow start added its one segment)");
     }
 
     #[test]
