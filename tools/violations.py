@@ -9,7 +9,7 @@ or "a 59 s TIME-WAIT"). Every case must end "FAIL (caught)"; the exit status is 
 The cases are tools/violations.json: what is broken, the requirements it breaks, the file, the text replaced and
 its replacement, the scripts (under scripts/, without .pkt) that must fail. A whole run in which every case is
 caught writes scripts/violations-caught.tsv, which `tcpdrill coverage` reads for REQUIREMENTS.md's "asserted by"
-column. The file is restored after each case; do not interrupt it (an interrupted run leaves the last case's
+column; a run of named cases updates only their rows. The file is restored after each case; do not interrupt it (an interrupted run leaves the last case's
 change in the tree: `git checkout stack/`). Not while cargo-mutants runs: one build at a time."""
 import json, subprocess, sys
 
@@ -42,6 +42,21 @@ for case in CASES:
     finally:
         open(path, "w").write(src)
 subprocess.run(["cargo", "build", "--release", "-q", "-p", "tcpdrill"])
+if only and not bad and caught:
+    # A run of some cases updates their rows (a new case, a changed one) and keeps the others'.
+    names = {c["name"] for c in caught}
+    order = [c["name"] for c in CASES]
+    lines = open("scripts/violations-caught.tsv").read().splitlines()
+    header = [l for l in lines if l.startswith("#")]
+    rows = {l.split("\t")[0]: l for l in lines if l and not l.startswith("#") and l.split("\t")[0] not in names}
+    for c in caught:
+        rows[c["name"]] = f"{c['name']}\t{','.join(c['requirements'])}\t{' '.join(c['scripts'])}"
+    with open("scripts/violations-caught.tsv", "w") as f:
+        f.write("\n".join(header) + "\n")
+        for n in order:
+            if n in rows:
+                f.write(rows[n] + "\n")
+    print(f"{len(caught)} caught: updated their rows of scripts/violations-caught.tsv")
 if not only and not bad:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     if subprocess.run(["git", "status", "--porcelain", "stack", "scripts"], capture_output=True, text=True).stdout.strip():
