@@ -9,6 +9,8 @@
 //! its own): the kernel there has `kernel_ip/24` on it, and the stack answers for `stack_ip` beyond it. Nothing
 //! outside that namespace is touched.
 
+pub mod shim;
+
 use crate::backend::netlink;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tcpdrill_stack::host::{Domain, Host, Shutdown};
-use tcpdrill_stack::sim::{Link, LinkConfig};
+use tcpdrill_stack::sim::LinkConfig;
 use tcpdrill_stack::{Config, Errno, FourTuple, Instant, TcpState};
 
 /// A service the served stack runs on a port.
@@ -123,14 +125,17 @@ pub struct ServeStats {
     pub peak_connections: usize,
     /// Segments with RST: the stack's with ACK (an abort, or the answer to a segment without ACK), the stack's
     /// without (RFC 9293 3.10.7.1's answer to a segment with an ACK for no connection: a stray duplicate after
-    /// the close, which a reordering link delivers), and the kernel's.
-    pub rst: [u64; 3],
+    /// the close, which a reordering link delivers), and the kernel's of each kind (Linux aborts with ACK too).
+    pub rst: [u64; 4],
     /// SYN cookies the stack sent, and connections opened by the ACK of one.
     pub cookies: [u64; 2],
     /// Flood SYNs injected, and the stack's datagrams to their spoofed sources, which the shim swallowed.
     pub flood: [u64; 2],
     /// The most connections in SYN-RECEIVED at once.
     pub peak_syn_received: usize,
+    /// The data segments the shim dropped on their first crossing (see [`shim::Loss`]): the same for a seed in
+    /// every run of the same transfer.
+    pub losses: Vec<shim::Loss>,
 }
 
 /// Whether a datagram is an IPv4 TCP segment with RST: with ACK (`Some(true)`) or without.
@@ -329,7 +334,7 @@ fn hex(h: Sha256) -> String {
 struct Server {
     host: Host,
     tun: tun::Device,
-    link: Link,
+    link: shim::Shim,
     start: std::time::Instant,
     epoch: u64,
     listeners: Vec<(i32, Service)>,
@@ -387,7 +392,7 @@ impl Server {
                 )
             }
         };
-        let link = Link::new(cfg.link, cfg.seed);
+        let link = shim::Shim::new(cfg.link, cfg.seed);
         Ok(Server {
             host,
             tun,
@@ -435,7 +440,11 @@ impl Server {
                     Ok(n) if n > 0 => {
                         let d = buf[..n].to_vec();
                         self.record(&d);
-                        self.stats.rst[2] += u64::from(rst_kind(&d).is_some());
+                        match rst_kind(&d) {
+                            Some(true) => self.stats.rst[2] += 1,
+                            Some(false) => self.stats.rst[3] += 1,
+                            None => {}
+                        }
                         self.link.send(now, 0, d);
                     }
                     Ok(_) => break,
@@ -490,6 +499,7 @@ impl Server {
             w.into_writer().flush().map_err(|e| format!("writing the pcap file: {e}"))?;
         }
         self.stats.link = self.link.stats;
+        self.stats.losses = std::mem::take(&mut self.link.losses);
         Ok(self.stats)
     }
 
