@@ -93,6 +93,7 @@ pub const REQUIREMENTS: &[(&str, &str, &str)] = &[
     ("RFC5681-ACK", "RFC 5681 4.2", "An immediate ACK for out-of-order data, for filling a gap, for a duplicate"),
     ("RFC5681-FR", "RFC 5681 3.2", "Fast retransmit on the third duplicate ACK, then fast recovery"),
     ("RFC3042-LT", "RFC 3042 2", "Limited Transmit: a new segment on each of the first two duplicate ACKs"),
+    ("RFC6675-LOSS", "RFC 6675 5", "SACK-based loss recovery: a hole with three segments SACKed above it is lost"),
     ("RFC6298-RTO", "RFC 6298 2", "RTO from SRTT and RTTVAR, 1 s before a measurement"),
     ("RFC6298-BACKOFF", "RFC 6298 5.5", "The RTO doubles on each expiry"),
 ];

@@ -22,6 +22,10 @@ pub(crate) trait CongestionControl {
     /// A duplicate ACK (RFC 5681 2's definition) with `in_flight` bytes outstanding up to `snd_max`; true asks the
     /// TCB for a fast retransmit of SND.UNA now.
     fn on_duplicate_ack(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32) -> bool;
+    /// The SACK scoreboard shows SND.UNA lost (RFC 6675 5 step 2, IsLost) with `in_flight` bytes outstanding up
+    /// to `snd_max`: true if that starts loss recovery (and asks for SND.UNA's retransmission), false if a
+    /// recovery is already under way.
+    fn on_sack_loss(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32) -> bool;
     /// The retransmission timer fired with `in_flight` bytes outstanding (RFC 5681 3.1, equation 4).
     fn on_retransmit_timeout(&mut self, in_flight: u32, mss: u32);
     /// The congestion window in bytes.
@@ -89,6 +93,18 @@ impl CongestionControl for Reno {
         } else {
             false
         }
+    }
+
+    fn on_sack_loss(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32) -> bool {
+        if self.recover.is_some() {
+            return false;
+        }
+        // As the third duplicate: the loss is the same event, seen through the SACK blocks (which data-carrying
+        // ACKs bring too, where no duplicate is counted).
+        self.ssthresh = (in_flight / 2).max(2 * mss);
+        self.recover = Some(snd_max);
+        self.cwnd = self.ssthresh + 3 * mss;
+        true
     }
 
     fn on_retransmit_timeout(&mut self, in_flight: u32, mss: u32) {

@@ -8,7 +8,7 @@ use super::{Ctx, Tcb, TcpState, Timer, DEFAULT_MSS, MAX_QUICKACKS, RTO_FALLBACK}
 use crate::errno::Errno;
 use crate::seq::SeqNum;
 use crate::time::Instant;
-use crate::wire::TcpRepr;
+use crate::wire::{TcpFlags, TcpRepr};
 use core::time::Duration;
 
 /// What the host must do after a TCB processed a segment.
@@ -404,6 +404,7 @@ impl Tcb {
             return false;
         }
         let window = u32::from(seg.window) << self.opts.snd_wscale;
+        let newly_sacked = self.update_scoreboard(seg);
         if seg.ack > self.snd_una {
             self.ack_new_data(ctx, seg.ack);
         } else if seg.ack == self.snd_una
@@ -413,6 +414,9 @@ impl Tcb {
             && self.snd_max > self.snd_una
         {
             self.duplicate_ack(ctx);
+        }
+        if newly_sacked {
+            self.sack_recovery(ctx);
         }
         // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ or
         // (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set
@@ -466,9 +470,13 @@ impl Tcb {
         }
         self.retransmits = 0;
         self.retrans_stamp = None;
-        if self.cc.on_ack(ack, acked, u32::from(self.snd_mss)) == OnAck::RetransmitNextHole {
+        // A partial ACK's next hole, unless the scoreboard had it retransmitted already in this recovery.
+        if self.cc.on_ack(ack, acked, u32::from(self.snd_mss)) == OnAck::RetransmitNextHole
+            && self.snd_una >= self.high_rxt
+        {
             self.snd_nxt = self.snd_una;
             self.output_one(ctx);
+            self.high_rxt = self.high_rxt.max_seq(self.snd_una + u32::from(self.snd_mss));
         }
         // RFC 6298 5.2-5.3: everything acknowledged stops the timer, else it restarts.
         if self.snd_una == self.snd_max {
@@ -493,6 +501,103 @@ impl Tcb {
             self.snd_nxt = self.snd_una;
             self.output_one(ctx);
             self.snd_nxt = resume.max_seq(self.snd_nxt);
+            self.high_rxt = self.snd_una + u32::from(self.snd_mss);
+        }
+    }
+
+    /// RFC 6675's Update(): the SACK blocks of an acceptable ACK, within (SND.UNA, SND.MAX], merged into the
+    /// scoreboard, which keeps only what lies above SND.UNA. Whether a block told something new.
+    fn update_scoreboard(&mut self, seg: &TcpRepr<'_>) -> bool {
+        let una = seg.ack.max_seq(self.snd_una);
+        self.sacked.retain_mut(|b| {
+            b.0 = b.0.max_seq(una);
+            b.1 > b.0
+        });
+        if !self.opts.sack {
+            return false;
+        }
+        let Some(blocks) = seg.options.sack_blocks() else { return false };
+        let mut news = false;
+        for &(l, r) in blocks.as_slice() {
+            let l = l.max_seq(una);
+            // A block below SND.UNA (a D-SACK), past what was sent, or empty says nothing about loss.
+            if r <= l || r > self.snd_max {
+                continue;
+            }
+            if self.sacked.iter().any(|b| b.0 <= l && r <= b.1) {
+                continue;
+            }
+            news = true;
+            self.sacked.push((l, r));
+            self.sacked.sort_by_key(|b| b.0 - una);
+            let mut merged: Vec<(SeqNum, SeqNum)> = Vec::with_capacity(self.sacked.len());
+            for b in self.sacked.drain(..) {
+                match merged.last_mut() {
+                    Some(m) if b.0 <= m.1 => m.1 = m.1.max_seq(b.1),
+                    _ => merged.push(b),
+                }
+            }
+            self.sacked = merged;
+        }
+        news
+    }
+
+    /// RFC 6675's IsLost(seq): three discontiguous SACKed blocks above it, or more than two segments' worth of
+    /// SACKed bytes (DupThresh = 3).
+    fn is_lost(&self, seq: SeqNum) -> bool {
+        let above: Vec<_> = self.sacked.iter().filter(|b| b.1 > seq).collect();
+        let bytes: u32 = above.iter().map(|b| (b.1 - b.0.max_seq(seq)) as u32).sum();
+        above.len() >= 3 || bytes > 2 * u32::from(self.snd_mss)
+    }
+
+    /// Loss detection and recovery from the scoreboard (RFC 6675 5): SND.UNA lost starts a recovery with its
+    /// retransmission; in a recovery, each ACK with new SACK information (a segment has left the network)
+    /// retransmits the next lost hole above HighRxt (NextSeg's rule 1), one at a time, so that several losses of
+    /// one window are repaired in one round trip instead of one per round trip.
+    fn sack_recovery(&mut self, ctx: &mut Ctx<'_>) {
+        let mss = u32::from(self.snd_mss);
+        let in_flight = self.in_flight();
+        if self.is_lost(self.snd_una) && self.cc.on_sack_loss(in_flight, self.snd_max, mss) {
+            self.high_rxt = self.snd_una;
+            self.retransmit_hole(ctx, self.snd_una);
+            return;
+        }
+        let mut at = self.high_rxt.max_seq(self.snd_una);
+        for &(l, r) in &self.sacked {
+            if at < l {
+                break;
+            }
+            at = at.max_seq(r);
+        }
+        let below_sacked = self.sacked.last().is_some_and(|b| at < b.0);
+        if below_sacked && self.is_lost(at) {
+            self.retransmit_hole(ctx, at);
+        }
+    }
+
+    /// Retransmits one segment of data at `at`, up to the next SACKed block, and moves HighRxt past it.
+    fn retransmit_hole(&mut self, ctx: &mut Ctx<'_>, at: SeqNum) {
+        let data_end = self.snd_buf_seq + self.send_buf.len();
+        let next_sacked = self.sacked.iter().map(|b| b.0).find(|&l| l > at).unwrap_or(self.snd_max);
+        let end = (at + u32::from(self.snd_mss)).min_seq(next_sacked).min_seq(data_end);
+        if end <= at || at < self.snd_buf_seq {
+            return;
+        }
+        let off = (at - self.snd_buf_seq) as usize;
+        let payload: Vec<u8> = self.send_buf.range(off..off + (end - at) as usize).copied().collect();
+        let mut flags = TcpFlags::ACK;
+        if self.push_ends.contains(&end) {
+            flags |= TcpFlags::PSH;
+        }
+        self.send_segment(ctx, flags, at, &payload);
+        self.high_rxt = end;
+        // Karn: an ACK of what was timed may now answer either transmission.
+        self.rtt_probe = None;
+        if self.retrans_stamp.is_none() {
+            self.retrans_stamp = Some(ctx.now);
+        }
+        if !self.timers.is_armed(Timer::Retransmit) {
+            self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
         }
     }
 

@@ -319,6 +319,10 @@ pub struct Tcb {
     pub(crate) retrans_stamp: Option<Instant>,
     /// Segment being timed for RTT: (sequence number it must cover, when it was sent). Karn: cleared on retransmit.
     pub(crate) rtt_probe: Option<(SeqNum, Instant)>,
+    /// The peer's SACK blocks above SND.UNA, merged and in order (RFC 6675's scoreboard): empty without SACK.
+    pub(crate) sacked: Vec<(SeqNum, SeqNum)>,
+    /// RFC 6675's HighRxt: the end of the last segment retransmitted in this loss recovery.
+    pub(crate) high_rxt: SeqNum,
     /// A SYN or SYN-ACK was retransmitted (RFC 6298 5.7: RTO falls back to 3 s without an RTT sample).
     pub(crate) syn_retransmitted: bool,
     pub(crate) keepalive_probes_out: u32,
@@ -433,6 +437,8 @@ impl Tcb {
             retransmits: 0,
             retrans_stamp: None,
             rtt_probe: None,
+            sacked: Vec::new(),
+            high_rxt: iss,
             syn_retransmitted: false,
             keepalive_probes_out: 0,
             persist_probes: 0,

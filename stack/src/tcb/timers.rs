@@ -197,6 +197,9 @@ impl Tcb {
                 }
                 // RFC 6298 5.5-5.6 and RFC 5681 3.1: back off, collapse the window, go back to SND.UNA.
                 self.cc.on_retransmit_timeout(self.in_flight(), u32::from(self.snd_mss));
+                // RFC 2018 8: "after a retransmit timeout the data sender SHOULD turn off all of the SACKed
+                // bits", the receiver being free to have discarded what it SACKed.
+                self.sacked.clear();
                 self.retransmits += 1;
                 self.rtt_probe = None; // Karn's algorithm
                 self.rtt.back_off(rto_max);
