@@ -234,7 +234,8 @@ struct StackArgs {
     /// Set one of the stack's sysctl-named knobs (repeatable), as `run --sysctl` does.
     #[arg(long, value_name = "NAME=VALUE")]
     sysctl: Vec<String>,
-    /// The link shim: per cent of datagrams dropped, each way.
+    /// The link shim: per cent of datagrams dropped, each way (new data by byte position: a 1448-byte segment is
+    /// lost at this rate, a shorter one less often; see harness/src/serve/shim.rs).
     #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
     loss: f64,
     /// Per cent duplicated.
@@ -1145,6 +1146,15 @@ fn serve_config(
         knobs.push((k.to_string(), v.to_string()));
     }
     let o = a.address.octets();
+    // Only the documentation ranges (RFC 5737): the namespace may be the user's, and its addresses must not
+    // collide with real ones.
+    if !matches!(&o[..3], [192, 0, 2] | [198, 51, 100] | [203, 0, 113]) {
+        return Err(format!(
+            "--address {}: the served stack takes an address of the documentation ranges 192.0.2.0/24, \
+             198.51.100.0/24 or 203.0.113.0/24",
+            a.address
+        ));
+    }
     if o[3] == 1 {
         return Err(format!("--address {}: the kernel has {}.{}.{}.1 on the device", a.address, o[0], o[1], o[2]));
     }
@@ -1288,21 +1298,26 @@ fn connect(
     if !to.is_ipv4() {
         return Err(format!("{to}: the served stack speaks IPv4"));
     }
-    // Opened here, so that a missing file is a usage error before any namespace is made.
-    let mut files = Vec::new();
+    // Checked here, so that a missing file is a usage error before any namespace is made; each connection
+    // opens it when it starts.
     if let Some(path) = &file {
-        for _ in 0..connections {
-            files.push(std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?);
+        std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    }
+    let o = a.address.octets();
+    if let std::net::IpAddr::V4(t) = to.ip() {
+        if t.octets()[..3] != o[..3] {
+            return Err(format!(
+                "{to}: the served stack reaches its device's network only, {}.{}.{}.0/24 (the kernel there is {}.{}.{}.1)",
+                o[0], o[1], o[2], o[0], o[1], o[2]
+            ));
         }
     }
     let cfg = serve_config(&a, Vec::new())?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout);
     let (ok, stats) = in_served_namespace(&a.netns, cfg, move |served, cfg| {
         eprintln!("the reference stack ({}) connects to {to}", cfg.stack_ip);
-        let mut files = files.into_iter();
-        let reports: Vec<_> = (0..connections)
-            .map(|_| served.connect(to, files.next().map_or(Payload::Pattern(n), Payload::File)))
-            .collect();
+        let payload = || file.clone().map_or(Payload::Pattern(n), Payload::File);
+        let reports: Vec<_> = (0..connections).map(|_| served.connect(to, payload())).collect();
         let mut ok = true;
         for r in reports {
             let report = loop {

@@ -150,8 +150,8 @@ fn rst_kind(d: &[u8]) -> Option<bool> {
 pub enum Payload {
     /// This many bytes of RFC 864's character pattern ([`chargen_byte`]).
     Pattern(u64),
-    /// A file's contents.
-    File(std::fs::File),
+    /// A file's contents (opened when the connection starts).
+    File(PathBuf),
 }
 
 /// What a client connection of the served stack did, once it is over.
@@ -290,7 +290,7 @@ struct Conn {
 /// The sending side of a connection the stack opened.
 struct Client {
     to: SocketAddr,
-    payload: Payload,
+    source: Source,
     /// Bytes of the payload written to the stack so far, and their hash.
     sent: u64,
     sent_hash: Sha256,
@@ -302,16 +302,22 @@ struct Client {
     report: mpsc::Sender<ClientReport>,
 }
 
+/// Where a client's bytes come from.
+enum Source {
+    Pattern(u64),
+    File(std::fs::File),
+}
+
 impl Client {
     /// The next bytes of the payload, at most `max`; empty at its end.
     fn take(&mut self, max: usize) -> Vec<u8> {
-        let chunk = match &mut self.payload {
-            Payload::Pattern(total) => {
+        let chunk = match &mut self.source {
+            Source::Pattern(total) => {
                 // Taken only when what was taken before is all written.
                 let n = (*total - self.sent).min(max as u64);
                 (self.sent..self.sent + n).map(chargen_byte).collect()
             }
-            Payload::File(f) => {
+            Source::File(f) => {
                 let mut b = vec![0u8; max];
                 match f.read(&mut b) {
                     Ok(n) => b.truncate(n),
@@ -509,10 +515,10 @@ impl Server {
         let due = (self.start.elapsed().as_millis() as u64 * u64::from(f.per_ms)).min(u64::from(f.syns));
         while self.stats.flood[0] < due {
             let i = self.stats.flood[0];
-            // 254 hosts, and ports from 1024 up: distinct four-tuples for the whole flood.
+            // 254 hosts and ports from 1024 up: distinct four-tuples for 16 million SYNs, then again.
             let src = std::net::Ipv4Addr::new(203, 0, 113, 1 + (i % 254) as u8);
             let tcp = tcpdrill_stack::wire::TcpRepr {
-                src_port: 1024 + (i / 254) as u16,
+                src_port: 1024 + ((i / 254) % 64_512) as u16,
                 dst_port: f.port,
                 seq: tcpdrill_stack::SeqNum((i as u32).wrapping_mul(0x9e37_79b9)),
                 ack: tcpdrill_stack::SeqNum(0),
@@ -546,9 +552,16 @@ impl Server {
 
     /// Starts a client connection (its report goes at once if the connect call fails).
     fn connect(&mut self, now: Instant, to: SocketAddr, payload: Payload, report: mpsc::Sender<ClientReport>) {
+        let (source, opening) = match payload {
+            Payload::Pattern(n) => (Source::Pattern(n), Ok(())),
+            Payload::File(path) => match std::fs::File::open(&path) {
+                Ok(f) => (Source::File(f), Ok(())),
+                Err(e) => (Source::Pattern(0), Err(format!("opening {}: {e}", path.display()))),
+            },
+        };
         let client = Client {
             to,
-            payload,
+            source,
             sent: 0,
             sent_hash: Sha256::new(),
             shut: false,
@@ -556,6 +569,20 @@ impl Server {
             started: std::time::Instant::now(),
             report,
         };
+        if let Err(e) = opening {
+            let _ = client.report.send(ClientReport {
+                to,
+                tuple: None,
+                sent: 0,
+                sent_sha256: hex(Sha256::new()),
+                received: 0,
+                received_sha256: hex(Sha256::new()),
+                error: Some(e),
+                state_after_close: None,
+                elapsed: Duration::ZERO,
+            });
+            return;
+        }
         let opened = self.host.socket(Domain::Inet).and_then(|fd| {
             self.host.set_nonblocking(fd, true)?;
             match self.host.connect(now, fd, to) {
@@ -631,7 +658,11 @@ impl Server {
                 if let Some(client) = c.client.take() {
                     let tuple = host.fd_tuple(c.fd);
                     let _ = host.close(now, c.fd);
-                    let error = client.failure.clone().or_else(|| c.error.map(|e| format!("{e:?}")));
+                    let error = client.failure.clone().or_else(|| c.error.map(|e| format!("{e:?}"))).or_else(|| {
+                        (!client.shut).then(|| {
+                            format!("the server closed after {} of the bytes to send had been sent", client.sent)
+                        })
+                    });
                     let _ = client.report.send(ClientReport {
                         to: client.to,
                         tuple,

@@ -186,8 +186,9 @@ fn lossy(loss: u16) -> LinkConfig {
 
 /// Through 1%, 5% and 10% loss with duplication and reordering: Linux as the client (a sink transfer, then an
 /// echo both ways at once) and as the server (the stack's client, an echo both ways at once). The sizes are what
-/// the reference stack moves within CI's time: it recovers from loss with NewReno and Limited Transmit only (no
-/// SACK-based recovery, no tail loss probe), so at 10% much of its time goes to retransmission timeouts.
+/// the reference stack moves within CI's time: without RACK's time-based loss detection or a tail loss probe
+/// (RFC 8985), most losses in its few-segment windows at 5-10% wait for the retransmission timeout (README,
+/// "The reference stack as a real TCP").
 #[test]
 fn lossy_links() {
     if skip() {

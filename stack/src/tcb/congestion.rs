@@ -30,6 +30,8 @@ pub(crate) trait CongestionControl {
     fn on_retransmit_timeout(&mut self, in_flight: u32, mss: u32);
     /// The congestion window in bytes.
     fn cwnd(&self) -> u32;
+    /// What the sender may have outstanding: the congestion window and any allowance beyond it (RFC 3042's).
+    fn send_window(&self) -> u32;
 }
 
 /// RFC 5681 Reno with RFC 6582 NewReno recovery, as the reference stack has always done it.
@@ -42,12 +44,15 @@ pub(crate) struct Reno {
     recover: Option<SeqNum>,
     /// The send MSS, for Limited Transmit's allowance.
     mss: u32,
+    /// FlightSize when the first duplicate came: what RFC 5681 3.2 step 2 halves, since "the amount of data
+    /// sent via Limited Transmit MUST NOT be included in this calculation".
+    flight_before_dups: u32,
 }
 
 impl Default for Reno {
     fn default() -> Reno {
         // RFC 5681 3.1: "The initial value of ssthresh SHOULD be set arbitrarily high".
-        Reno { cwnd: 0, ssthresh: u32::MAX, dup_acks: 0, recover: None, mss: 0 }
+        Reno { cwnd: 0, ssthresh: u32::MAX, dup_acks: 0, recover: None, mss: 0, flight_before_dups: 0 }
     }
 }
 
@@ -80,13 +85,16 @@ impl CongestionControl for Reno {
 
     fn on_duplicate_ack(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32) -> bool {
         self.dup_acks += 1;
+        if self.dup_acks == 1 {
+            self.flight_before_dups = in_flight;
+        }
         if self.recover.is_some() {
             // RFC 5681 3.2 step 4: inflate by one segment for each further duplicate.
             self.cwnd += mss;
             false
         } else if self.dup_acks == 3 {
             // Steps 2-3: ssthresh = max(FlightSize / 2, 2*SMSS), retransmit, cwnd = ssthresh + 3*SMSS.
-            self.ssthresh = (in_flight / 2).max(2 * mss);
+            self.ssthresh = (self.flight_before_dups / 2).max(2 * mss);
             self.recover = Some(snd_max);
             self.cwnd = self.ssthresh + 3 * mss;
             true
@@ -101,7 +109,8 @@ impl CongestionControl for Reno {
         }
         // As the third duplicate: the loss is the same event, seen through the SACK blocks (which data-carrying
         // ACKs bring too, where no duplicate is counted).
-        self.ssthresh = (in_flight / 2).max(2 * mss);
+        let flight = if self.dup_acks > 0 { self.flight_before_dups.min(in_flight) } else { in_flight };
+        self.ssthresh = (flight / 2).max(2 * mss);
         self.recover = Some(snd_max);
         self.cwnd = self.ssthresh + 3 * mss;
         true
@@ -116,6 +125,10 @@ impl CongestionControl for Reno {
     }
 
     fn cwnd(&self) -> u32 {
+        self.cwnd
+    }
+
+    fn send_window(&self) -> u32 {
         // RFC 3042 Limited Transmit: on each of the first two duplicate ACKs, one new segment beyond cwnd ("the
         // amount of outstanding data would remain less than or equal to the congestion window plus 2*SMSS"),
         // cwnd itself unchanged, so that a small window still gets its three duplicates.
@@ -169,11 +182,12 @@ mod tests {
     fn limited_transmit_allows_one_segment_more_for_each_of_the_first_two_duplicates() {
         let mut r = established();
         r.on_duplicate_ack(10 * MSS, SeqNum(10_000), MSS);
-        assert_eq!(r.cwnd(), 11 * MSS, "RFC 3042: one new segment on the first duplicate");
+        assert_eq!(r.send_window(), 11 * MSS, "RFC 3042: one new segment on the first duplicate");
         r.on_duplicate_ack(11 * MSS, SeqNum(11_000), MSS);
-        assert_eq!(r.cwnd(), 12 * MSS, "and one on the second: cwnd + 2*SMSS outstanding at most");
-        r.on_ack(SeqNum(1000), 1000, MSS);
-        assert_eq!(r.cwnd(), 11 * MSS, "cwnd itself never changed (slow start added its one segment)");
+        assert_eq!(r.send_window(), 12 * MSS, "and one on the second: cwnd + 2*SMSS outstanding at most");
+        assert_eq!(r.cwnd(), 10 * MSS, "cwnd itself unchanged");
+        assert!(r.on_duplicate_ack(12 * MSS, SeqNum(12_000), MSS), "the third");
+        assert_eq!(r.cwnd(), 5 * MSS + 3 * MSS, "ssthresh halves the flight before Limited Transmit's two");
     }
 
     #[test]

@@ -555,6 +555,11 @@ impl Tcb {
     /// retransmits the next lost hole above HighRxt (NextSeg's rule 1), one at a time, so that several losses of
     /// one window are repaired in one round trip instead of one per round trip.
     fn sack_recovery(&mut self, ctx: &mut Ctx<'_>) {
+        // RFC 6675 5.1: after a retransmission timeout, no loss recovery until what was sent before it is
+        // acknowledged (the timeout's go-back-N resends it all anyway).
+        if self.snd_una < self.rto_high_data {
+            return;
+        }
         let mss = u32::from(self.snd_mss);
         let in_flight = self.in_flight();
         if self.is_lost(self.snd_una) && self.cc.on_sack_loss(in_flight, self.snd_max, mss) {
@@ -570,7 +575,10 @@ impl Tcb {
             at = at.max_seq(r);
         }
         let below_sacked = self.sacked.last().is_some_and(|b| at < b.0);
-        if below_sacked && self.is_lost(at) {
+        // RFC 6675's pipe: what is outstanding and not SACKed; a retransmission goes while it is below cwnd.
+        let sacked: u32 = self.sacked.iter().map(|b| (b.1 - b.0) as u32).sum();
+        let pipe = ((self.snd_max - self.snd_una) as u32).saturating_sub(sacked);
+        if below_sacked && pipe < self.cc.cwnd() && self.is_lost(at) {
             self.retransmit_hole(ctx, at);
         }
     }

@@ -323,6 +323,8 @@ pub struct Tcb {
     pub(crate) sacked: Vec<(SeqNum, SeqNum)>,
     /// RFC 6675's HighRxt: the end of the last segment retransmitted in this loss recovery.
     pub(crate) high_rxt: SeqNum,
+    /// SND.MAX when the retransmission timer last fired: no SACK recovery below it (RFC 6675 5.1).
+    pub(crate) rto_high_data: SeqNum,
     /// A SYN or SYN-ACK was retransmitted (RFC 6298 5.7: RTO falls back to 3 s without an RTT sample).
     pub(crate) syn_retransmitted: bool,
     pub(crate) keepalive_probes_out: u32,
@@ -439,6 +441,7 @@ impl Tcb {
             rtt_probe: None,
             sacked: Vec::new(),
             high_rxt: iss,
+            rto_high_data: iss,
             syn_retransmitted: false,
             keepalive_probes_out: 0,
             persist_probes: 0,

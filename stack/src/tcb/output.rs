@@ -250,7 +250,7 @@ impl Tcb {
     /// Sends what the windows allow: data segmented at the MSS, Nagle's algorithm unless TCP_NODELAY, the FIN
     /// after the last byte, then an ACK if one is owed and nothing carried it.
     pub(crate) fn output(&mut self, ctx: &mut Ctx<'_>) {
-        self.output_within(ctx, self.cc.cwnd());
+        self.output_within(ctx, self.cc.send_window());
     }
 
     /// [`Tcb::output`] with `cwnd` as the congestion window (a fast retransmission sends one segment).

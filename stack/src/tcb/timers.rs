@@ -200,6 +200,7 @@ impl Tcb {
                 // RFC 2018 8: "after a retransmit timeout the data sender SHOULD turn off all of the SACKed
                 // bits", the receiver being free to have discarded what it SACKed.
                 self.sacked.clear();
+                self.rto_high_data = self.snd_max;
                 self.retransmits += 1;
                 self.rtt_probe = None; // Karn's algorithm
                 self.rtt.back_off(rto_max);
