@@ -178,6 +178,23 @@ pub struct ClientReport {
     pub elapsed: Duration,
 }
 
+impl ClientReport {
+    /// The report of a connection that failed before it had a four-tuple.
+    fn never_connected(to: SocketAddr, error: String) -> ClientReport {
+        ClientReport {
+            to,
+            tuple: None,
+            sent: 0,
+            sent_sha256: hex(Sha256::new()),
+            received: 0,
+            received_sha256: hex(Sha256::new()),
+            error: Some(error),
+            state_after_close: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 /// A request to the serving thread.
 enum Request {
     Connect(SocketAddr, Payload, mpsc::Sender<ClientReport>),
@@ -570,17 +587,7 @@ impl Server {
             report,
         };
         if let Err(e) = opening {
-            let _ = client.report.send(ClientReport {
-                to,
-                tuple: None,
-                sent: 0,
-                sent_sha256: hex(Sha256::new()),
-                received: 0,
-                received_sha256: hex(Sha256::new()),
-                error: Some(e),
-                state_after_close: None,
-                elapsed: Duration::ZERO,
-            });
+            let _ = client.report.send(ClientReport::never_connected(to, e));
             return;
         }
         let opened = self.host.socket(Domain::Inet).and_then(|fd| {
@@ -607,17 +614,7 @@ impl Server {
                 client: Some(Box::new(client)),
             }),
             Err(e) => {
-                let _ = client.report.send(ClientReport {
-                    to,
-                    tuple: None,
-                    sent: 0,
-                    sent_sha256: hex(Sha256::new()),
-                    received: 0,
-                    received_sha256: hex(Sha256::new()),
-                    error: Some(format!("connect: {e:?}")),
-                    state_after_close: None,
-                    elapsed: Duration::ZERO,
-                });
+                let _ = client.report.send(ClientReport::never_connected(to, format!("connect: {e:?}")));
             }
         }
     }

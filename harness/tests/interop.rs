@@ -33,11 +33,18 @@ fn served<R: Send + 'static>(
     seed: u64,
     f: impl FnOnce(&Served) -> R + Send + 'static,
 ) -> (R, serve::ServeStats) {
+    // Captured through loss only: a perfect link's 100 MB would be a quarter of a gigabyte of capture.
+    let capture = (link.drop_permille > 0).then(|| pcap(seed));
+    served_as(ServeConfig { link, seed, pcap: capture, ..ServeConfig::default() }, f)
+}
+
+/// Runs `f` on a thread in a fresh namespace where the stack is served as `cfg` says.
+fn served_as<R: Send + 'static>(
+    cfg: ServeConfig,
+    f: impl FnOnce(&Served) -> R + Send + 'static,
+) -> (R, serve::ServeStats) {
     std::thread::spawn(move || {
         tcpdrill::backend::linux::unshare_netns().expect("a namespace");
-        // Captured through loss only: a perfect link's 100 MB would be a quarter of a gigabyte of capture.
-        let capture = (link.drop_permille > 0).then(|| pcap(seed));
-        let cfg = ServeConfig { link, seed, pcap: capture, ..ServeConfig::default() };
         let s = serve::start(cfg).expect("serving");
         let r = f(&s);
         (r, s.stop().expect("served without error"))
@@ -350,10 +357,8 @@ fn syn_flood_meets_syn_cookies() {
         return;
     }
     let flood = serve::Flood { syns: 10_000, port: 7, per_ms: 10 };
-    let (stats, echoed) = std::thread::spawn(move || {
-        tcpdrill::backend::linux::unshare_netns().expect("a namespace");
-        let cfg = ServeConfig { flood: Some(flood), seed: 6, ..ServeConfig::default() };
-        let s = serve::start(cfg).expect("serving");
+    let cfg = ServeConfig { flood: Some(flood), seed: 6, ..ServeConfig::default() };
+    let (echoed, stats) = served_as(cfg, |_| {
         // A quarter of the flood in: the queue is full.
         std::thread::sleep(Duration::from_millis(250));
         let d = data(64 << 10, 6);
@@ -364,11 +369,8 @@ fn syn_flood_meets_syn_cookies() {
         c.read_to_end(&mut back).expect("the echo, and the stack's FIN");
         // Past the flood's end (1 s) before stopping, so that all of it was offered.
         std::thread::sleep(Duration::from_millis(1200));
-        let stats = s.stop().expect("served without error");
-        (stats, back == d)
-    })
-    .join()
-    .expect("no panic");
+        back == d
+    });
     assert!(echoed, "the client's bytes came back");
     assert_eq!(stats.flood[0], 10_000, "the whole flood was injected");
     assert!(stats.flood[1] >= 1025, "the stack answered the flood: {:?}", stats.flood);
