@@ -304,6 +304,23 @@ struct Conn {
     client: Option<Box<Client>>,
 }
 
+impl Conn {
+    fn new(fd: i32, service: Service, peer: SocketAddr, client: Option<Box<Client>>) -> Conn {
+        Conn {
+            fd,
+            service,
+            peer,
+            pending: Vec::new(),
+            eof: false,
+            dead: false,
+            bytes: 0,
+            hash: Sha256::new(),
+            error: None,
+            client,
+        }
+    }
+}
+
 /// The sending side of a connection the stack opened.
 struct Client {
     to: SocketAddr,
@@ -601,18 +618,8 @@ impl Server {
             }
         });
         match opened {
-            Ok(fd) => self.conns.push(Conn {
-                fd,
-                service: Service::Sink,
-                peer: to,
-                pending: Vec::new(),
-                eof: false,
-                dead: false,
-                bytes: 0,
-                hash: Sha256::new(),
-                error: None,
-                client: Some(Box::new(client)),
-            }),
+            // A client reads what comes back as a sink does.
+            Ok(fd) => self.conns.push(Conn::new(fd, Service::Sink, to, Some(Box::new(client)))),
             Err(e) => {
                 let _ = client.report.send(ClientReport::never_connected(to, format!("connect: {e:?}")));
             }
@@ -625,18 +632,7 @@ impl Server {
             while let Ok((fd, peer)) = self.host.accept(l) {
                 let _ = self.host.set_nonblocking(fd, true);
                 self.stats.accepted += 1;
-                self.conns.push(Conn {
-                    fd,
-                    service,
-                    peer,
-                    pending: Vec::new(),
-                    eof: false,
-                    dead: false,
-                    bytes: 0,
-                    hash: Sha256::new(),
-                    error: None,
-                    client: None,
-                });
+                self.conns.push(Conn::new(fd, service, peer, None));
             }
         }
         let host = &mut self.host;
