@@ -165,6 +165,16 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+        /// Inject a SYN flood of N SYNs from spoofed 203.0.113.0/24 addresses, through the shim, towards the
+        /// stack (its answers are swallowed and counted): what SYN cookies and the SYN queue are for.
+        #[arg(long, value_name = "N")]
+        syn_flood: Option<u32>,
+        /// The port the flood's SYNs go to (default: the first service's).
+        #[arg(long, value_name = "PORT", requires = "syn_flood")]
+        syn_flood_port: Option<u16>,
+        /// The flood's rate, in SYNs per millisecond.
+        #[arg(long, default_value_t = 10, value_name = "N", requires = "syn_flood")]
+        syn_flood_rate: u32,
     },
     /// Make the reference stack a client, as `serve` makes it a server: it connects from its namespace to a
     /// server there (the kernel's address, 192.0.2.1, is a server's in that namespace), sends bytes, half-closes,
@@ -402,13 +412,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
-        Command::Serve { stack, services, duration } => match serve(stack, services, duration) {
-            Ok(()) => ExitCode::from(exit::PASS),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(exit::USAGE)
+        Command::Serve { stack, services, duration, syn_flood, syn_flood_port, syn_flood_rate } => {
+            match serve(stack, services, duration, syn_flood.map(|syns| (syns, syn_flood_port, syn_flood_rate))) {
+                Ok(()) => ExitCode::from(exit::PASS),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(exit::USAGE)
+                }
             }
-        },
+        }
         Command::Connect { to, stack, bytes, file, connections, echo, timeout } => {
             match connect(to, stack, &bytes, file, connections, echo, timeout) {
                 Ok(true) => ExitCode::from(exit::PASS),
@@ -1204,7 +1216,13 @@ fn in_served_namespace<T: Send + 'static>(
     r
 }
 
-fn serve(a: StackArgs, services: Vec<String>, duration: Option<f64>) -> Result<(), String> {
+/// `tcpdrill serve`; `flood` is `--syn-flood`'s (SYNs, port, per millisecond).
+fn serve(
+    a: StackArgs,
+    services: Vec<String>,
+    duration: Option<f64>,
+    flood: Option<(u32, Option<u16>, u32)>,
+) -> Result<(), String> {
     use tcpdrill::serve::{ServeConfig, Service};
     let mut list = Vec::new();
     for s in &services {
@@ -1219,7 +1237,25 @@ fn serve(a: StackArgs, services: Vec<String>, duration: Option<f64>) -> Result<(
         let port = port.parse().map_err(|_| format!("--service {s:?}: {port:?} is not a port"))?;
         list.push((service, port));
     }
-    let cfg = serve_config(&a, if list.is_empty() { ServeConfig::default().services } else { list })?;
+    let mut cfg = serve_config(&a, if list.is_empty() { ServeConfig::default().services } else { list })?;
+    if let Some((syns, port, per_ms)) = flood {
+        // Bounded like every traffic loop: at most ten million SYNs, at most a thousand per millisecond.
+        if !(1..=10_000_000).contains(&syns) {
+            return Err(format!("--syn-flood {syns}: from 1 to 10000000 SYNs"));
+        }
+        if !(1..=1000).contains(&per_ms) {
+            return Err(format!("--syn-flood-rate {per_ms}: from 1 to 1000 SYNs per millisecond"));
+        }
+        if cfg.stack_ip.octets()[..3] == [203, 0, 113] {
+            return Err(format!(
+                "--syn-flood: the flood's SYNs come from 203.0.113.0/24, the stack's own network at --address {}: \
+                 give the stack an address of 192.0.2.0/24 or 198.51.100.0/24",
+                cfg.stack_ip
+            ));
+        }
+        let port = port.or(cfg.services.first().map(|s| s.1)).unwrap_or(7);
+        cfg.flood = Some(tcpdrill::serve::Flood { syns, port, per_ms });
+    }
     if let Some(d) = duration.filter(|d| !(d.is_finite() && *d > 0.0 && *d < 1e9)) {
         return Err(format!("--duration {d}: a positive number of seconds"));
     }
@@ -1252,6 +1288,13 @@ fn serve(a: StackArgs, services: Vec<String>, duration: Option<f64>) -> Result<(
         "stopped: {} connections accepted (at most {} at once); the shim took {} datagrams, dropped {}, duplicated {}",
         stats.accepted, stats.peak_connections, stats.link[0], stats.link[1], stats.link[2]
     );
+    if flood.is_some() {
+        eprintln!(
+            "SYN flood: {} SYNs injected, {} answers swallowed; {} SYN cookies sent, {} connections opened by one; \
+             at most {} connections in SYN-RECEIVED at once",
+            stats.flood[0], stats.flood[1], stats.cookies[0], stats.cookies[1], stats.peak_syn_received
+        );
+    }
     Ok(())
 }
 

@@ -336,3 +336,38 @@ fn raw_options_are_checked() {
         assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
     }
 }
+
+/// `serve --syn-flood`: bad values are refused before anything is made, and a flood served for real is met by
+/// SYN cookies once the SYN queue is full, with the queue bounded (a backlog of 1024 admits 1025, Linux's `>`
+/// test, as `interop::syn_flood_is_met_by_cookies` checks in the library).
+#[test]
+fn serve_syn_flood_is_checked_and_met_by_cookies() {
+    for (args, says) in [
+        (&["--syn-flood", "0"][..], "--syn-flood 0: from 1 to 10000000 SYNs"),
+        (&["--syn-flood", "10", "--syn-flood-rate", "0"][..], "--syn-flood-rate 0: from 1 to 1000"),
+        (&["--syn-flood", "10", "--address", "203.0.113.5"][..], "the stack's own network"),
+    ] {
+        let o = tcpdrill(&[&["serve", "--netns", "tcpdrill-cli-unused", "--duration", "1"][..], args].concat());
+        assert_eq!(code(&o), 2, "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
+    }
+    assert!(!Path::new("/run/netns/tcpdrill-cli-unused").exists(), "a refused run made nothing");
+    if let Err(why) = tcpdrill::backend::linux::available() {
+        eprintln!("the flood skipped: {why}");
+        return;
+    }
+    let netns = format!("tcpdrill-cli-flood-{}", std::process::id());
+    let o = tcpdrill(&["serve", "--netns", &netns, "--duration", "2", "--syn-flood", "2000", "--service", "echo:7"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("SYN flood: 2000 SYNs injected"), "{t}");
+    assert!(t.contains("at most 1025 connections in SYN-RECEIVED at once"), "{t}");
+    let cookies: u64 = t
+        .split("answers swallowed; ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a cookie count in {t}"));
+    assert!(cookies >= 2000 - 1025, "every SYN past the full queue got a cookie: {t}");
+    assert!(!Path::new("/run/netns").join(&netns).exists(), "the namespace went with the run");
+}
