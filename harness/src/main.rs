@@ -1239,22 +1239,11 @@ fn serve(
     }
     let mut cfg = serve_config(&a, if list.is_empty() { ServeConfig::default().services } else { list })?;
     if let Some((syns, port, per_ms)) = flood {
-        // Bounded like every traffic loop: at most ten million SYNs, at most a thousand per millisecond.
-        if !(1..=10_000_000).contains(&syns) {
-            return Err(format!("--syn-flood {syns}: from 1 to 10000000 SYNs"));
-        }
-        if !(1..=1000).contains(&per_ms) {
-            return Err(format!("--syn-flood-rate {per_ms}: from 1 to 1000 SYNs per millisecond"));
-        }
-        if cfg.stack_ip.octets()[..3] == [203, 0, 113] {
-            return Err(format!(
-                "--syn-flood: the flood's SYNs come from 203.0.113.0/24, the stack's own network at --address {}: \
-                 give the stack an address of 192.0.2.0/24 or 198.51.100.0/24",
-                cfg.stack_ip
-            ));
-        }
         let port = port.or(cfg.services.first().map(|s| s.1)).unwrap_or(7);
-        cfg.flood = Some(tcpdrill::serve::Flood { syns, port, per_ms });
+        let f = tcpdrill::serve::Flood { syns, port, per_ms };
+        // Refused here, before the namespace is made, as start() would refuse it inside.
+        f.check(cfg.stack_ip)?;
+        cfg.flood = Some(f);
     }
     if let Some(d) = duration.filter(|d| !(d.is_finite() && *d > 0.0 && *d < 1e9)) {
         return Err(format!("--duration {d}: a positive number of seconds"));

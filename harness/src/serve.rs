@@ -83,6 +83,26 @@ pub struct Flood {
     pub per_ms: u32,
 }
 
+impl Flood {
+    /// Whether this flood may run against a stack at `stack_ip`: bounded like every traffic loop (at most ten
+    /// million SYNs, a thousand per millisecond), and from addresses that are not the stack's own network.
+    pub fn check(&self, stack_ip: Ipv4Addr) -> Result<(), String> {
+        if !(1..=10_000_000).contains(&self.syns) {
+            return Err(format!("--syn-flood {}: from 1 to 10000000 SYNs", self.syns));
+        }
+        if !(1..=1000).contains(&self.per_ms) {
+            return Err(format!("--syn-flood-rate {}: from 1 to 1000 SYNs per millisecond", self.per_ms));
+        }
+        if spoofed(stack_ip.octets()) {
+            return Err(format!(
+                "--syn-flood: the flood's SYNs come from 203.0.113.0/24, the stack's own network at --address \
+                 {stack_ip}: give the stack an address of 192.0.2.0/24 or 198.51.100.0/24"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Whether `ip` is one a [`Flood`] spoofs.
 fn spoofed(ip: [u8; 4]) -> bool {
     ip[..3] == [203, 0, 113]
@@ -253,6 +273,9 @@ fn epoch() -> u64 {
 /// Creates the TUN device in this thread's namespace and serves on a thread of its own (in the same
 /// namespace), until stopped.
 pub fn start(cfg: ServeConfig) -> Result<Served, String> {
+    if let Some(f) = &cfg.flood {
+        f.check(cfg.stack_ip)?;
+    }
     let tun = device(&cfg)?;
     let (tx, sinks) = mpsc::channel();
     let (requests, rx) = mpsc::channel();
