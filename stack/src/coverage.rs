@@ -133,7 +133,9 @@ impl TimerKind {
 
     pub(crate) fn of(t: Timer) -> TimerKind {
         match t {
-            Timer::Retransmit => TimerKind::Retransmit,
+            // The probe and reordering timers are the retransmission timer's other uses (Linux arms them in its
+            // place): the RFC's state machine knows one retransmission timeout.
+            Timer::Retransmit | Timer::LossProbe | Timer::ReoTimeout => TimerKind::Retransmit,
             Timer::DelayedAck => TimerKind::DelayedAck,
             Timer::Persist => TimerKind::Persist,
             Timer::Keepalive => TimerKind::Keepalive,

@@ -290,7 +290,6 @@ pub fn unmodelled_feature(name: &str) -> Option<&'static str> {
         "tcp_frto" => "F-RTO (RFC 5682)",
         "tcp_fack" => "forward acknowledgement",
         "tcp_reordering" | "tcp_max_reordering" => "reordering-adaptive loss recovery",
-        "tcp_early_retrans" | "tcp_recovery" => "RACK-TLP loss recovery (RFC 8985)",
         "tcp_slow_start_after_idle" => "congestion window validation after idle (RFC 7661)",
         "tcp_tso_win_divisor" | "tcp_min_tso_segs" | "tcp_autocorking" => "segmentation offload (TSO)",
         "tcp_ecn_option" | "tcp_ecn_option_beacon" => "accurate ECN",

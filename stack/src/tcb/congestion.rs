@@ -20,14 +20,20 @@ pub(crate) trait CongestionControl {
     /// `acked` new bytes are acknowledged, up to `ack`.
     fn on_ack(&mut self, ack: SeqNum, acked: u32, mss: u32) -> OnAck;
     /// A duplicate ACK (RFC 5681 2's definition) with `in_flight` bytes outstanding up to `snd_max`; true asks the
-    /// TCB for a fast retransmit of SND.UNA now.
-    fn on_duplicate_ack(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32) -> bool;
-    /// The SACK scoreboard shows SND.UNA lost (RFC 6675 5 step 2, IsLost) with `in_flight` bytes outstanding up
+    /// TCB for a fast retransmit of SND.UNA now. Without `may_recover` (a SACK connection, whose losses RACK
+    /// finds) the third starts nothing.
+    fn on_duplicate_ack(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32, may_recover: bool) -> bool;
+    /// RACK marked a segment lost (RFC 8985 6.2, as RFC 6675 5 step 2's IsLost would) with `in_flight` bytes outstanding up
     /// to `snd_max`: true if that starts loss recovery (and asks for SND.UNA's retransmission), false if a
     /// recovery is already under way.
     fn on_sack_loss(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32) -> bool;
     /// The retransmission timer fired with `in_flight` bytes outstanding (RFC 5681 3.1, equation 4).
     fn on_retransmit_timeout(&mut self, in_flight: u32, mss: u32);
+    /// A tail loss probe's retransmission was needed (RFC 8985 7.4.2): the window is reduced once, as for a loss
+    /// repaired without a recovery (Linux: CWR, cwnd = ssthresh).
+    fn on_probe_loss(&mut self, mss: u32);
+    /// A fast recovery is under way.
+    fn in_recovery(&self) -> bool;
     /// The congestion window in bytes.
     fn cwnd(&self) -> u32;
     /// What the sender may have outstanding: the congestion window and any allowance beyond it (RFC 3042's).
@@ -83,7 +89,7 @@ impl CongestionControl for Reno {
         out
     }
 
-    fn on_duplicate_ack(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32) -> bool {
+    fn on_duplicate_ack(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32, may_recover: bool) -> bool {
         self.dup_acks += 1;
         if self.dup_acks == 1 {
             self.flight_before_dups = in_flight;
@@ -92,7 +98,7 @@ impl CongestionControl for Reno {
             // RFC 5681 3.2 step 4: inflate by one segment for each further duplicate.
             self.cwnd += mss;
             false
-        } else if self.dup_acks == 3 {
+        } else if self.dup_acks == 3 && may_recover {
             // Steps 2-3: ssthresh = max(FlightSize / 2, 2*SMSS), retransmit, cwnd = ssthresh + 3*SMSS.
             self.ssthresh = (self.flight_before_dups / 2).max(2 * mss);
             self.recover = Some(snd_max);
@@ -122,6 +128,16 @@ impl CongestionControl for Reno {
         self.cwnd = mss;
         self.dup_acks = 0;
         self.recover = None;
+    }
+
+    fn on_probe_loss(&mut self, mss: u32) {
+        // Reno's ssthresh (Linux's tcp_reno_ssthresh: half the window, at least two segments).
+        self.ssthresh = (self.cwnd / 2).max(2 * mss);
+        self.cwnd = self.ssthresh;
+    }
+
+    fn in_recovery(&self) -> bool {
+        self.recover.is_some()
     }
 
     fn cwnd(&self) -> u32 {
@@ -165,11 +181,11 @@ mod tests {
     #[test]
     fn third_duplicate_ack_halves_and_enters_recovery_until_recover_is_acked() {
         let mut r = established();
-        assert!(!r.on_duplicate_ack(8 * MSS, SeqNum(8000), MSS));
-        assert!(!r.on_duplicate_ack(8 * MSS, SeqNum(8000), MSS));
-        assert!(r.on_duplicate_ack(8 * MSS, SeqNum(8000), MSS), "fast retransmit on the third");
+        assert!(!r.on_duplicate_ack(8 * MSS, SeqNum(8000), MSS, true));
+        assert!(!r.on_duplicate_ack(8 * MSS, SeqNum(8000), MSS, true));
+        assert!(r.on_duplicate_ack(8 * MSS, SeqNum(8000), MSS, true), "fast retransmit on the third");
         assert_eq!(r.cwnd(), 4 * MSS + 3 * MSS, "ssthresh = FlightSize/2, cwnd = ssthresh + 3*SMSS");
-        assert!(!r.on_duplicate_ack(8 * MSS, SeqNum(8000), MSS));
+        assert!(!r.on_duplicate_ack(8 * MSS, SeqNum(8000), MSS, true));
         assert_eq!(r.cwnd(), 8 * MSS, "inflated by one segment");
         assert_eq!(r.on_ack(SeqNum(3000), 1000, MSS), OnAck::RetransmitNextHole, "partial ACK (RFC 6582)");
         assert_eq!(r.on_ack(SeqNum(8000), 5000, MSS), OnAck::Continue);
@@ -181,12 +197,12 @@ mod tests {
     #[test]
     fn limited_transmit_allows_one_segment_more_for_each_of_the_first_two_duplicates() {
         let mut r = established();
-        r.on_duplicate_ack(10 * MSS, SeqNum(10_000), MSS);
+        r.on_duplicate_ack(10 * MSS, SeqNum(10_000), MSS, true);
         assert_eq!(r.send_window(), 11 * MSS, "RFC 3042: one new segment on the first duplicate");
-        r.on_duplicate_ack(11 * MSS, SeqNum(11_000), MSS);
+        r.on_duplicate_ack(11 * MSS, SeqNum(11_000), MSS, true);
         assert_eq!(r.send_window(), 12 * MSS, "and one on the second: cwnd + 2*SMSS outstanding at most");
         assert_eq!(r.cwnd(), 10 * MSS, "cwnd itself unchanged");
-        assert!(r.on_duplicate_ack(12 * MSS, SeqNum(12_000), MSS), "the third");
+        assert!(r.on_duplicate_ack(12 * MSS, SeqNum(12_000), MSS, true), "the third");
         assert_eq!(r.cwnd(), 5 * MSS + 3 * MSS, "ssthresh halves the flight before Limited Transmit's two");
     }
 

@@ -8,7 +8,7 @@ use super::{Ctx, Tcb, TcpState, Timer, DEFAULT_MSS, MAX_QUICKACKS, RTO_FALLBACK}
 use crate::errno::Errno;
 use crate::seq::SeqNum;
 use crate::time::Instant;
-use crate::wire::{TcpFlags, TcpRepr};
+use crate::wire::TcpRepr;
 use core::time::Duration;
 
 /// What the host must do after a TCB processed a segment.
@@ -112,6 +112,7 @@ impl Tcb {
         let rto_min = Duration::from_micros(u64::from(ctx.config.tcp_rto_min_us));
         let rto_max = Duration::from_millis(u64::from(ctx.config.tcp_rto_max_ms));
         self.rtt.sample(r, rto_min, rto_max);
+        self.note_min_rtt(r);
     }
 
     /// Common to SYN-SENT -> ESTABLISHED and SYN-RECEIVED -> ESTABLISHED.
@@ -405,18 +406,29 @@ impl Tcb {
         }
         let window = u32::from(seg.window) << self.opts.snd_wscale;
         let newly_sacked = self.update_scoreboard(seg);
-        if seg.ack > self.snd_una {
-            self.ack_new_data(ctx, seg.ack);
-        } else if seg.ack == self.snd_una
+        self.rack_update(ctx.now, seg.ack);
+        let acked_new = seg.ack > self.snd_una;
+        let dupack = !acked_new
+            && seg.ack == self.snd_una
             && seg.payload.is_empty()
             && !seg.flags.fin()
             && window == self.snd_wnd
-            && self.snd_max > self.snd_una
-        {
+            && self.snd_max > self.snd_una;
+        if acked_new {
+            self.ack_new_data(ctx, seg.ack);
+        } else if dupack {
             self.duplicate_ack(ctx);
         }
-        if newly_sacked {
-            self.sack_recovery(ctx);
+        self.tlp_ack(seg.ack, dupack && !newly_sacked);
+        // As Linux's tcp_ack_is_dubious: loss detection runs for duplicates, SACK news, or during a recovery.
+        let dubious = newly_sacked || dupack || !self.sacked.is_empty() || self.in_loss_recovery();
+        let reo_armed = dubious && self.rack_mark_lost(ctx);
+        if dubious {
+            self.loss_recovery(ctx);
+        }
+        // RFC 6298 5.3 (or the loss probe in its place), unless RACK's reordering timer holds the slot.
+        if acked_new && !reo_armed && self.snd_una != self.snd_max {
+            self.set_xmit_timer(ctx);
         }
         // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ or
         // (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set
@@ -470,19 +482,21 @@ impl Tcb {
         }
         self.retransmits = 0;
         self.retrans_stamp = None;
-        // A partial ACK's next hole, unless the scoreboard had it retransmitted already in this recovery.
+        self.forget_acked(ack);
+        // A partial ACK's next hole, unless the scoreboard had it retransmitted already in this recovery. With
+        // RACK, what is lost is what RACK marks (Linux retransmits nothing else for a SACK connection).
         if self.cc.on_ack(ack, acked, u32::from(self.snd_mss)) == OnAck::RetransmitNextHole
             && self.snd_una >= self.high_rxt
+            && !self.opts.sack
         {
             self.snd_nxt = self.snd_una;
             self.output_one(ctx);
             self.high_rxt = self.high_rxt.max_seq(self.snd_una + u32::from(self.snd_mss));
         }
-        // RFC 6298 5.2-5.3: everything acknowledged stops the timer, else it restarts.
+        // RFC 6298 5.2: everything acknowledged stops the timer (5.3's restart is the caller's, after RACK).
         if self.snd_una == self.snd_max {
-            self.clear_timer(Timer::Retransmit);
-        } else {
-            self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
+            self.clear_xmit_timer();
+            self.rack.tlp_high_seq = None;
         }
     }
 
@@ -495,8 +509,11 @@ impl Tcb {
     }
 
     /// RFC 5681 3.2: the third duplicate ACK triggers fast retransmit and fast recovery.
+    /// With SACK the count only feeds Limited Transmit and the window's inflation: what is lost is what RACK marks
+    /// (Linux's tcp_time_to_recover counts no duplicates for a SACK connection).
     fn duplicate_ack(&mut self, ctx: &mut Ctx<'_>) {
-        if self.cc.on_duplicate_ack(self.in_flight(), self.snd_max, u32::from(self.snd_mss)) {
+        let may_recover = !self.opts.sack;
+        if self.cc.on_duplicate_ack(self.in_flight(), self.snd_max, u32::from(self.snd_mss), may_recover) {
             let resume = self.snd_nxt;
             self.snd_nxt = self.snd_una;
             self.output_one(ctx);
@@ -542,70 +559,37 @@ impl Tcb {
         news
     }
 
-    /// RFC 6675's IsLost(seq): three discontiguous SACKed blocks above it, or more than two segments' worth of
-    /// SACKed bytes (DupThresh = 3).
-    fn is_lost(&self, seq: SeqNum) -> bool {
-        let above: Vec<_> = self.sacked.iter().filter(|b| b.1 > seq).collect();
-        let bytes: u32 = above.iter().map(|b| (b.1 - b.0.max_seq(seq)) as u32).sum();
-        above.len() >= 3 || bytes > 2 * u32::from(self.snd_mss)
-    }
-
-    /// Loss detection and recovery from the scoreboard (RFC 6675 5): SND.UNA lost starts a recovery with its
-    /// retransmission; in a recovery, each ACK with new SACK information (a segment has left the network)
-    /// retransmits the next lost hole above HighRxt (NextSeg's rule 1), one at a time, so that several losses of
-    /// one window are repaired in one round trip instead of one per round trip.
-    fn sack_recovery(&mut self, ctx: &mut Ctx<'_>) {
-        // RFC 6675 5.1: after a retransmission timeout, no loss recovery until what was sent before it is
-        // acknowledged (the timeout's go-back-N resends it all anyway).
-        if self.snd_una < self.rto_high_data {
+    /// Loss recovery with RACK (RFC 8985 with RFC 6675's pipe, as Linux's tcp_xmit_retransmit_queue): a segment
+    /// marked lost starts a recovery, whose first retransmission goes at once; then the lost segments go again,
+    /// oldest first, while what is in the network stays below the congestion window. A lost retransmission is
+    /// marked lost again by RACK and so sent again, which RFC 6675's HighRxt never allows.
+    pub(crate) fn loss_recovery(&mut self, ctx: &mut Ctx<'_>) {
+        // RFC 6675 5.1: after a retransmission timeout the go-back-N resends everything anyway.
+        if self.snd_una < self.rto_high_data || self.first_rack_lost().is_none() {
             return;
         }
         let mss = u32::from(self.snd_mss);
-        let in_flight = self.in_flight();
-        if self.is_lost(self.snd_una) && self.cc.on_sack_loss(in_flight, self.snd_max, mss) {
-            self.high_rxt = self.snd_una;
-            self.retransmit_hole(ctx, self.snd_una);
-            return;
+        let mut first = self.cc.on_sack_loss(self.in_flight(), self.snd_max, mss);
+        if first {
+            self.rack.tlp_high_seq = None;
         }
-        let mut at = self.high_rxt.max_seq(self.snd_una);
-        for &(l, r) in &self.sacked {
-            if at < l {
+        let mut sent = false;
+        for _ in 0..self.sent.len() + 1 {
+            let Some((start, end)) = self.first_rack_lost() else { break };
+            if !first && self.rack_pipe() >= self.cc.cwnd() {
                 break;
             }
-            at = at.max_seq(r);
+            first = false;
+            let end = end.min_seq(start + mss);
+            if !self.resend_range(ctx, start, end) {
+                break;
+            }
+            sent = true;
         }
-        let below_sacked = self.sacked.last().is_some_and(|b| at < b.0);
-        // RFC 6675's pipe: what is outstanding and not SACKed; a retransmission goes while it is below cwnd.
-        let sacked: u32 = self.sacked.iter().map(|b| (b.1 - b.0) as u32).sum();
-        let pipe = ((self.snd_max - self.snd_una) as u32).saturating_sub(sacked);
-        if below_sacked && pipe < self.cc.cwnd() && self.is_lost(at) {
-            self.retransmit_hole(ctx, at);
-        }
-    }
-
-    /// Retransmits one segment of data at `at`, up to the next SACKed block, and moves HighRxt past it.
-    fn retransmit_hole(&mut self, ctx: &mut Ctx<'_>, at: SeqNum) {
-        let data_end = self.snd_buf_seq + self.send_buf.len();
-        let next_sacked = self.sacked.iter().map(|b| b.0).find(|&l| l > at).unwrap_or(self.snd_max);
-        let end = (at + u32::from(self.snd_mss)).min_seq(next_sacked).min_seq(data_end);
-        if end <= at || at < self.snd_buf_seq {
-            return;
-        }
-        let off = (at - self.snd_buf_seq) as usize;
-        let payload: Vec<u8> = self.send_buf.range(off..off + (end - at) as usize).copied().collect();
-        let mut flags = TcpFlags::ACK;
-        if self.push_ends.contains(&end) {
-            flags |= TcpFlags::PSH;
-        }
-        self.send_segment(ctx, flags, at, &payload);
-        self.high_rxt = end;
-        // Karn: an ACK of what was timed may now answer either transmission.
-        self.rtt_probe = None;
-        if self.retrans_stamp.is_none() {
-            self.retrans_stamp = Some(ctx.now);
-        }
-        if !self.timers.is_armed(Timer::Retransmit) {
-            self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
+        // The retransmission timer takes the slot back from a loss probe (Linux's tcp_xmit_retransmit_queue
+        // rearms it), unless RACK's reordering timer waits for more.
+        if sent && !self.timers.is_armed(Timer::ReoTimeout) {
+            self.rearm_rto_from_head(ctx);
         }
     }
 

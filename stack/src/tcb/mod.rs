@@ -6,12 +6,14 @@
 //! - [`timers`]: the timer table and what each expiry does.
 //! - `user`: the user calls of RFC 9293 3.10.1-3.10.5 (OPEN, SEND, RECEIVE, CLOSE, ABORT) on one connection.
 //! - `rtt`, `congestion`, `reassembly`: the RFC 6298 estimator, congestion control (Reno), the out-of-order queue.
+//! - `rack`: RACK-TLP (RFC 8985), time-based loss detection and the tail loss probe.
 //!
 //! A `Tcb` never does I/O: it appends datagrams to the [`Ctx`] it is handed and reads the time from it.
 
 mod congestion;
 pub(crate) mod input;
 pub(crate) mod output;
+mod rack;
 mod reassembly;
 mod rtt;
 pub(crate) mod timers;
@@ -325,6 +327,11 @@ pub struct Tcb {
     pub(crate) high_rxt: SeqNum,
     /// SND.MAX when the retransmission timer last fired: no SACK recovery below it (RFC 6675 5.1).
     pub(crate) rto_high_data: SeqNum,
+    /// Every data or FIN segment sent and not yet cumulatively acknowledged, in sequence order (RACK's records;
+    /// kept only with SACK).
+    pub(crate) sent: VecDeque<rack::Sent>,
+    /// RACK-TLP's state (RFC 8985).
+    pub(crate) rack: rack::Rack,
     /// A SYN or SYN-ACK was retransmitted (RFC 6298 5.7: RTO falls back to 3 s without an RTT sample).
     pub(crate) syn_retransmitted: bool,
     pub(crate) keepalive_probes_out: u32,
@@ -442,6 +449,8 @@ impl Tcb {
             sacked: Vec::new(),
             high_rxt: iss,
             rto_high_data: iss,
+            sent: VecDeque::new(),
+            rack: rack::Rack::default(),
             syn_retransmitted: false,
             keepalive_probes_out: 0,
             persist_probes: 0,

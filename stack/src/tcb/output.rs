@@ -157,6 +157,10 @@ impl Tcb {
             self.ack_now = false;
             self.clear_timer(Timer::DelayedAck);
         }
+        if !syn && !flags.rst() && (!payload.is_empty() || flags.fin()) {
+            let end = seq + payload.len() + u32::from(flags.fin());
+            self.note_sent(ctx.now, seq, end);
+        }
         let repr = TcpRepr {
             src_port: self.tuple.local.port(),
             dst_port: self.tuple.remote.port(),
@@ -182,7 +186,7 @@ impl Tcb {
         if self.rtt_probe.is_none() && !self.syn_retransmitted {
             self.rtt_probe = Some((self.iss + 1u32, ctx.now));
         }
-        if !self.timers.is_armed(Timer::Retransmit) {
+        if !self.xmit_timer_armed() {
             self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
         }
     }
@@ -255,7 +259,23 @@ impl Tcb {
 
     /// [`Tcb::output`] with `cwnd` as the congestion window (a fast retransmission sends one segment).
     pub(crate) fn output_within(&mut self, ctx: &mut Ctx<'_>, cwnd: u32) {
+        if self.output_segments(ctx, cwnd, false) {
+            // RFC 8985 7.2: new data arms the loss probe (one per tail loss episode: not for the probe itself).
+            self.schedule_loss_probe(ctx, false);
+        }
+    }
+
+    /// A loss probe of new data (RFC 8985 7.3): one segment, whatever the congestion window and Nagle.
+    pub(crate) fn output_probe(&mut self, ctx: &mut Ctx<'_>) {
+        let cwnd = self.in_flight() + u32::from(self.snd_mss);
+        self.output_segments(ctx, cwnd, true);
+    }
+
+    /// Sends what `cwnd` and the peer's window allow; `probe` sends one segment and skips Nagle. Whether new data
+    /// went out.
+    fn output_segments(&mut self, ctx: &mut Ctx<'_>, cwnd: u32, probe: bool) -> bool {
         let mut sent_any = false;
+        let mut sent_new = false;
         while self.may_send_data() {
             if self.snd_nxt < self.snd_buf_seq && self.snd_una == self.iss {
                 break; // our SYN is not acknowledged yet: nothing after it can go
@@ -280,7 +300,7 @@ impl Tcb {
             let is_last = len == unsent;
             // Sender-side silly window avoidance and Nagle (RFC 9293 3.8.6.2.1): a short segment goes out only
             // if nothing is in flight (or TCP_NODELAY) and it empties the queue.
-            if len < u32::from(self.snd_mss) && !is_last && len * 2 < self.max_snd_wnd {
+            if len < u32::from(self.snd_mss) && !is_last && len * 2 < self.max_snd_wnd && !probe {
                 break;
             }
             let fin = fin_pending && is_last;
@@ -289,7 +309,7 @@ impl Tcb {
             // Retransmissions are never held back.
             let small = len > 0 && len < u32::from(self.snd_mss);
             let new_data = self.snd_nxt >= self.snd_max;
-            if small && new_data && self.snd_sml > self.snd_una && !self.sockopts.nodelay && !fin {
+            if small && new_data && self.snd_sml > self.snd_una && !self.sockopts.nodelay && !fin && !probe {
                 break;
             }
             let off = (self.snd_nxt - self.snd_buf_seq).max(0) as usize;
@@ -309,6 +329,7 @@ impl Tcb {
             let retransmission = seq < self.snd_max;
             self.send_segment(ctx, flags, seq, &payload);
             sent_any = true;
+            sent_new |= !retransmission;
             self.snd_nxt = seq + len + u32::from(fin);
             if small {
                 self.snd_sml = self.snd_nxt;
@@ -323,17 +344,55 @@ impl Tcb {
             if retransmission && self.retrans_stamp.is_none() {
                 self.retrans_stamp = Some(ctx.now);
             }
-            if !self.timers.is_armed(Timer::Retransmit) {
+            if !self.xmit_timer_armed() {
                 self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
             }
             self.clear_timer(Timer::Persist);
-            if fin {
+            if fin || probe {
                 break;
             }
         }
         if !sent_any && self.ack_now {
             self.send_ack(ctx);
         }
+        sent_new
+    }
+
+    /// Sends `[start, end)` of what was sent before again: the data in it, and the FIN if it ends with the FIN.
+    /// Whether a segment went out.
+    pub(crate) fn resend_range(&mut self, ctx: &mut Ctx<'_>, start: SeqNum, end: SeqNum) -> bool {
+        let data_end = self.snd_buf_seq + self.send_buf.len();
+        if start < self.snd_buf_seq || end <= start || end > self.snd_max {
+            return false;
+        }
+        let data_stop = end.min_seq(data_end);
+        let payload: Vec<u8> = if start < data_stop {
+            let off = (start - self.snd_buf_seq) as usize;
+            self.send_buf.range(off..off + (data_stop - start) as usize).copied().collect()
+        } else {
+            Vec::new()
+        };
+        let fin = self.fin_seq().is_some_and(|f| end == f + 1u32);
+        if payload.is_empty() && !fin {
+            return false;
+        }
+        let mut flags = TcpFlags::ACK;
+        if !payload.is_empty() && self.push_ends.contains(&data_stop) {
+            flags |= TcpFlags::PSH;
+        }
+        if fin {
+            flags |= TcpFlags::FIN;
+        }
+        self.send_segment(ctx, flags, start, &payload);
+        // Karn: an ACK of what was timed may now answer either transmission.
+        self.rtt_probe = None;
+        if self.retrans_stamp.is_none() {
+            self.retrans_stamp = Some(ctx.now);
+        }
+        if !self.xmit_timer_armed() {
+            self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
+        }
+        true
     }
 
     /// Schedules or sends the ACK for data just received: at once for out-of-order data, a filled hole, a

@@ -23,14 +23,30 @@ pub enum Timer {
     TimeWait = 4,
     /// `tcp_fin_timeout` for an orphaned FIN-WAIT-2.
     FinWait2 = 5,
+    /// RFC 8985's tail loss probe, armed in the retransmission timer's place.
+    LossProbe = 6,
+    /// RFC 8985's RACK reordering timer, armed in the retransmission timer's place.
+    ReoTimeout = 7,
 }
 
 impl Timer {
     /// Number of timers.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
     /// All timers, in table order.
-    pub const ALL: [Timer; Timer::COUNT] =
-        [Timer::Retransmit, Timer::DelayedAck, Timer::Persist, Timer::Keepalive, Timer::TimeWait, Timer::FinWait2];
+    pub const ALL: [Timer; Timer::COUNT] = [
+        Timer::Retransmit,
+        Timer::DelayedAck,
+        Timer::Persist,
+        Timer::Keepalive,
+        Timer::TimeWait,
+        Timer::FinWait2,
+        Timer::LossProbe,
+        Timer::ReoTimeout,
+    ];
+
+    /// The three uses of the retransmission timer, one at a time (Linux's icsk_pending): RTO, loss probe and
+    /// RACK's reordering timer replace one another.
+    pub const XMIT: [Timer; 3] = [Timer::Retransmit, Timer::LossProbe, Timer::ReoTimeout];
 }
 
 /// A connection's timer table: one deadline per [`Timer`]; the earliest is when the host must call back.
@@ -92,8 +108,26 @@ pub(crate) fn model_timeout(boundary: u32, rto_base: Duration, rto_max: Duration
 }
 
 impl Tcb {
+    /// Arms `t`; arming one of [`Timer::XMIT`] disarms the other two.
     pub(crate) fn set_timer(&mut self, t: Timer, at: Instant) {
+        if Timer::XMIT.contains(&t) {
+            for x in Timer::XMIT {
+                self.timers.clear(x);
+            }
+        }
         self.timers.set(t, at);
+    }
+
+    /// Whether one of [`Timer::XMIT`] is armed.
+    pub(crate) fn xmit_timer_armed(&self) -> bool {
+        Timer::XMIT.iter().any(|&t| self.timers.is_armed(t))
+    }
+
+    /// Disarms all of [`Timer::XMIT`]: nothing is outstanding.
+    pub(crate) fn clear_xmit_timer(&mut self) {
+        for x in Timer::XMIT {
+            self.timers.clear(x);
+        }
     }
 
     pub(crate) fn clear_timer(&mut self, t: Timer) {
@@ -127,6 +161,8 @@ impl Tcb {
                     Timer::Persist => self.persist_timeout(ctx),
                     Timer::Keepalive => self.keepalive_timeout(ctx),
                     Timer::TimeWait | Timer::FinWait2 => self.close_now(),
+                    Timer::LossProbe => self.loss_probe_timeout(ctx),
+                    Timer::ReoTimeout => self.reo_timeout(ctx),
                 }
             }
         }
@@ -200,6 +236,7 @@ impl Tcb {
                 // RFC 2018 8: "after a retransmit timeout the data sender SHOULD turn off all of the SACKed
                 // bits", the receiver being free to have discarded what it SACKed.
                 self.sacked.clear();
+                self.rack_on_timeout();
                 self.rto_high_data = self.snd_max;
                 self.retransmits += 1;
                 self.rtt_probe = None; // Karn's algorithm
