@@ -94,6 +94,12 @@ pub const REQUIREMENTS: &[(&str, &str, &str)] = &[
     ("RFC5681-FR", "RFC 5681 3.2", "Fast retransmit on the third duplicate ACK, then fast recovery"),
     ("RFC3042-LT", "RFC 3042 2", "Limited Transmit: a new segment on each of the first two duplicate ACKs"),
     ("RFC6675-LOSS", "RFC 6675 5", "SACK-based loss recovery: a hole with three segments SACKed above it is lost"),
+    (
+        "RFC8985-RACK",
+        "RFC 8985 6",
+        "RACK: a segment is lost a round trip plus a reordering window after a later one is delivered",
+    ),
+    ("RFC8985-TLP", "RFC 8985 7", "Tail loss probe: two round trips after new data, the last segment again"),
     ("RFC6298-RTO", "RFC 6298 2", "RTO from SRTT and RTTVAR, 1 s before a measurement"),
     ("RFC6298-BACKOFF", "RFC 6298 5.5", "The RTO doubles on each expiry"),
 ];

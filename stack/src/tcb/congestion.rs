@@ -207,6 +207,22 @@ mod tests {
     }
 
     #[test]
+    fn with_sack_duplicates_start_no_recovery_and_a_needed_probe_halves_the_window() {
+        let mut r = established();
+        for _ in 0..5 {
+            assert!(!r.on_duplicate_ack(10 * MSS, SeqNum(10_000), MSS, false), "RACK decides what is lost");
+        }
+        assert!(!r.in_recovery());
+        assert!(r.on_sack_loss(10 * MSS, SeqNum(10_000), MSS), "a segment RACK marked lost starts it");
+        assert!(r.in_recovery());
+        assert!(!r.on_sack_loss(10 * MSS, SeqNum(10_000), MSS), "once per recovery");
+        let mut r = established();
+        r.on_probe_loss(MSS);
+        assert_eq!(r.cwnd(), 5 * MSS, "RFC 8985 7.4.2: ssthresh = cwnd / 2, and cwnd with it");
+        assert!(!r.in_recovery(), "no recovery: the probe repaired it");
+    }
+
+    #[test]
     fn timeout_collapses_to_one_segment_with_ssthresh_at_least_two() {
         let mut r = established();
         r.on_retransmit_timeout(MSS, MSS);

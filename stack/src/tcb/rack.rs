@@ -103,7 +103,14 @@ impl Tcb {
         }
         let new_start = start.max_seq(recorded);
         if new_start < end {
-            self.sent.push_back(Sent { start: new_start, end, xmit: now, retransmitted: false, sacked: false, lost: false });
+            self.sent.push_back(Sent {
+                start: new_start,
+                end,
+                xmit: now,
+                retransmitted: false,
+                sacked: false,
+                lost: false,
+            });
         }
     }
 
