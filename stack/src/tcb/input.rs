@@ -406,7 +406,9 @@ impl Tcb {
         }
         let window = u32::from(seg.window) << self.opts.snd_wscale;
         let newly_sacked = self.update_scoreboard(seg);
-        self.rack_update(ctx.now, seg.ack);
+        if let Some(r) = self.rack_update(ctx.now, seg.ack) {
+            self.rtt_sample(ctx, r);
+        }
         let acked_new = seg.ack > self.snd_una;
         let dupack = !acked_new
             && seg.ack == self.snd_una
@@ -462,8 +464,9 @@ impl Tcb {
 
     fn ack_new_data(&mut self, ctx: &mut Ctx<'_>, ack: SeqNum) {
         let acked = (ack - self.snd_una) as u32;
-        // Karn: only a segment sent once is timed (the probe is cleared on retransmission).
-        if let Some((covers, sent)) = self.rtt_probe {
+        // Karn: only a segment sent once is timed (the probe is cleared on retransmission). With SACK the records
+        // give every ACK's sample instead (`rack_update`).
+        if let Some((covers, sent)) = self.rtt_probe.filter(|_| !self.opts.sack) {
             if ack >= covers {
                 self.rtt_probe = None;
                 self.rtt_sample(ctx, ctx.now.saturating_since(sent));

@@ -154,9 +154,15 @@ impl Tcb {
     /// RFC 8985 6.2 steps 1-2 for an ACK whose SACK blocks are already in the scoreboard and whose cumulative
     /// `ack` is not yet applied: every segment it delivers advances RACK, and one delivered below the highest
     /// SACKed one shows reordering.
-    pub(crate) fn rack_update(&mut self, now: Instant, ack: SeqNum) {
+    ///
+    /// Returns the ACK's RFC 6298 sample, as Linux takes one from every ACK that delivers a segment sent once
+    /// (Karn's rule): the oldest one acknowledged cumulatively unless retransmitted data is acknowledged too, else
+    /// the oldest one newly SACKed. Timing one segment per round trip instead, as the stack does without SACK,
+    /// leaves a lossy connection without samples (any retransmission voids the timed one) and its backed-off RTO
+    /// never comes down again.
+    pub(crate) fn rack_update(&mut self, now: Instant, ack: SeqNum) -> Option<Duration> {
         if !self.opts.sack {
-            return;
+            return None;
         }
         let mut delivered: Vec<Sent> = Vec::new();
         let fack = self.rack.fack;
@@ -172,6 +178,7 @@ impl Tcb {
                 delivered.push(*s);
             }
         }
+        let acked = delivered.len();
         for &(l, r) in &self.sacked {
             let i = self.sent.partition_point(|s| s.start < l);
             for s in self.sent.range_mut(i..) {
@@ -189,6 +196,14 @@ impl Tcb {
                 }
             }
         }
+        let cumulative = &delivered[..acked];
+        let seq_rtt = if cumulative.iter().any(|s| s.retransmitted) {
+            None
+        } else {
+            cumulative.first().map(|s| now.saturating_since(s.xmit))
+        };
+        let sack_rtt = delivered[acked..].iter().filter(|s| !s.retransmitted).map(|s| s.xmit).min();
+        let sample = seq_rtt.or(sack_rtt.map(|x| now.saturating_since(x)));
         for s in delivered {
             let rtt = now.saturating_since(s.xmit);
             // Which transmission was delivered is ambiguous for a retransmission; one delivered sooner than the
@@ -209,6 +224,7 @@ impl Tcb {
                 }
             }
         }
+        sample
     }
 
     /// Loss recovery of some kind is under way (Linux's CA states Recovery and Loss).
