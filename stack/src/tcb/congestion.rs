@@ -23,9 +23,8 @@ pub(crate) trait CongestionControl {
     /// TCB for a fast retransmit of SND.UNA now. Without `may_recover` (a SACK connection, whose losses RACK
     /// finds) the third starts nothing.
     fn on_duplicate_ack(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32, may_recover: bool) -> bool;
-    /// RACK marked a segment lost (RFC 8985 6.2, as RFC 6675 5 step 2's IsLost would) with `in_flight` bytes outstanding up
-    /// to `snd_max`: true if that starts loss recovery (and asks for SND.UNA's retransmission), false if a
-    /// recovery is already under way.
+    /// RACK marked a segment lost (RFC 8985 6.2) with `in_flight` bytes outstanding up to `snd_max`: true if that
+    /// starts a loss recovery (the caller then resends what RACK marked lost), false if one is under way.
     fn on_sack_loss(&mut self, in_flight: u32, snd_max: SeqNum, mss: u32) -> bool;
     /// The retransmission timer fired with `in_flight` bytes outstanding (RFC 5681 3.1, equation 4).
     fn on_retransmit_timeout(&mut self, in_flight: u32, mss: u32);

@@ -477,6 +477,9 @@ impl Tcb {
         self.send_buf.drain(..data_acked);
         self.snd_buf_seq += data_acked;
         self.snd_una = ack;
+        // Kept up with SND.UNA: a mark left behind would, 2 GiB of sequence space later, compare as ahead of it
+        // again and hold the connection in "after a timeout" for the next 2 GiB (no RACK recovery, no probe).
+        self.rto_high_data = self.rto_high_data.max_seq(ack);
         while self.push_ends.front().is_some_and(|&e| e <= ack) {
             self.push_ends.pop_front();
         }

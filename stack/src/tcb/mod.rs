@@ -323,9 +323,11 @@ pub struct Tcb {
     pub(crate) rtt_probe: Option<(SeqNum, Instant)>,
     /// The peer's SACK blocks above SND.UNA, merged and in order (RFC 6675's scoreboard): empty without SACK.
     pub(crate) sacked: Vec<(SeqNum, SeqNum)>,
-    /// RFC 6675's HighRxt: the end of the last segment retransmitted in this loss recovery.
+    /// Without SACK, the end of the last segment retransmitted in this recovery: a NewReno partial ACK below it
+    /// retransmits nothing again (with SACK, RACK's records say what was resent).
     pub(crate) high_rxt: SeqNum,
-    /// SND.MAX when the retransmission timer last fired: no SACK recovery below it (RFC 6675 5.1).
+    /// SND.MAX when the retransmission timer last fired, kept up with SND.UNA: below it no RACK recovery, loss
+    /// probe or reordering window (RFC 6675 5.1; Linux's Loss state), the go-back-N resending everything.
     pub(crate) rto_high_data: SeqNum,
     /// Every data or FIN segment sent and not yet cumulatively acknowledged, in sequence order (RACK's records;
     /// kept only with SACK).

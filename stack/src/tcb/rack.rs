@@ -134,6 +134,10 @@ impl Tcb {
         if let Some(s) = self.sent.front_mut() {
             s.start = s.start.max_seq(ack);
         }
+        // The same for RACK.fack: once acknowledged it says nothing, and left behind it would wrap.
+        if self.rack.fack.is_some_and(|f| f <= ack) {
+            self.rack.fack = None;
+        }
     }
 
     /// After a retransmission timeout the scoreboard is forgotten (RFC 2018 8), and so are the records' marks.
@@ -153,7 +157,7 @@ impl Tcb {
 
     /// RFC 8985 6.2 steps 1-2 for an ACK whose SACK blocks are already in the scoreboard and whose cumulative
     /// `ack` is not yet applied: every segment it delivers advances RACK, and one delivered below the highest
-    /// SACKed one shows reordering.
+    /// SACKed one, never retransmitted, shows reordering.
     ///
     /// Returns the ACK's RFC 6298 sample, as Linux takes one from every ACK that delivers a segment sent once
     /// (Karn's rule): the oldest one acknowledged cumulatively unless retransmitted data is acknowledged too, else
@@ -188,7 +192,8 @@ impl Tcb {
                 if s.end <= r && !s.sacked {
                     s.sacked = true;
                     s.lost = false;
-                    if self.rack.fack.is_some_and(|f| s.end < f) {
+                    // Only a segment sent once shows reordering: a retransmission below fack was simply late.
+                    if !s.retransmitted && self.rack.fack.is_some_and(|f| s.end < f) {
                         self.rack.reordering_seen = true;
                     }
                     self.rack.fack = Some(self.rack.fack.map_or(s.end, |f| f.max_seq(s.end)));
