@@ -54,8 +54,85 @@ fn same_token(a: &str, b: &str) -> bool {
     diff == 0
 }
 
-/// Binds the control address and serves harnesses one at a time, for ever (or until `stop` is set).
+/// What a session's calls are made on: this host's kernel sockets (`tcpdrill agent`), or a stack a process
+/// serves itself (the reference stack of `tcpdrill serve --agent-listen`). A session's target is its own: it
+/// knows the descriptors the session opened and undoes what the session did when it ends.
+pub trait Target: Send {
+    /// Makes `call`; never blocks (EAGAIN / EINPROGRESS instead).
+    fn call(&mut self, call: &Call) -> CallResult;
+    /// Whether a call that would block can make progress now.
+    fn ready(&mut self, call: &Call) -> bool;
+    /// Whether `fd` is a descriptor of this session's.
+    fn owns(&self, fd: i32) -> bool;
+    /// How many descriptors the session holds.
+    fn count(&self) -> usize;
+    /// Reads `net.*` sysctl `name` and sets it to `value` when one is given: the value it had (put back when
+    /// the session ends).
+    fn sysctl(&mut self, name: &str, value: Option<&str>) -> Result<String, String>;
+    /// The session is over: every descriptor it holds is reset and closed, what their connections left
+    /// destroyed, its sysctls put back.
+    fn end(&mut self);
+}
+
+/// The kernel's sockets, for `tcpdrill agent`.
+struct Kernel {
+    sockets: Sockets,
+    sysctls: Sysctls,
+}
+
+impl Target for Kernel {
+    fn call(&mut self, call: &Call) -> CallResult {
+        self.sockets.call(call)
+    }
+
+    fn ready(&mut self, call: &Call) -> bool {
+        self.sockets.ready(call)
+    }
+
+    fn owns(&self, fd: i32) -> bool {
+        self.sockets.owns(fd)
+    }
+
+    fn count(&self) -> usize {
+        self.sockets.count()
+    }
+
+    fn sysctl(&mut self, name: &str, value: Option<&str>) -> Result<String, String> {
+        let path = sysctl_path(name).ok_or_else(|| format!("refused: {name:?} is not a net.* sysctl"))?;
+        let old = std::fs::read_to_string(&path).map_err(|e| format!("reading {name}: {e}"))?;
+        if let Some(value) = value {
+            std::fs::write(&path, value).map_err(|e| format!("setting {name}={value}: {e}"))?;
+            if !self.sysctls.0.iter().any(|(p, _)| *p == path) {
+                self.sysctls.0.push((path, old.clone()));
+            }
+        }
+        Ok(old.trim_end().to_string())
+    }
+
+    fn end(&mut self) {
+        self.sockets.destroy_leftovers();
+        self.sysctls = Sysctls::default();
+    }
+}
+
+/// Makes a session's [`Target`] for a run in an IP version.
+pub type MakeTarget = Arc<dyn Fn(IpVersion) -> Box<dyn Target> + Send + Sync>;
+
+/// Binds the control address and serves harnesses one at a time, for ever (or until `stop` is set), making
+/// their calls on this host's kernel sockets.
 pub fn serve(cfg: AgentConfig, stop: Arc<AtomicBool>, ready: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    let kernel: MakeTarget = Arc::new(|ip| Box::new(Kernel { sockets: Sockets::new(ip), sysctls: Sysctls::default() }));
+    serve_on(cfg, stop, ready, std::env::consts::OS, kernel)
+}
+
+/// As [`serve`], making the calls on the targets `target` makes; `os` is what the hello says the stack's OS is.
+pub fn serve_on(
+    cfg: AgentConfig,
+    stop: Arc<AtomicBool>,
+    ready: impl FnOnce(SocketAddr),
+    os: &'static str,
+    target: MakeTarget,
+) -> Result<(), String> {
     let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("binding {}: {e}", cfg.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -81,9 +158,9 @@ pub fn serve(cfg: AgentConfig, stop: Arc<AtomicBool>, ready: impl FnOnce(SocketA
             let _ = writeln!(stream, "{}", json!({"error": "busy: another harness is connected"}));
             continue;
         }
-        let (cfg, busy) = (cfg.clone(), busy.clone());
+        let (cfg, busy, target) = (cfg.clone(), busy.clone(), target.clone());
         std::thread::spawn(move || {
-            if let Err(e) = session(&cfg, stream) {
+            if let Err(e) = session(&cfg, stream, os, &target) {
                 eprintln!("tcpdrill agent: session with {peer} ended: {e}");
             }
             busy.store(false, Ordering::SeqCst);
@@ -93,7 +170,7 @@ pub fn serve(cfg: AgentConfig, stop: Arc<AtomicBool>, ready: impl FnOnce(SocketA
 }
 
 /// One harness: the hello, then its requests until it goes.
-fn session(cfg: &AgentConfig, stream: TcpStream) -> Result<(), String> {
+fn session(cfg: &AgentConfig, stream: TcpStream, os: &str, target: &MakeTarget) -> Result<(), String> {
     stream.set_read_timeout(Some(cfg.idle)).map_err(|e| e.to_string())?;
     // Each answer is one small write the harness waits for: no Nagle delay behind its delayed ACK.
     let _ = stream.set_nodelay(true);
@@ -112,7 +189,7 @@ fn session(cfg: &AgentConfig, stream: TcpStream) -> Result<(), String> {
     }
     reply(
         json!({"ok": 0, "agent": "tcpdrill", "version": VERSION, "shell": cfg.allow_shell, "sysctl": cfg.allow_sysctl,
-            "os": std::env::consts::OS}),
+            "os": os}),
     )?;
     // The run's IP version decides how an AF_INET6 socket's IPv4 addresses are written (IPv4-mapped); a harness
     // that says none runs IPv4.
@@ -120,15 +197,14 @@ fn session(cfg: &AgentConfig, stream: TcpStream) -> Result<(), String> {
     // The sockets go with the session, however it ends: reset and closed, and what is left of their connections
     // (TIME-WAIT, orphans) destroyed, so that the next harness finds the stack as this one did; the sysctls it
     // set go back.
-    let mut sockets = Sockets::new(ip);
-    let mut sysctls = Sysctls::default();
+    let mut target = target(ip);
     let mut serve = || -> Result<(), String> {
         while let Some(req) = read_request(&mut input)? {
             let id = req.get("id").cloned().unwrap_or(Value::Null);
             let mut v = if req.get("op").and_then(Value::as_str) == Some("sysctl") {
-                sysctl(cfg, &mut sysctls, &req)
+                sysctl(cfg, target.as_mut(), &req)
             } else {
-                handle(cfg, &mut sockets, &req)
+                handle(cfg, target.as_mut(), &req)
             };
             v["id"] = id;
             reply(v)?;
@@ -136,7 +212,7 @@ fn session(cfg: &AgentConfig, stream: TcpStream) -> Result<(), String> {
         Ok(())
     };
     let r = serve();
-    sockets.destroy_leftovers();
+    target.end();
     r
 }
 
@@ -153,35 +229,27 @@ impl Drop for Sysctls {
 }
 
 /// The file of sysctl `name` (`net.ipv4.tcp_rfc1337`), if it is a `net.*` one in plain dotted form.
-fn sysctl_path(name: &str) -> Option<std::path::PathBuf> {
+pub fn sysctl_path(name: &str) -> Option<std::path::PathBuf> {
     let parts: Vec<&str> = name.split('.').collect();
     let plain = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     (parts.len() >= 2 && parts[0] == "net" && parts.iter().all(plain))
         .then(|| std::path::Path::new("/proc/sys").join(parts.join("/")))
 }
 
-/// A `sysctl` request: reads `name`, and sets it to `value` when one is given (remembering the old value).
-fn sysctl(cfg: &AgentConfig, saved: &mut Sysctls, req: &Value) -> Value {
+/// A `sysctl` request: reads `name`, and sets it to `value` when one is given (the target remembers the old
+/// value).
+fn sysctl(cfg: &AgentConfig, target: &mut dyn Target, req: &Value) -> Value {
     if !cfg.allow_sysctl {
         return json!({"error": "refused: sysctls need the agent's --allow-sysctl"});
     }
     let Some(name) = req.get("name").and_then(Value::as_str) else { return json!({"error": "name is missing"}) };
-    let Some(path) = sysctl_path(name) else {
+    if sysctl_path(name).is_none() {
         return json!({"error": format!("refused: {name:?} is not a net.* sysctl")});
-    };
-    let old = match std::fs::read_to_string(&path) {
-        Ok(v) => v,
-        Err(e) => return json!({"error": format!("reading {name}: {e}")}),
-    };
-    if let Some(value) = req.get("value").and_then(Value::as_str) {
-        if let Err(e) = std::fs::write(&path, value) {
-            return json!({"error": format!("setting {name}={value}: {e}")});
-        }
-        if !saved.0.iter().any(|(p, _)| *p == path) {
-            saved.0.push((path, old.clone()));
-        }
     }
-    json!({"ok": 0, "value": old.trim_end()})
+    match target.sysctl(name, req.get("value").and_then(Value::as_str)) {
+        Ok(old) => json!({"ok": 0, "value": old}),
+        Err(e) => json!({"error": e}),
+    }
 }
 
 /// The next request, or `None` at the end of the stream; too long a line or bad JSON ends the session.
@@ -325,7 +393,7 @@ fn errno_reply(e: Errno) -> Value {
 }
 
 /// One request's answer.
-fn handle(cfg: &AgentConfig, sockets: &mut Sockets, req: &Value) -> Value {
+fn handle(cfg: &AgentConfig, sockets: &mut dyn Target, req: &Value) -> Value {
     let op = req.get("op").and_then(Value::as_str).unwrap_or("");
     if op == "shell" {
         if !cfg.allow_shell {

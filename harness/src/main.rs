@@ -175,6 +175,13 @@ enum Command {
         /// The flood's rate, in SYNs per millisecond.
         #[arg(long, default_value_t = 10, value_name = "N", requires = "syn_flood")]
         syn_flood_rate: u32,
+        /// Also listen here (in the namespace) for the agent protocol (docs/agent-protocol.md), making a
+        /// harness's socket calls on the served stack, as `tcpdrill agent` makes them on a kernel: with --tap,
+        /// the raw backend then tests the served stack (`--agent` there).
+        #[arg(long = "agent-listen", value_name = "ADDR:PORT", requires = "agent_secret")]
+        agent_listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        agent_secret: AgentSecret,
     },
     /// Make the reference stack a client, as `serve` makes it a server: it connects from its namespace to a
     /// server there (the kernel's address, 192.0.2.1, is a server's in that namespace), sends bytes, half-closes,
@@ -241,6 +248,15 @@ struct StackArgs {
     /// The reference stack's address; the kernel has the first address of its /24 on the device.
     #[arg(long, default_value = "192.0.2.2", value_name = "ADDR")]
     address: std::net::Ipv4Addr,
+    /// The kernel's address on the device (default: the first of the stack's /24), or `none`: the device is a
+    /// link for a harness that impersonates peers on it (the raw backend), and the stack may then also take
+    /// 192.168.0.1, packetdrill's stack address, which scripts name.
+    #[arg(long = "kernel-address", value_name = "ADDR|none")]
+    kernel_address: Option<String>,
+    /// A TAP device (Ethernet frames; the stack answers ARP for its address) instead of a TUN device: the link
+    /// the raw backend works on.
+    #[arg(long)]
+    tap: bool,
     /// Set one of the stack's sysctl-named knobs (repeatable), as `run --sysctl` does.
     #[arg(long, value_name = "NAME=VALUE")]
     sysctl: Vec<String>,
@@ -263,6 +279,18 @@ struct StackArgs {
     /// Record every datagram handed to the shim (both ways, as sent: before the shim's drops) to a pcap file.
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+}
+
+/// The call endpoint's shared secret.
+#[derive(clap::Args, Clone, Debug)]
+#[group(id = "agent_secret", multiple = false)]
+struct AgentSecret {
+    /// The secret a harness must present to the call endpoint.
+    #[arg(long = "agent-token", value_name = "SECRET")]
+    agent_token: Option<String>,
+    /// Read it from the first line of this file.
+    #[arg(long = "agent-token-file", value_name = "FILE")]
+    agent_token_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -412,8 +440,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { hex, ignore_checksums } => decode(hex, ignore_checksums),
-        Command::Serve { stack, services, duration, syn_flood, syn_flood_port, syn_flood_rate } => {
-            match serve(stack, services, duration, syn_flood.map(|syns| (syns, syn_flood_port, syn_flood_rate))) {
+        Command::Serve {
+            stack,
+            services,
+            duration,
+            syn_flood,
+            syn_flood_port,
+            syn_flood_rate,
+            agent_listen,
+            agent_secret,
+        } => {
+            let flood = syn_flood.map(|syns| (syns, syn_flood_port, syn_flood_rate));
+            match serve(stack, services, duration, flood, agent_listen.map(|a| (a, agent_secret))) {
                 Ok(()) => ExitCode::from(exit::PASS),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -1158,21 +1196,38 @@ fn serve_config(
         knobs.push((k.to_string(), v.to_string()));
     }
     let o = a.address.octets();
+    let kernel_ip = match a.kernel_address.as_deref() {
+        Some("none") => None,
+        Some(k) => Some(
+            k.parse::<std::net::Ipv4Addr>().map_err(|_| format!("--kernel-address {k:?}: an IPv4 address or none"))?,
+        ),
+        None => Some(std::net::Ipv4Addr::new(o[0], o[1], o[2], 1)),
+    };
     // Only the documentation ranges (RFC 5737): the namespace may be the user's, and its addresses must not
-    // collide with real ones.
-    if !matches!(&o[..3], [192, 0, 2] | [198, 51, 100] | [203, 0, 113]) {
+    // collide with real ones; packetdrill's stack address too where the kernel there has none (the scripts
+    // that bind it by name then run as under packetdrill).
+    let documentation = |o: [u8; 4]| matches!(&o[..3], [192, 0, 2] | [198, 51, 100] | [203, 0, 113]);
+    let packetdrills = kernel_ip.is_none() && o == [192, 168, 0, 1];
+    if !documentation(o) && !packetdrills {
         return Err(format!(
             "--address {}: the served stack takes an address of the documentation ranges 192.0.2.0/24, \
-             198.51.100.0/24 or 203.0.113.0/24",
+             198.51.100.0/24 or 203.0.113.0/24 (or 192.168.0.1 with --kernel-address none)",
             a.address
         ));
     }
-    if o[3] == 1 {
-        return Err(format!("--address {}: the kernel has {}.{}.{}.1 on the device", a.address, o[0], o[1], o[2]));
+    if let Some(k) = kernel_ip {
+        if !documentation(k.octets()) || k.octets()[..3] != o[..3] || k == a.address {
+            return Err(format!(
+                "--kernel-address {k}: another address of the stack's /24 ({}.{}.{}.0/24), or none",
+                o[0], o[1], o[2]
+            ));
+        }
     }
     Ok(tcpdrill::serve::ServeConfig {
         stack_ip: a.address,
-        kernel_ip: std::net::Ipv4Addr::new(o[0], o[1], o[2], 1),
+        kernel_ip,
+        tap: a.tap,
+        agent: None,
         services,
         knobs,
         link,
@@ -1222,6 +1277,7 @@ fn serve(
     services: Vec<String>,
     duration: Option<f64>,
     flood: Option<(u32, Option<u16>, u32)>,
+    agent: Option<(std::net::SocketAddr, AgentSecret)>,
 ) -> Result<(), String> {
     use tcpdrill::serve::{ServeConfig, Service};
     let mut list = Vec::new();
@@ -1248,19 +1304,61 @@ fn serve(
     if let Some(d) = duration.filter(|d| !(d.is_finite() && *d > 0.0 && *d < 1e9)) {
         return Err(format!("--duration {d}: a positive number of seconds"));
     }
+    if let Some((listen, secret)) = agent {
+        let token = match (secret.agent_token, secret.agent_token_file) {
+            (Some(t), _) => t,
+            (None, Some(f)) => std::fs::read_to_string(&f)
+                .map_err(|e| format!("reading the token file {}: {e}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            (None, None) => String::new(),
+        };
+        if token.is_empty() {
+            return Err("the call endpoint needs a secret: give --agent-token or --agent-token-file".into());
+        }
+        cfg.agent = Some(tcpdrill::agent::AgentConfig {
+            listen,
+            token,
+            allow_shell: false,
+            // The served stack's knobs, put back when the session ends; nothing of the host's.
+            allow_sysctl: true,
+            max_sockets: 64,
+            idle: std::time::Duration::from_secs(600),
+        });
+    }
     let deadline = duration.map(|d| std::time::Instant::now() + std::time::Duration::from_secs_f64(d));
     let netns = a.netns.clone();
     let ((), stats) = in_served_namespace(&a.netns, cfg, move |served, cfg| {
         let list: Vec<String> =
             cfg.services.iter().map(|(s, p)| format!("{} {}:{p}", s.name(), cfg.stack_ip)).collect();
-        eprintln!(
-            "serving the reference stack in network namespace {netns}: {}; the kernel there is {} (try `ip netns exec \
-             {netns} nc {} {}`)",
-            list.join(", "),
-            cfg.kernel_ip,
-            cfg.stack_ip,
-            cfg.services.first().map_or(7, |s| s.1)
-        );
+        let device = if cfg.tap { "TAP" } else { "TUN" };
+        match cfg.kernel_ip {
+            Some(k) => eprintln!(
+                "serving the reference stack on {device} device {} in network namespace {netns}: {}; the kernel there \
+                 is {k} (try `ip netns exec {netns} nc {} {}`)",
+                tcpdrill::serve::DEVICE,
+                list.join(", "),
+                cfg.stack_ip,
+                cfg.services.first().map_or(7, |s| s.1)
+            ),
+            None => eprintln!(
+                "serving the reference stack on {device} device {} in network namespace {netns}: {}; the kernel there \
+                 has no address on it",
+                tcpdrill::serve::DEVICE,
+                list.join(", ")
+            ),
+        }
+        if let Some(a) = served.agent_addr {
+            eprintln!(
+                "call endpoint (agent protocol) on {a} in {netns}: `ip netns exec {netns} tcpdrill run --backend raw \
+                 --interface {} --local-ip {} --remote-ip ADDR --agent {a} --agent-token ...`",
+                tcpdrill::serve::DEVICE,
+                cfg.stack_ip
+            );
+        }
         let over = || {
             INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
                 || deadline.is_some_and(|d| std::time::Instant::now() >= d)
@@ -1394,11 +1492,28 @@ fn connect(
         Ok(ok)
     })?;
     eprintln!(
-        "{}; the shim took {} datagrams, dropped {}, duplicated {}",
+        "{}; the shim took {} datagrams, dropped {}, duplicated {}; {}",
         if ok { "done" } else { "FAILED" },
         stats.link[0],
         stats.link[1],
-        stats.link[2]
+        stats.link[2],
+        losses_digest(&stats.losses)
     );
     Ok(ok)
+}
+
+/// What new data the shim dropped, as a count and a digest, so that two runs with one seed can be seen to have
+/// lost the same bytes (a marked byte's first crossing, whatever the segment boundaries and timing).
+fn losses_digest(losses: &[tcpdrill::serve::shim::Loss]) -> String {
+    use sha2::Digest;
+    let mut l = losses.to_vec();
+    l.sort_unstable();
+    let mut h = sha2::Sha256::new();
+    for (dst, conn, offset) in &l {
+        h.update([*dst]);
+        h.update(conn.to_be_bytes());
+        h.update(offset.to_be_bytes());
+    }
+    let hex: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("new data lost at {} marked bytes (digest {hex})", l.len())
 }

@@ -9,9 +9,12 @@
 //! its own): the kernel there has `kernel_ip/24` on it, and the stack answers for `stack_ip` beyond it. Nothing
 //! outside that namespace is touched.
 
+mod endpoint;
+pub mod ether;
 pub mod shim;
 
 use crate::backend::netlink;
+use crate::backend::CallResult;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -54,8 +57,13 @@ impl Service {
 pub struct ServeConfig {
     /// The reference stack's address.
     pub stack_ip: Ipv4Addr,
-    /// The kernel's address on the TUN device (a /24 with `stack_ip`).
-    pub kernel_ip: Ipv4Addr,
+    /// The kernel's address on the device (a /24 with `stack_ip`), or none (the device is a link for a harness
+    /// that impersonates peers on it: the raw backend).
+    pub kernel_ip: Option<Ipv4Addr>,
+    /// A TAP device (Ethernet frames, ARP for the stack's address) instead of a TUN device (IP datagrams).
+    pub tap: bool,
+    /// The call endpoint: the agent protocol, its calls made on the served stack (`--agent-listen`).
+    pub agent: Option<crate::agent::AgentConfig>,
     /// The services and their ports.
     pub services: Vec<(Service, u16)>,
     /// Sysctl-named knobs of the stack (`net.ipv4.tcp_syncookies=2`).
@@ -112,7 +120,9 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             stack_ip: Ipv4Addr::new(192, 0, 2, 2),
-            kernel_ip: Ipv4Addr::new(192, 0, 2, 1),
+            kernel_ip: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            tap: false,
+            agent: None,
             services: vec![(Service::Echo, 7), (Service::Discard, 9), (Service::Chargen, 19), (Service::Sink, 5001)],
             knobs: Vec::new(),
             link: LinkConfig::perfect(Duration::ZERO),
@@ -218,12 +228,16 @@ impl ClientReport {
 /// A request to the serving thread.
 enum Request {
     Connect(SocketAddr, Payload, mpsc::Sender<ClientReport>),
+    Agent(endpoint::Op, mpsc::Sender<endpoint::Answer>),
 }
 
 /// A stack being served; stopped (and its device gone) when dropped or [`Served::stop`]ped.
 pub struct Served {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<ServeStats, String>>>,
+    agent: Option<std::thread::JoinHandle<Result<(), String>>>,
+    /// Where the call endpoint listens, when there is one.
+    pub agent_addr: Option<SocketAddr>,
     requests: mpsc::Sender<Request>,
     /// Each sink connection's report, as it closes.
     pub sinks: mpsc::Receiver<SinkReport>,
@@ -248,7 +262,11 @@ impl Served {
     pub fn finish(mut self) -> Result<(ServeStats, Vec<SinkReport>), String> {
         self.stop.store(true, Ordering::Relaxed);
         let t = self.thread.take().expect("joined once");
-        let stats = t.join().unwrap_or_else(|_| Err("the serving thread panicked".into()))?;
+        let stats = t.join().unwrap_or_else(|_| Err("the serving thread panicked".into()));
+        if let Some(a) = self.agent.take() {
+            a.join().unwrap_or_else(|_| Err("the call endpoint panicked".into()))?;
+        }
+        let stats = stats?;
         Ok((stats, self.sinks.try_iter().collect()))
     }
 }
@@ -258,6 +276,9 @@ impl Drop for Served {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if let Some(a) = self.agent.take() {
+            let _ = a.join();
         }
     }
 }
@@ -276,27 +297,69 @@ pub fn start(cfg: ServeConfig) -> Result<Served, String> {
     if let Some(f) = &cfg.flood {
         f.check(cfg.stack_ip)?;
     }
+    if cfg.agent.as_ref().is_some_and(|a| a.allow_shell) {
+        return Err("the served stack's call endpoint runs no shell commands".into());
+    }
     let tun = device(&cfg)?;
     let (tx, sinks) = mpsc::channel();
     let (requests, rx) = mpsc::channel();
-    let server = Server::new(cfg, tun, tx, rx)?;
+    let wake = Arc::new(endpoint::Wake::new()?);
+    let agent_cfg = cfg.agent.clone();
+    let server = Server::new(cfg, tun, tx, rx, wake.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let thread = std::thread::spawn(move || server.run(&s));
-    Ok(Served { stop, thread: Some(thread), requests, sinks })
+    let mut served =
+        Served { stop: stop.clone(), thread: Some(thread), agent: None, agent_addr: None, requests, sinks };
+    if let Some(a) = agent_cfg {
+        let r = served.requests.clone();
+        let make: crate::agent::MakeTarget =
+            Arc::new(move |ip| Box::new(endpoint::Remote::new(r.clone(), wake.clone(), ip)));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        served.agent = Some(std::thread::spawn(move || {
+            crate::agent::serve_on(
+                a,
+                stop,
+                |addr| {
+                    let _ = addr_tx.send(addr);
+                },
+                "tcpdrill_ref",
+                make,
+            )
+        }));
+        match addr_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(addr) => served.agent_addr = Some(addr),
+            Err(_) => {
+                let why = served.agent.take().map(|a| a.join());
+                return Err(match why {
+                    Some(Ok(Err(e))) => format!("the call endpoint: {e}"),
+                    _ => "the call endpoint did not start".into(),
+                });
+            }
+        }
+    }
+    Ok(served)
 }
+
+/// The device's name.
+pub const DEVICE: &str = "tdserve0";
 
 fn device(cfg: &ServeConfig) -> Result<tun::Device, String> {
     let mut rtnl = netlink::Rtnl::open()?;
     rtnl.link_up(netlink::index("lo")?)?;
     let mut t = tun::Configuration::default();
-    t.tun_name("tdserve0");
-    t.address(cfg.kernel_ip).netmask((255, 255, 255, 0));
+    t.tun_name(DEVICE);
+    if cfg.tap {
+        t.layer(tun::Layer::L2);
+    }
+    if let Some(ip) = cfg.kernel_ip {
+        t.address(ip).netmask((255, 255, 255, 0));
+    }
     let tun = tun::create(&t).map_err(|e| format!("creating the TUN device: {e}"))?;
     // No IPv6 chatter on the device (off before it is up, or its router solicitation goes out first); the kernel
     // segments and checksums what it sends (no offload asked for).
-    let _ = std::fs::write("/proc/sys/net/ipv6/conf/tdserve0/disable_ipv6", "1");
-    rtnl.link_up(netlink::index("tdserve0")?)?;
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{DEVICE}/disable_ipv6"), "1");
+    rtnl.link_up(netlink::index(DEVICE)?)?;
     // SAFETY: fcntl on a descriptor we own.
     unsafe {
         let fd = tun.as_raw_fd();
@@ -408,6 +471,12 @@ struct Server {
     stack_ip: Ipv4Addr,
     pcap: Option<pcap_file::pcap::PcapWriter<std::io::BufWriter<std::fs::File>>>,
     stats: ServeStats,
+    /// The Ethernet end of a TAP device.
+    ether: Option<ether::Ether>,
+    /// The call endpoint's session, while a harness is connected.
+    session: Option<endpoint::Session>,
+    /// What the call endpoint wakes this thread with.
+    wake: Arc<endpoint::Wake>,
 }
 
 /// RFC 864's pattern: 72-character lines, each starting one character further along the 95 printable ASCII
@@ -427,6 +496,7 @@ impl Server {
         tun: tun::Device,
         sinks: mpsc::Sender<SinkReport>,
         requests: mpsc::Receiver<Request>,
+        wake: Arc<endpoint::Wake>,
     ) -> Result<Server, String> {
         let mut host = Host::new(Config::default(), &[IpAddr::V4(cfg.stack_ip)], cfg.seed);
         for (k, v) in &cfg.knobs {
@@ -470,6 +540,9 @@ impl Server {
             stack_ip: cfg.stack_ip,
             pcap,
             stats: ServeStats::default(),
+            ether: cfg.tap.then(|| ether::Ether::new(cfg.stack_ip)),
+            session: None,
+            wake,
         })
     }
 
@@ -501,7 +574,19 @@ impl Server {
             loop {
                 match self.tun.read(&mut buf) {
                     Ok(n) if n > 0 => {
-                        let d = buf[..n].to_vec();
+                        let d = match self.ether.as_mut() {
+                            None => buf[..n].to_vec(),
+                            Some(e) => {
+                                let got = e.receive(&buf[..n]);
+                                for f in got.send {
+                                    let _ = self.tun.write(&f);
+                                }
+                                match got.datagram {
+                                    Some(d) => d,
+                                    None => continue,
+                                }
+                            }
+                        };
                         self.record(&d);
                         match rst_kind(&d) {
                             Some(true) => self.stats.rst[2] += 1,
@@ -523,6 +608,10 @@ impl Server {
                 } else if dst == 0 {
                     // A malformed datagram is the stack's to count, not a reason to stop.
                     let _ = self.host.receive(now, &d);
+                } else if let Some(e) = self.ether.as_mut() {
+                    for f in e.send(d, std::time::Instant::now()) {
+                        let _ = self.tun.write(&f);
+                    }
                 } else {
                     let _ = self.tun.write(&d);
                 }
@@ -530,8 +619,15 @@ impl Server {
             if self.host.poll_timeout().is_some_and(|t| t <= now) {
                 self.host.on_timeout(now);
             }
-            while let Ok(Request::Connect(to, payload, report)) = self.requests.try_recv() {
-                self.connect(now, to, payload, report);
+            self.wake.drain();
+            while let Ok(r) = self.requests.try_recv() {
+                match r {
+                    Request::Connect(to, payload, report) => self.connect(now, to, payload, report),
+                    Request::Agent(op, answer) => {
+                        let a = self.agent(self.now(), op);
+                        let _ = answer.send(a);
+                    }
+                }
             }
             self.services(now);
             while let Some(d) = self.host.poll_transmit() {
@@ -566,6 +662,31 @@ impl Server {
         Ok(self.stats)
     }
 
+    /// One request of the call endpoint's session, at `now`.
+    fn agent(&mut self, now: Instant, op: endpoint::Op) -> endpoint::Answer {
+        use endpoint::{Answer, Op, Session};
+        match op {
+            Op::Begin(ip) => {
+                // One harness at a time: a session not ended (its agent thread gone) ends here.
+                if let Some(old) = self.session.take() {
+                    old.end(&mut self.host, now);
+                }
+                self.session = Some(Session::begin(&self.host, ip));
+                Answer::Done
+            }
+            Op::End => {
+                if let Some(s) = self.session.take() {
+                    s.end(&mut self.host, now);
+                }
+                Answer::Done
+            }
+            op => match self.session.as_mut() {
+                Some(s) => s.answer(&mut self.host, now, op),
+                None => Answer::Call(CallResult::Err(Errno::EBADF)),
+            },
+        }
+    }
+
     /// Hands the shim the flood's SYNs due by now: `per_ms` for each millisecond since serving began.
     fn inject_flood(&mut self, now: Instant) {
         let Some(f) = self.flood else { return };
@@ -593,7 +714,8 @@ impl Server {
         }
     }
 
-    /// Sleeps until the device has something, the stack's next timer or the shim's next arrival, 5 ms at most.
+    /// Sleeps until the device has something, the call endpoint a request, the stack's next timer or the shim's
+    /// next arrival, 5 ms at most.
     fn wait(&self) {
         let now = self.now();
         let next = [self.host.poll_timeout(), self.link.next_arrival()].into_iter().flatten().min();
@@ -601,10 +723,13 @@ impl Server {
         if until.is_zero() && next.is_some() {
             return;
         }
-        let mut pfd = libc::pollfd { fd: self.tun.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfds = [
+            libc::pollfd { fd: self.tun.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.wake.fd(), events: libc::POLLIN, revents: 0 },
+        ];
         let ms = until.as_micros().div_ceil(1000) as i32;
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: two valid pollfds.
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
     }
 
     /// Starts a client connection (its report goes at once if the connect call fails).

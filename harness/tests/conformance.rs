@@ -6,7 +6,9 @@
 //! (the suite's IPv4-only scripts, which say why). The raw backend's cases (`raw::...`) run each script over a
 //! testbed of its own (`tcpdrill::backend::testbed`: the kernel and an agent in one namespace, the raw backend
 //! in another, a veth pair between), and pass where the linux ones do, except the scripts of [`RAW_SKIPS`],
-//! which must be skipped there for the reason given. One more case per script (`golden::...`)
+//! which must be skipped there for the reason given. The `served::...` cases run each script on the raw backend
+//! against the reference stack served on a TAP device with its own call endpoint (`testbed::run_served`), and
+//! pass when the verdict is the in-process one. One more case per script (`golden::...`)
 //! compares its trace on the reference backend with the insta snapshot in `golden/` (`cargo insta review` accepts
 //! intended changes).
 
@@ -131,6 +133,53 @@ fn raw_case(path: &Path, ip: Option<IpVersion>) -> Result<(), Failed> {
             Verdict::Skipped(reason) if reason.contains(why) => Ok(()),
             other => Err(format!("expected a skip on the raw backend ({why}), got {other:?}").into()),
         },
+    }
+}
+
+/// The scripts the served stack skips besides [`RAW_SKIPS`]: IPv6 ones (its one address is IPv4's).
+const SERVED_SKIPS: &[(&str, &str)] = &[
+    ("options/mss-absent-defaults-to-1220-on-ipv6", "the raw backend's link has no IPv6 addresses"),
+    ("queues/syncookie-keeps-mss-on-ipv6", "the raw backend's link has no IPv6 addresses"),
+];
+
+/// One script on the raw backend against the reference stack served on a TAP device with its own call endpoint
+/// (`testbed::run_served`): the verdict over the wire must be the one the reference backend gives in-process,
+/// except for the scripts of [`RAW_SKIPS`] and [`SERVED_SKIPS`], which it must skip for the reason given.
+fn served_case(path: &Path) -> Result<(), Failed> {
+    let raw = BackendKind::all().find(|b| b.name() == "raw").expect("the raw backend is in the registry");
+    let expected = RAW_SKIPS.iter().chain(SERVED_SKIPS).find(|(n, _)| *n == name_of(path)).map(|(_, why)| *why);
+    let in_process = run_on(BackendKind::Reference, path);
+    let p = path.to_path_buf();
+    let r = testbed::run_served(move |_| {
+        let name = format!("scripts/{}.pkt", name_of(&p));
+        let opts = RunOptions { tolerance_scale: 2.0, ..RunOptions::default() };
+        let run = || report::run_file(&p, &name, raw, &ParseOptions::default(), &opts);
+        let mut r = run();
+        for retry in 1..=2 {
+            let Some(why) = timing_failure(&r) else { break };
+            eprintln!("served::{}: timing error on try {retry} ({why}): trying again", name_of(&p));
+            r = run();
+        }
+        r
+    })?;
+    let word = coverage::status_word(&r);
+    match (r.outcome, expected) {
+        (Err(e), _) => Err(e.into()),
+        (Ok(o), Some(why)) => match o.verdict {
+            Verdict::Skipped(reason) if reason.contains(why) => Ok(()),
+            other => Err(format!("expected a skip on the raw backend ({why}), got {other:?}").into()),
+        },
+        (Ok(_), None) if word == coverage::status_word(&in_process) => Ok(()),
+        (Ok(o), None) => Err(match o.verdict {
+            Verdict::Fail(f) => format!(
+                "{} in-process, failed over the wire: {}\n{}",
+                coverage::status_word(&in_process),
+                f.text(),
+                f.diagnostic.render_plain()
+            ),
+            other => format!("{} in-process, {other:?} over the wire", coverage::status_word(&in_process)),
+        }
+        .into()),
     }
 }
 
@@ -285,6 +334,19 @@ fn main() {
                 ))
             })
         }));
+    }
+    // The reference stack served on a TAP device, under the raw backend: as in-process (IPv4 only, the served
+    // stack's one address).
+    let served_ignored = testbed::available().err();
+    if let Some(why) = &served_ignored {
+        eprintln!("served::* cases ignored: {why}");
+    }
+    for path in &scripts {
+        let p = path.clone();
+        let rank = real_time_order.iter().position(|(_, q)| q == path).unwrap_or(0);
+        let trial = Trial::test(format!("served::{}", name_of(path)), move || served_case(&p))
+            .with_ignored_flag(served_ignored.is_some());
+        real_time_trials.push((rank, trial));
     }
     // The in-process cases first (they take a second), then the real-time ones, longest first.
     real_time_trials.sort_by_key(|(rank, _)| *rank);

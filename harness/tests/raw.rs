@@ -193,3 +193,79 @@ fn host_is_untouched() {
     }
     assert_eq!(host_snapshot(), before, "the host's interfaces, addresses, routes, neighbours or sysctls changed");
 }
+
+/// The reference stack served on a TAP device with its own call endpoint (`testbed::run_served`) is what the
+/// raw backend tests there: with one knob of the served stack flipped (`serve --sysctl`), the script that reads
+/// it fails over the wire, at the line that reads it, while it passes in-process and on the stack as served by
+/// default. (The whole suite runs over it as the conformance tests' `served::` cases.)
+#[test]
+fn the_served_stack_is_the_one_tested() {
+    if skip_unless_possible() {
+        return;
+    }
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/timers/keepalive-default-two-hours.pkt"
+    ))
+    .expect("the script");
+    let text = script.clone();
+    let r = testbed::run_served(move |_| run(&text)).expect("a served testbed");
+    assert!(matches!(verdict(&r), Verdict::Pass), "{:?}", verdict(&r));
+    let knobs = vec![("net.ipv4.tcp_keepalive_time".to_string(), "100".to_string())];
+    let r = testbed::run_served_with(knobs, move |_| run(&script)).expect("a served testbed");
+    match verdict(&r) {
+        Verdict::Fail(f) => {
+            assert!(f.text().contains("getsockopt returned value 100 but expected [7200]"), "{}", f.text())
+        }
+        other => panic!("expected the keep-alive default's line to fail, got {other:?}"),
+    }
+}
+
+/// A session of the served stack's call endpoint sees only its own descriptors, and when it ends its sockets
+/// are reset and closed, what their connections left destroyed (a TIME-WAIT) and the knobs it set put back, so
+/// that the next session finds the stack as the last one did.
+#[test]
+fn served_sessions_leave_nothing_behind() {
+    if skip_unless_possible() {
+        return;
+    }
+    // The active close leaves the served stack in TIME-WAIT for 60 s; the session ends right after.
+    const CLOSE: &str = "\
+0    socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0   bind(3, ..., ...) = 0
++0   listen(3, 1) = 0
++0   < S 0:0(0) win 65535 <mss 1460>
++0   > S. 0:0(0) ack 1 <...>
++.01 < . 1:1(0) ack 1 win 65535
++0   accept(3, ..., ...) = 4
++0   close(4) = 0
++0   > F. 1:1(0) ack 1
++.01 < F. 1:1(0) ack 2 win 65535
++0   > . 2:2(0) ack 2
++0   tcp_state() = TCP_TIME_WAIT
+";
+    let r = testbed::run_served(move |cfg| {
+        let first = run(CLOSE);
+        let (addr, token) = cfg.agent.clone().expect("the endpoint");
+        let mut a = AgentClient::connect(addr, &token, Duration::from_secs(5)).expect("the endpoint takes its token");
+        let hello_os = a.os().to_string();
+        // The last session's connection: gone. (The raw backend impersonates port 40123, as packetdrill.)
+        let state = a
+            .request(json!({"op": "tcp_state", "local": "192.168.0.1:8080", "remote": "192.0.2.1:40123"}))
+            .expect("answered");
+        let closed = a.request(json!({"op": "close", "fd": 3})).expect("answered");
+        let old = a.request(json!({"op": "sysctl", "name": "net.ipv4.tcp_fin_timeout", "value": "5"})).expect("set");
+        drop(a);
+        let mut b = AgentClient::connect(addr, &token, Duration::from_secs(5)).expect("a second session");
+        let now = b.request(json!({"op": "sysctl", "name": "net.ipv4.tcp_fin_timeout"})).expect("read");
+        (first, hello_os, state, closed, old, now)
+    })
+    .expect("a served testbed");
+    let (first, os, state, closed, old, now) = r;
+    assert!(matches!(verdict(&first), Verdict::Pass), "{:?}", verdict(&first));
+    assert_eq!(os, "tcpdrill_ref");
+    assert_eq!(state["value"], 7, "TCP_CLOSE (no connection): {state}");
+    assert_eq!(closed["name"], "EBADF", "a descriptor of another session's: {closed}");
+    assert_eq!(old["value"], "60");
+    assert_eq!(now["value"], "60", "the first session's knob went back");
+}

@@ -339,6 +339,20 @@ impl Host {
         self.conns.get(tuple).map(Tcb::state)
     }
 
+    /// Forgets connection `tuple` at once, sending nothing, as Linux's sock_diag SOCK_DESTROY does to what a
+    /// session left behind (a TIME-WAIT, an orphan): for a host that serves one harness after another, so that
+    /// the next finds it as the last did. Whether there was such a connection.
+    pub fn destroy(&mut self, tuple: &FourTuple) -> bool {
+        for l in self.listeners.values_mut() {
+            l.accept_queue.retain(|q| q != tuple);
+        }
+        let in_limbo = self.limbo.remove(tuple).is_some();
+        let Some(t) = self.conns.get_mut(tuple) else { return in_limbo };
+        t.close_now();
+        self.settle(self.now, *tuple);
+        true
+    }
+
     /// The state of a listening address, if it listens.
     pub fn is_listening(&self, local: &SocketAddr) -> bool {
         self.listeners.contains_key(local)

@@ -58,6 +58,8 @@ pub fn os_symbol(os: &str) -> Option<&'static str> {
         "netbsd" => Some("NetBSD"),
         "openbsd" => Some("OpenBSD"),
         "macos" | "darwin" => Some("__APPLE__"),
+        // The reference stack served by `tcpdrill serve --agent-listen`, as the reference backend predefines it.
+        "tcpdrill_ref" => Some("tcpdrill_ref"),
         _ => None,
     }
 }
@@ -537,6 +539,12 @@ impl Raw {
         Ok(self.stack_mac.expect("learned above"))
     }
 
+    /// Whether the stack on the link is the reference stack served by `tcpdrill serve --agent-listen`: its knobs,
+    /// options and TCP_INFO fields are the reference backend's.
+    fn served(&self) -> bool {
+        self.cfg.os == Some("tcpdrill_ref")
+    }
+
     fn agent(&mut self) -> Result<&mut AgentClient, Errno> {
         self.agent.as_mut().ok_or(Errno::ENOSYS)
     }
@@ -549,13 +557,16 @@ impl Backend for Raw {
 
     fn capabilities(&self) -> Capabilities {
         let agent = self.agent.is_some();
+        let served = self.served();
         Capabilities {
             shell: false,
-            // Blocks run here, on TCP_INFO snapshots the agent takes: Linux's layout, so a Linux stack's.
-            python: agent && self.cfg.os == Some("Linux"),
+            // Blocks run here, on TCP_INFO snapshots the agent takes: Linux's layout, so a Linux stack's, or the
+            // served reference stack's (its fields in Linux's layout).
+            python: agent && (self.cfg.os == Some("Linux") || served),
             real_time: true,
-            // The agent is tcpdrill's, on Linux, and takes options by number.
-            linux_api: agent,
+            // The agent is tcpdrill's, on Linux, and takes options by number; the served reference stack's
+            // endpoint takes the options the reference stack has, as the reference backend does.
+            linux_api: agent && !served,
             icmp: true,
             calls: agent,
         }
@@ -727,6 +738,9 @@ impl Backend for Raw {
                 _ => Err(format!("--tso={value}: on or off")),
             };
         }
+        if self.served() && self.agent.is_some() {
+            return super::reference::check_knob(name, value);
+        }
         match &self.agent {
             Some(a) if (a.allows_sysctl() || a.allows_shell()) && name.starts_with("net.") => Ok(()),
             Some(_) => Err(format!(
@@ -747,6 +761,10 @@ impl Backend for Raw {
             CallResult::Bytes(b) => Ok(super::linux::tcp_info_fields(&b)),
             other => Err(format!("getsockopt(TCP_INFO) on the agent's fd {fd}: {other:?}")),
         }
+    }
+
+    fn tcp_info_names(&self) -> Option<&'static [&'static str]> {
+        self.served().then_some(super::reference::TCP_INFO_NAMES)
     }
 
     fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState> {

@@ -108,6 +108,59 @@ pub fn run<R: Send + 'static>(mtu: u32, f: impl FnOnce(&RawConfig) -> R + Send +
     .unwrap_or_else(|_| Err("the testbed's thread panicked".into()))
 }
 
+/// Runs `f` on a thread in a fresh namespace where the reference stack is served on a TAP device
+/// (`tcpdrill serve --tap --kernel-address none --agent-listen`), with the raw backend pointed at that device
+/// and the serve process's own call endpoint as its agent: the same scripts, over a wire and on the real clock,
+/// that the reference backend runs in-process. The stack has the scripts' address (192.168.0.1), its seed the
+/// reference backend's, no services, and its calls' endpoint on the namespace's loopback. IPv4 only: the served
+/// stack has one IPv4 address.
+pub fn run_served<R: Send + 'static>(f: impl FnOnce(&RawConfig) -> R + Send + 'static) -> Result<R, String> {
+    run_served_with(Vec::new(), f)
+}
+
+/// As [`run_served`], with the served stack's sysctl-named `knobs` set (`serve --sysctl`): each session of the
+/// call endpoint starts from them.
+pub fn run_served_with<R: Send + 'static>(
+    knobs: Vec<(String, String)>,
+    f: impl FnOnce(&RawConfig) -> R + Send + 'static,
+) -> Result<R, String> {
+    std::thread::spawn(move || {
+        linux::unshare_netns()?;
+        let token = token();
+        let served = crate::serve::start(crate::serve::ServeConfig {
+            stack_ip: super::LOCAL_IP,
+            kernel_ip: None,
+            tap: true,
+            agent: Some(AgentConfig {
+                listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                token: token.clone(),
+                allow_shell: false,
+                allow_sysctl: true,
+                max_sockets: 64,
+                idle: Duration::from_secs(300),
+            }),
+            services: Vec::new(),
+            knobs,
+            seed: super::reference::SEED,
+            ..crate::serve::ServeConfig::default()
+        })?;
+        wait_running(crate::serve::DEVICE)?;
+        let cfg = RawConfig {
+            interface: crate::serve::DEVICE.into(),
+            v4: Some((super::LOCAL_IP, super::REMOTE_IP)),
+            v6: None,
+            stack_mac: None,
+            agent: Some((served.agent_addr.ok_or("the served stack has no call endpoint")?, token)),
+            os: Some("tcpdrill_ref"),
+        };
+        let r = with_link(cfg.clone(), || f(&cfg));
+        served.stop()?;
+        Ok(r)
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the served testbed's thread panicked".into()))
+}
+
 fn v6(a: IpAddr) -> Ipv6Addr {
     match a {
         IpAddr::V6(a) => a,
