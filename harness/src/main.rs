@@ -1467,7 +1467,10 @@ fn connect(
                 }
             };
             let Some(report) = report else {
-                eprintln!("error: not over after --timeout {timeout} s");
+                eprintln!("error: not over after --timeout {timeout} s; the stack's connections:");
+                for c in served.dump() {
+                    eprintln!("  {c}");
+                }
                 return Ok(false);
             };
             let from = report.tuple.map_or_else(|| cfg.stack_ip.to_string(), |t| t.local.to_string());

@@ -229,6 +229,7 @@ impl ClientReport {
 enum Request {
     Connect(SocketAddr, Payload, mpsc::Sender<ClientReport>),
     Agent(endpoint::Op, mpsc::Sender<endpoint::Answer>),
+    Dump(mpsc::Sender<Vec<String>>),
 }
 
 /// A stack being served; stopped (and its device gone) when dropped or [`Served::stop`]ped.
@@ -251,6 +252,16 @@ impl Served {
         // A stopped server drops the sender: the receiver then reports a disconnect.
         let _ = self.requests.send(Request::Connect(to, payload, tx));
         rx
+    }
+
+    /// Each connection of the stack as [`tcpdrill_stack::Tcb::summary`] writes it, with any invariant it
+    /// breaks: what a stuck transfer's report shows.
+    pub fn dump(&self) -> Vec<String> {
+        let (tx, rx) = mpsc::channel();
+        if self.requests.send(Request::Dump(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
     }
 
     /// Stops serving: what it did, or why it failed.
@@ -623,6 +634,17 @@ impl Server {
             while let Ok(r) = self.requests.try_recv() {
                 match r {
                     Request::Connect(to, payload, report) => self.connect(now, to, payload, report),
+                    Request::Dump(answer) => {
+                        let all = self
+                            .host
+                            .connections()
+                            .map(|t| match t.check_invariants() {
+                                Ok(()) => t.summary(),
+                                Err(e) => format!("{}\n  BROKEN INVARIANT: {e}", t.summary()),
+                            })
+                            .collect();
+                        let _ = answer.send(all);
+                    }
                     Request::Agent(op, answer) => {
                         let a = self.agent(self.now(), op);
                         let _ = answer.send(a);

@@ -405,6 +405,7 @@ impl Tcb {
             return false;
         }
         let window = u32::from(seg.window) << self.opts.snd_wscale;
+        let dsack = self.dsack(seg);
         let newly_sacked = self.update_scoreboard(seg);
         if let Some(r) = self.rack_update(ctx.now, seg.ack) {
             self.rtt_sample(ctx, r);
@@ -421,7 +422,7 @@ impl Tcb {
         } else if dupack {
             self.duplicate_ack(ctx);
         }
-        self.tlp_ack(seg.ack, dupack && !newly_sacked);
+        self.tlp_ack(seg.ack, dupack && !newly_sacked, dsack);
         // As Linux's tcp_ack_is_dubious: loss detection runs for duplicates, SACK news, or during a recovery.
         let dubious = newly_sacked || dupack || !self.sacked.is_empty() || self.in_loss_recovery();
         let reo_armed = dubious && self.rack_mark_lost(ctx);
@@ -500,9 +501,9 @@ impl Tcb {
             self.high_rxt = self.high_rxt.max_seq(self.snd_una + u32::from(self.snd_mss));
         }
         // RFC 6298 5.2: everything acknowledged stops the timer (5.3's restart is the caller's, after RACK).
+        // (A loss probe's episode outlives it: RFC 8985 7.4 ends it on a later ACK, see `tlp_ack`.)
         if self.snd_una == self.snd_max {
             self.clear_xmit_timer();
-            self.rack.tlp_high_seq = None;
         }
     }
 
@@ -530,6 +531,20 @@ impl Tcb {
 
     /// RFC 6675's Update(): the SACK blocks of an acceptable ACK, within (SND.UNA, SND.MAX], merged into the
     /// scoreboard, which keeps only what lies above SND.UNA. Whether a block told something new.
+    /// The D-SACK block of `seg` (RFC 2883 4: a first block below the cumulative ACK, or inside the second
+    /// block), the range that arrived twice.
+    fn dsack(&self, seg: &TcpRepr<'_>) -> Option<(SeqNum, SeqNum)> {
+        if !self.opts.sack {
+            return None;
+        }
+        let blocks = seg.options.sack_blocks()?;
+        let b = blocks.as_slice();
+        let &(l, r) = b.first()?;
+        let below = l < seg.ack;
+        let inside = b.get(1).is_some_and(|&(l2, r2)| l2 <= l && r <= r2);
+        (r > l && (below || inside)).then_some((l, r))
+    }
+
     fn update_scoreboard(&mut self, seg: &TcpRepr<'_>) -> bool {
         let una = seg.ack.max_seq(self.snd_una);
         self.sacked.retain_mut(|b| {

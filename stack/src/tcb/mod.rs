@@ -499,6 +499,46 @@ impl Tcb {
         (self.iss, self.irs)
     }
 
+    /// What a person debugging a stuck connection asks first, on a few lines: the state, the sequence variables
+    /// relative to the ISNs, the buffers, the windows, the armed timers, the retransmission and recovery state.
+    pub fn summary(&self) -> String {
+        let lost = self.sent.iter().filter(|r| r.lost).count();
+        let rexmit = self.sent.iter().filter(|r| r.retransmitted).count();
+        let sacked_recs = self.sent.iter().filter(|r| r.sacked).count();
+        format!(
+            "{} {}: snd.una {} snd.nxt {} snd.max {} snd.wnd {} (max {}), send buffer {} bytes from {}{}; rcv.nxt {} \
+             rcv.adv {}, receive buffer {} bytes, reassembly (at, len) {:?}{}\n  mss {}, {:?}, rto {:?} srtt {:?} us, \
+             retransmits {}, rto_high_data {}, high_rxt {}, sacked {:?}\n  records {} (lost {lost}, retransmitted \
+             {rexmit}, sacked {sacked_recs}), {:?}\n  timers {:?}",
+            self.tuple,
+            self.state,
+            self.snd_una - self.iss,
+            self.snd_nxt - self.iss,
+            self.snd_max - self.iss,
+            self.snd_wnd,
+            self.max_snd_wnd,
+            self.send_buf.len(),
+            self.snd_buf_seq - self.iss,
+            if self.fin_queued { ", FIN queued" } else { "" },
+            self.rcv_nxt - self.irs,
+            self.rcv_adv - self.irs,
+            self.recv_buf.len(),
+            self.reasm.blocks().map(|(at, d)| (at - self.irs, d.len())).collect::<Vec<_>>(),
+            if self.fin_received { ", FIN received" } else { "" },
+            self.snd_mss,
+            self.cc,
+            self.rtt.rto(),
+            self.rtt.srtt_us(),
+            self.retransmits,
+            self.rto_high_data - self.iss,
+            self.high_rxt - self.iss,
+            self.sacked.iter().map(|(a, b)| (*a - self.iss, *b - self.iss)).collect::<Vec<_>>(),
+            self.sent.len(),
+            self.rack,
+            self.timers,
+        )
+    }
+
     pub(crate) fn set_state(&mut self, to: TcpState) {
         let from = self.state;
         if from == to {

@@ -333,7 +333,7 @@ impl Tcb {
         }
     }
 
-    /// RFC 8985 7.2 (Linux's tcp_schedule_loss_probe): with data outstanding and no recovery under way, the probe
+    /// RFC 8985 7.2 (Linux's tcp_schedule_loss_probe): with data outstanding and no recovery or disorder, the probe
     /// timer takes the retransmission timer's place: 2 SRTT, plus the minimum RTO when one segment is out (its ACK
     /// may be delayed) or two milliseconds, 1 s without an RTT sample; never later than the retransmission timer
     /// would fire (a full RTO from now after an ACK, `advancing_rto`, else from the oldest segment's sending).
@@ -342,7 +342,10 @@ impl Tcb {
             self.state,
             TcpState::Established | TcpState::CloseWait | TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck
         );
-        if !self.tlp_on(ctx) || !sending || self.sent.is_empty() || self.in_loss_recovery() {
+        // Linux probes only in the Open state: not in Disorder either (something SACKed, marked lost or
+        // retransmitted is outstanding), where the reordering timer or the RTO is already the right timer.
+        let disorder = self.sent.iter().any(|r| r.sacked || r.lost || r.retransmitted);
+        if !self.tlp_on(ctx) || !sending || self.sent.is_empty() || self.in_loss_recovery() || disorder {
             return false;
         }
         let mut timeout = match self.rtt.srtt_us() {
@@ -399,15 +402,18 @@ impl Tcb {
         self.set_timer(Timer::Retransmit, ctx.now + self.rtt.rto());
     }
 
-    /// RFC 8985 7.4 (Linux's tcp_process_tlp_ack): an ACK beyond the probe after a retransmitted probe means one
-    /// of the two was needed, a loss: the congestion window is halved as for a recovery; a pure duplicate ACK
-    /// (the probe was a duplicate) or an ACK of a probe of new data ends the episode without one.
-    pub(crate) fn tlp_ack(&mut self, ack: SeqNum, pure_dupack: bool) {
+    /// RFC 8985 7.4 (Linux's tcp_process_tlp_ack): after a retransmitted probe, a D-SACK of it (`dsack`: the
+    /// probe was a duplicate, RFC 2883) or a pure duplicate ACK ends the episode without a loss; an ACK beyond
+    /// the probe means one of the two was needed, a loss: the congestion window is halved as for a recovery. An
+    /// ACK of just the probe's end leaves the episode open (the next probe waits for its end), as on Linux. An
+    /// ACK of a probe of new data ends it.
+    pub(crate) fn tlp_ack(&mut self, ack: SeqNum, pure_dupack: bool, dsack: Option<(SeqNum, SeqNum)>) {
         let Some(high) = self.rack.tlp_high_seq else { return };
         if ack < high {
             return;
         }
-        if !self.rack.tlp_retrans {
+        let duplicate = dsack.is_some_and(|(_, r)| r <= high);
+        if !self.rack.tlp_retrans || duplicate {
             self.rack.tlp_high_seq = None;
         } else if ack > high {
             self.rack.tlp_high_seq = None;
