@@ -25,7 +25,8 @@ enum Command {
         paths: Vec<PathBuf>,
         /// The TCP to test: reference (tcpdrill's own stack, virtual clock), linux (the kernel, in a network
         /// namespace of each script's own; needs root), raw (any stack on the link --interface names, see the
-        /// raw backend's options), a comma-separated list of them, or both (reference and linux).
+        /// raw backend's options), smoltcp (the smoltcp crate's TCP, in-process, virtual clock), a comma-separated
+        /// list of them, or both (reference and linux).
         #[arg(long, default_value = "reference")]
         backend: String,
         /// Scripts run at once (each linux run in a namespace of its own); default: the number of CPUs.

@@ -631,6 +631,9 @@ impl Server {
                 self.host.on_timeout(now);
             }
             self.wake.drain();
+            // The calls below, and the services after them, at one time no earlier than the host's own clock:
+            // a request handled at a later time than the services' would take the host's clock backwards.
+            let now = self.now();
             while let Ok(r) = self.requests.try_recv() {
                 match r {
                     Request::Connect(to, payload, report) => self.connect(now, to, payload, report),
@@ -646,7 +649,7 @@ impl Server {
                         let _ = answer.send(all);
                     }
                     Request::Agent(op, answer) => {
-                        let a = self.agent(self.now(), op);
+                        let a = self.agent(now, op);
                         let _ = answer.send(a);
                     }
                 }

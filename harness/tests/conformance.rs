@@ -8,9 +8,9 @@
 //! in another, a veth pair between), and pass where the linux ones do, except the scripts of [`RAW_SKIPS`],
 //! which must be skipped there for the reason given. The `served::...` cases run each script on the raw backend
 //! against the reference stack served on a TAP device with its own call endpoint (`testbed::run_served`), and
-//! pass when the verdict is the in-process one. One more case per script (`golden::...`)
-//! compares its trace on the reference backend with the insta snapshot in `golden/` (`cargo insta review` accepts
-//! intended changes).
+//! pass when the verdict is the in-process one. One more case per script (`golden::...`) compares its trace on
+//! the reference backend with the insta snapshot in `golden/` (`cargo insta review` accepts intended changes),
+//! and one (`smoltcp::...`) its outcome on the smoltcp backend with the record in `scripts/smoltcp-outcomes.tsv`.
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::BTreeMap;
@@ -183,6 +183,42 @@ fn served_case(path: &Path) -> Result<(), Failed> {
     }
 }
 
+/// Where the smoltcp backend's outcome on each script is recorded: a change in smoltcp's behaviour or in the
+/// mapping shows up as a `smoltcp::` case failing. `TCPDRILL_BLESS=1 cargo test --test conformance -- smoltcp::`
+/// writes what the backend does now.
+fn smoltcp_outcomes_file() -> PathBuf {
+    root().join("scripts/smoltcp-outcomes.tsv")
+}
+
+/// One script's outcome on the smoltcp backend as a line of the record: name, verdict, and where it failed (the
+/// line and the headline without the file) or why it was skipped.
+fn smoltcp_outcome(path: &Path) -> String {
+    let smoltcp = BackendKind::all().find(|b| b.name() == "smoltcp").expect("the smoltcp backend is in the registry");
+    let r = run_on(smoltcp, path);
+    let what = match &r.outcome {
+        Err(e) => format!("error\t{}", e.to_string().lines().next().unwrap_or("")),
+        Ok(o) => match &o.verdict {
+            Verdict::Pass => "pass\t".to_string(),
+            Verdict::Fail(f) => {
+                let headline = f.headline.split_once(": ").map_or(f.headline.as_str(), |(_, h)| h);
+                format!("FAIL\tline {}: {headline}", f.line)
+            }
+            Verdict::Skipped(why) => format!("skipped\t{why}"),
+        },
+    };
+    format!("{}\t{what}", name_of(path))
+}
+
+/// The recorded outcomes, by script name.
+fn smoltcp_recorded() -> BTreeMap<String, String> {
+    std::fs::read_to_string(smoltcp_outcomes_file())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split_once('\t').map(|(n, _)| (n.to_string(), l.to_string())))
+        .collect()
+}
+
 /// The headline of a failure that is about when something happened, not what.
 fn timing_failure(r: &report::ScriptResult) -> Option<String> {
     match &r.outcome {
@@ -260,9 +296,31 @@ fn main() {
     };
     let mut trials = Vec::new();
     let mut real_time_trials = Vec::new();
+    if std::env::var_os("TCPDRILL_BLESS").is_some() {
+        let mut text = String::from(
+            "# The smoltcp backend's outcome on each suite script (name, verdict, where it failed or why it was \
+             skipped), checked by the\n# conformance tests' smoltcp:: cases; regenerate with TCPDRILL_BLESS=1 cargo \
+             test -p tcpdrill --test conformance -- smoltcp::\n",
+        );
+        for p in &scripts {
+            text.push_str(&smoltcp_outcome(p));
+            text.push('\n');
+        }
+        std::fs::write(smoltcp_outcomes_file(), text).expect("scripts/ is writable");
+    }
+    let recorded = Arc::new(smoltcp_recorded());
     for path in scripts.clone() {
         let name = name_of(&path);
-        for b in BackendKind::all() {
+        let (p, rec) = (path.clone(), recorded.clone());
+        trials.push(Trial::test(format!("smoltcp::{name}"), move || {
+            let now = smoltcp_outcome(&p);
+            match rec.get(&name_of(&p)) {
+                Some(was) if *was == now => Ok(()),
+                Some(was) => Err(format!("recorded: {was}\nnow:      {now}").into()),
+                None => Err(format!("not recorded in {}: {now}", smoltcp_outcomes_file().display()).into()),
+            }
+        }));
+        for b in BackendKind::all().filter(|b| b.name() != "smoltcp") {
             let (p, res) = (path.clone(), results.clone());
             let ignored = unavailable.iter().any(|(u, _)| *u == b);
             let raw = b.name() == "raw";

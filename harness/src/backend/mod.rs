@@ -5,6 +5,7 @@ pub mod linux;
 pub mod netlink;
 pub mod raw;
 pub mod reference;
+pub mod smoltcp;
 pub mod sockets;
 pub mod testbed;
 
@@ -168,7 +169,7 @@ pub fn socket_addr(ip: IpVersion, wire: std::net::SocketAddr) -> std::net::Socke
 }
 
 /// Every backend tcpdrill has.
-pub const REGISTRY: &[&BackendInfo] = &[&reference::INFO, &linux::INFO, &raw::INFO];
+pub const REGISTRY: &[&BackendInfo] = &[&reference::INFO, &linux::INFO, &raw::INFO, &smoltcp::INFO];
 
 /// The backend named `name`.
 pub fn lookup(name: &str) -> Option<&'static BackendInfo> {
@@ -457,6 +458,12 @@ pub trait Backend {
     fn tcp_info(&mut self, fd: i32) -> Result<Vec<(&'static str, i64)>, String> {
         let _ = fd;
         Err(format!("the {} backend takes no TCP_INFO snapshots", self.name()))
+    }
+    /// Why this backend's stack cannot express syscall `call` (with socket option `option` for set/getsockopt,
+    /// and its integer arguments as far as they are constants), if it cannot: the script is then skipped with
+    /// that reason before it runs, never failed on a mapping the stack does not have.
+    fn refuses(&self, _call: &str, _option: Option<SockOptName>, _args: &[Option<i64>]) -> Option<String> {
+        None
     }
     /// The `tcpi_*` names its snapshots hold, when not every one of Linux's: a block that reads another is
     /// skipped with that reason rather than failed. `None`: all of them.

@@ -3,8 +3,8 @@
 //! harness impersonating a peer there: the raw backend) finds the stack as it finds any host on a LAN.
 //!
 //! The stack answers requests for its address and learns the sender's; it learns the source of every IPv4
-//! frame to it too. A datagram to an address not learned yet waits (64 at most, the oldest dropped) while a
-//! request goes out, once per 100 ms at most.
+//! frame to it too. A datagram to an address not learned yet waits (64 at most, the oldest dropped, none longer
+//! than 3 s) while a request goes out, once per 100 ms at most.
 
 use pnet_datalink::MacAddr;
 use pnet_packet::arp::{ArpHardwareTypes, ArpOperation, ArpOperations, ArpPacket, MutableArpPacket};
@@ -23,12 +23,16 @@ const PENDING: usize = 64;
 /// How often a request for an unresolved address is sent again.
 const ASK_AGAIN: Duration = Duration::from_millis(100);
 
+/// How long a datagram waits for its address before it is dropped (Linux's neighbour entries give up after
+/// about 3 s too): a stale SYN must not go out long after.
+const GIVE_UP: Duration = Duration::from_secs(3);
+
 /// The stack's end of the link: its ARP table and what waits on it.
 #[derive(Debug)]
 pub struct Ether {
     ip: Ipv4Addr,
     table: BTreeMap<Ipv4Addr, MacAddr>,
-    pending: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    pending: VecDeque<(Ipv4Addr, Vec<u8>, Instant)>,
     asked: BTreeMap<Ipv4Addr, Instant>,
 }
 
@@ -55,8 +59,11 @@ impl Ether {
         match eth.get_ethertype() {
             EtherTypes::Arp => {
                 let Some(arp) = ArpPacket::new(eth.payload()) else { return nothing };
-                if arp.get_hardware_type() != ArpHardwareTypes::Ethernet || arp.get_protocol_type() != EtherTypes::Ipv4
-                {
+                let ethernet_ipv4 = arp.get_hardware_type() == ArpHardwareTypes::Ethernet
+                    && arp.get_protocol_type() == EtherTypes::Ipv4
+                    && arp.get_hw_addr_len() == 6
+                    && arp.get_proto_addr_len() == 4;
+                if !ethernet_ipv4 {
                     return nothing;
                 }
                 let (sender, mac) = (arp.get_sender_proto_addr(), arp.get_sender_hw_addr());
@@ -91,9 +98,14 @@ impl Ether {
     fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Vec<Vec<u8>> {
         self.table.insert(ip, mac);
         self.asked.remove(&ip);
-        let (ready, rest): (VecDeque<_>, VecDeque<_>) = self.pending.drain(..).partition(|(to, _)| *to == ip);
+        let (ready, rest): (VecDeque<_>, VecDeque<_>) = self.pending.drain(..).partition(|(to, ..)| *to == ip);
         self.pending = rest;
-        ready.into_iter().map(|(_, d)| frame(mac, EtherTypes::Ipv4, &d)).collect()
+        let now = Instant::now();
+        ready
+            .into_iter()
+            .filter(|(_, _, at)| now.duration_since(*at) < GIVE_UP)
+            .map(|(_, d, _)| frame(mac, EtherTypes::Ipv4, &d))
+            .collect()
     }
 
     /// The frames that carry the stack's `datagram` now: it, or an ARP request while it waits.
@@ -105,10 +117,11 @@ impl Ether {
         if let Some(mac) = self.table.get(&to) {
             return vec![frame(*mac, EtherTypes::Ipv4, &datagram)];
         }
+        self.pending.retain(|(_, _, at)| now.duration_since(*at) < GIVE_UP);
         if self.pending.len() >= PENDING {
             self.pending.pop_front();
         }
-        self.pending.push_back((to, datagram));
+        self.pending.push_back((to, datagram, now));
         match self.asked.get(&to) {
             Some(t) if now.duration_since(*t) < ASK_AGAIN => Vec::new(),
             _ => {

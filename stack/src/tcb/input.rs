@@ -422,7 +422,11 @@ impl Tcb {
         } else if dupack {
             self.duplicate_ack(ctx);
         }
-        self.tlp_ack(seg.ack, dupack && !newly_sacked, dsack);
+        // Linux's pure duplicate for the probe's episode: no new ACK, data, window update or SACKed data; data
+        // need not be outstanding (a second ACK of everything after the probe's).
+        let pure_dup =
+            !acked_new && seg.payload.is_empty() && !seg.flags.fin() && window == self.snd_wnd && !newly_sacked;
+        self.tlp_ack(seg.ack, pure_dup, dsack);
         // As Linux's tcp_ack_is_dubious: loss detection runs for duplicates, SACK news, or during a recovery.
         let dubious = newly_sacked || dupack || !self.sacked.is_empty() || self.in_loss_recovery();
         let reo_armed = dubious && self.rack_mark_lost(ctx);
@@ -529,8 +533,6 @@ impl Tcb {
         }
     }
 
-    /// RFC 6675's Update(): the SACK blocks of an acceptable ACK, within (SND.UNA, SND.MAX], merged into the
-    /// scoreboard, which keeps only what lies above SND.UNA. Whether a block told something new.
     /// The D-SACK block of `seg` (RFC 2883 4: a first block below the cumulative ACK, or inside the second
     /// block), the range that arrived twice.
     fn dsack(&self, seg: &TcpRepr<'_>) -> Option<(SeqNum, SeqNum)> {
@@ -545,6 +547,8 @@ impl Tcb {
         (r > l && (below || inside)).then_some((l, r))
     }
 
+    /// RFC 6675's Update(): the SACK blocks of an acceptable ACK, within (SND.UNA, SND.MAX], merged into the
+    /// scoreboard, which keeps only what lies above SND.UNA. Whether a block told something new.
     fn update_scoreboard(&mut self, seg: &TcpRepr<'_>) -> bool {
         let una = seg.ack.max_seq(self.snd_una);
         self.sacked.retain_mut(|b| {

@@ -412,7 +412,8 @@ impl Tcb {
         if ack < high {
             return;
         }
-        let duplicate = dsack.is_some_and(|(_, r)| r <= high);
+        // Linux's FLAG_DSACK_TLP (tcp_dsack_seen): the D-SACK is of one segment at most, ending at the probe's end.
+        let duplicate = dsack.is_some_and(|(l, r)| r == high && r - l <= i32::from(self.snd_mss));
         if !self.rack.tlp_retrans || duplicate {
             self.rack.tlp_high_seq = None;
         } else if ack > high {

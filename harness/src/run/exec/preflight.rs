@@ -72,6 +72,13 @@ impl Exec<'_> {
         }
         for e in &s.events {
             let line = self.line(e.span);
+            if let Action::Syscall(c) = &e.action {
+                let option = c.args.get(2).and_then(|o| self.sockopt(o).ok());
+                let args: Vec<Option<i64>> = c.args.iter().map(|a| self.int(a).ok()).collect();
+                if let Some(why) = self.backend.refuses(&c.name, option, &args) {
+                    return Some(format!("{} (line {line}): {why}", c.name));
+                }
+            }
             match &e.action {
                 Action::Code(_) if !caps.python => {
                     return Some(format!("needs the linux backend (%{{ }}% block at line {line})"));
