@@ -193,8 +193,14 @@ fn smoltcp_outcomes_file() -> PathBuf {
 /// One script's outcome on the smoltcp backend as a line of the record: name, verdict, and where it failed (the
 /// line and the headline without the file) or why it was skipped.
 fn smoltcp_outcome(path: &Path) -> String {
-    let smoltcp = BackendKind::all().find(|b| b.name() == "smoltcp").expect("the smoltcp backend is in the registry");
+    smoltcp_run(path).0
+}
+
+/// [`smoltcp_outcome`], and the run's word for REQUIREMENTS.md's smoltcp column.
+fn smoltcp_run(path: &Path) -> (String, &'static str) {
+    let smoltcp = smoltcp_kind();
     let r = run_on(smoltcp, path);
+    let word = coverage::status_word(&r);
     let what = match &r.outcome {
         Err(e) => format!("error\t{}", e.to_string().lines().next().unwrap_or("")),
         Ok(o) => match &o.verdict {
@@ -206,7 +212,11 @@ fn smoltcp_outcome(path: &Path) -> String {
             Verdict::Skipped(why) => format!("skipped\t{why}"),
         },
     };
-    format!("{}\t{what}", name_of(path))
+    (format!("{}\t{what}", name_of(path)), word)
+}
+
+fn smoltcp_kind() -> BackendKind {
+    BackendKind::all().find(|b| b.name() == "smoltcp").expect("the smoltcp backend is in the registry")
 }
 
 /// The recorded outcomes, by script name.
@@ -243,8 +253,12 @@ fn check_requirements(results: &Results, scripts: &[PathBuf]) -> Result<(), Stri
         }
         let n = name_of(p);
         let get = |b| results.get(&(n.clone(), b)).copied();
-        let per_backend: Vec<(&'static str, Option<&str>)> =
-            BackendKind::all().filter(|b| !b.info().on_request).map(|b| (b.name(), get(b))).collect();
+        // The columns `tcpdrill coverage` gives without a link: every backend that runs here without one (the
+        // smoltcp backend's too, which is on request but needs nothing).
+        let per_backend: Vec<(&'static str, Option<&str>)> = BackendKind::all()
+            .filter(|b| !b.info().on_request || (b.info().available)().is_ok())
+            .map(|b| (b.name(), get(b)))
+            .collect();
         statuses.push(coverage::ScriptStatus::of(n.clone(), &text, &per_backend));
     }
     let evidence = coverage::Evidence::load(&root().join("scripts"))?;
@@ -311,9 +325,10 @@ fn main() {
     let recorded = Arc::new(smoltcp_recorded());
     for path in scripts.clone() {
         let name = name_of(&path);
-        let (p, rec) = (path.clone(), recorded.clone());
+        let (p, rec, res) = (path.clone(), recorded.clone(), results.clone());
         trials.push(Trial::test(format!("smoltcp::{name}"), move || {
-            let now = smoltcp_outcome(&p);
+            let (now, word) = smoltcp_run(&p);
+            res.lock().expect("not poisoned").insert((name_of(&p), smoltcp_kind()), word);
             match rec.get(&name_of(&p)) {
                 Some(was) if *was == now => Ok(()),
                 Some(was) => Err(format!("recorded: {was}\nnow:      {now}").into()),

@@ -149,6 +149,9 @@ pub struct Smoltcp {
     next_port: u16,
     /// When smoltcp next wants to be polled, as of the last poll.
     next_at: Option<Micros>,
+    /// Sockets no descriptor holds any more (closed, on their way to CLOSED through FIN-WAIT or TIME-WAIT), with
+    /// the SO_REUSEADDR their descriptor had: they still hold their port for `bind`.
+    orphans: BTreeMap<SocketHandle, bool>,
 }
 
 fn to_ip(a: IpAddr) -> IpAddress {
@@ -214,6 +217,7 @@ impl Smoltcp {
             ip,
             next_port: 40_000,
             next_at: None,
+            orphans: BTreeMap::new(),
         }
     }
 
@@ -246,6 +250,7 @@ impl Smoltcp {
             .collect();
         for h in gone {
             self.sockets.remove(h);
+            self.orphans.remove(&h);
         }
         let t = self.instant();
         self.next_at = self.iface.poll_at(t, &self.sockets).map(|at| (at.total_micros() - EPOCH).max(self.now));
@@ -300,13 +305,22 @@ impl Smoltcp {
                 // The port's other users, as Linux's inet_csk_bind_conflict sees them: the same port on an
                 // overlapping address, unless both set SO_REUSEADDR and the other is not listening. (smoltcp
                 // itself has no bind; its user keeps this table.)
-                let conflict = a.port() != 0
-                    && self.fds.iter().any(|(other, f)| {
-                        let Some(l) = f.local else { return false };
-                        let overlap = l.ip().is_unspecified() || a.ip().is_unspecified() || l.ip() == a.ip();
-                        let listening = matches!(f.sock, Sock::Listening { .. });
-                        other != fd && l.port() == a.port() && overlap && !(me.reuseaddr && f.reuseaddr && !listening)
-                    });
+                let overlap = |l: IpAddr| l.is_unspecified() || a.ip().is_unspecified() || to_ip(l) == to_ip(a.ip());
+                let by_fd = self.fds.iter().any(|(other, f)| {
+                    let Some(l) = f.local else { return false };
+                    let listening = matches!(f.sock, Sock::Listening { .. });
+                    other != fd
+                        && l.port() == a.port()
+                        && overlap(l.ip())
+                        && !(me.reuseaddr && f.reuseaddr && !listening)
+                });
+                let by_orphan = self.orphans.iter().any(|(h, reuse)| {
+                    let s = self.sockets.get::<tcp::Socket>(*h);
+                    s.state() != tcp::State::Closed
+                        && s.local_endpoint().is_some_and(|e| e.port == a.port())
+                        && !(me.reuseaddr && *reuse)
+                });
+                let conflict = a.port() != 0 && (by_fd || by_orphan);
                 if conflict {
                     return Err(Errno::EADDRINUSE);
                 }
@@ -318,15 +332,35 @@ impl Smoltcp {
                 Ok(0)
             }
             Call::Listen(fd, _) => {
-                let f = self.fds.get_mut(fd).ok_or(Errno::EBADF)?;
+                let f = self.fds.get(fd).ok_or(Errno::EBADF)?;
+                if matches!(f.sock, Sock::Listening { .. }) {
+                    return Ok(0);
+                }
                 let Sock::Fresh { bound } = f.sock else { return Err(Errno::EINVAL) };
-                let Some(local) = bound else { return Err(Errno::EDESTADDRREQ) };
+                // An unbound socket listens on a port of the ephemeral range, as Linux's inet_autobind.
+                let local = match bound {
+                    Some(b) => b,
+                    None => SocketAddr::new(IpAddr::from([0, 0, 0, 0]), self.ephemeral()),
+                };
+                // Two listeners on one port and overlapping addresses: EADDRINUSE, SO_REUSEADDR or not (Linux's
+                // inet_csk_get_port at listen time).
+                let taken = self.fds.iter().any(|(other, o)| {
+                    let same = o.local.is_some_and(|l| {
+                        l.port() == local.port()
+                            && (l.ip().is_unspecified() || local.ip().is_unspecified() || l.ip() == local.ip())
+                    });
+                    other != fd && same && matches!(o.sock, Sock::Listening { .. })
+                });
+                if taken {
+                    return Err(Errno::EADDRINUSE);
+                }
                 let mut s = new_socket();
                 let addr = (!local.ip().is_unspecified()).then(|| to_ip(local.ip()));
                 s.listen(IpListenEndpoint { addr, port: local.port() }).map_err(|_| Errno::EINVAL)?;
                 let listener = self.sockets.add(s);
                 let f = self.fds.get_mut(fd).ok_or(Errno::EBADF)?;
                 f.sock = Sock::Listening { listener, queue: VecDeque::new() };
+                f.local = Some(local);
                 Ok(0)
             }
             Call::Accept(fd) => {
@@ -339,7 +373,9 @@ impl Smoltcp {
                     )
                 });
                 let Some(i) = ready else { return Err(Errno::EAGAIN) };
-                let (domain, nagle) = (f.domain, f.nagle);
+                // The child has the listener's options, as Linux's sk_clone_lock gives it.
+                let (domain, nagle, reuseaddr, linger0, keepalive, keepidle) =
+                    (f.domain, f.nagle, f.reuseaddr, f.linger0, f.keepalive, f.keepidle);
                 let Some(Fd { sock: Sock::Listening { queue, .. }, .. }) = self.fds.get_mut(fd) else {
                     return Err(Errno::EBADF);
                 };
@@ -348,7 +384,16 @@ impl Smoltcp {
                 let local = self.socket(h).local_endpoint().map(|e| SocketAddr::new(from_ip(e.addr), e.port));
                 self.fds.insert(
                     new,
-                    Fd { sock: Sock::Conn { handle: h, connect_reported: true }, nagle, local, ..Fd::new(domain) },
+                    Fd {
+                        sock: Sock::Conn { handle: h, connect_reported: true },
+                        nagle,
+                        reuseaddr,
+                        linger0,
+                        keepalive,
+                        keepidle,
+                        local,
+                        ..Fd::new(domain)
+                    },
                 );
                 Ok(i64::from(new))
             }
@@ -404,7 +449,9 @@ impl Smoltcp {
                 let mut buf = vec![0u8; (*len).min(1 << 20)];
                 let r = if *peek { s.peek_slice(&mut buf) } else { s.recv_slice(&mut buf) };
                 match r {
-                    Ok(0) if *len > 0 => Err(Errno::EAGAIN),
+                    // Nothing to read yet, a zero-length read included (Linux's tcp_recvmsg: EAGAIN; with data
+                    // queued, a zero-length read returns 0).
+                    Ok(0) if *len > 0 || s.recv_queue() == 0 => Err(Errno::EAGAIN),
                     Ok(n) if *null && n > 0 => Err(Errno::EFAULT),
                     Ok(n) => Ok(n as i64),
                     Err(tcp::RecvError::Finished) => Ok(0),
@@ -460,6 +507,7 @@ impl Smoltcp {
                         } else {
                             self.socket(handle).close();
                         }
+                        self.orphans.insert(handle, f.reuseaddr);
                     }
                 }
                 Ok(0)

@@ -1,14 +1,14 @@
 //! One TCP connection: its state, the RFC 9293 section 3.3.1 variables, its buffers and timers.
 //!
-//! - [`input`]: segment arrival, RFC 9293 section 3.10.7: `segment_arrives_syn_sent`, the eight steps of the
+//! - `input`: segment arrival, RFC 9293 section 3.10.7: `segment_arrives_syn_sent`, the eight steps of the
 //!   synchronized states (`segment_arrives_synchronized`), TIME-WAIT (`segment_arrives_time_wait`).
-//! - [`output`]: building and sending segments, options, window advertisement, Nagle.
-//! - [`timers`]: the timer table and what each expiry does.
+//! - `output`: building and sending segments, options, window advertisement, Nagle.
+//! - `timers`: the timer table and what each expiry does.
 //! - `user`: the user calls of RFC 9293 3.10.1-3.10.5 (OPEN, SEND, RECEIVE, CLOSE, ABORT) on one connection.
 //! - `rtt`, `congestion`, `reassembly`: the RFC 6298 estimator, congestion control (Reno), the out-of-order queue.
 //! - `rack`: RACK-TLP (RFC 8985), time-based loss detection and the tail loss probe.
 //!
-//! A `Tcb` never does I/O: it appends datagrams to the [`Ctx`] it is handed and reads the time from it.
+//! A `Tcb` never does I/O: it appends datagrams to the `Ctx` it is handed and reads the time from it.
 
 mod congestion;
 pub(crate) mod input;
