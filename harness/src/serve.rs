@@ -581,52 +581,7 @@ impl Server {
                 }
             }
             let now = self.now();
-            // From the kernel, onto the shim towards the stack.
-            loop {
-                match self.tun.read(&mut buf) {
-                    Ok(n) if n > 0 => {
-                        let d = match self.ether.as_mut() {
-                            None => buf[..n].to_vec(),
-                            Some(e) => {
-                                let got = e.receive(&buf[..n]);
-                                for f in got.send {
-                                    let _ = self.tun.write(&f);
-                                }
-                                match got.datagram {
-                                    Some(d) => d,
-                                    None => continue,
-                                }
-                            }
-                        };
-                        self.record(&d);
-                        match rst_kind(&d) {
-                            Some(true) => self.stats.rst[2] += 1,
-                            Some(false) => self.stats.rst[3] += 1,
-                            None => {}
-                        }
-                        self.link.send(now, 0, d);
-                    }
-                    Ok(_) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(format!("reading the TUN device: {e}")),
-                }
-            }
-            self.inject_flood(now);
-            // What the shim delivers now: to the stack, or out through the device.
-            for (dst, d) in self.link.due(now) {
-                if dst == 1 && d.len() >= 20 && spoofed([d[16], d[17], d[18], d[19]]) {
-                    self.stats.flood[1] += 1;
-                } else if dst == 0 {
-                    // A malformed datagram is the stack's to count, not a reason to stop.
-                    let _ = self.host.receive(now, &d);
-                } else if let Some(e) = self.ether.as_mut() {
-                    for f in e.send(d, std::time::Instant::now()) {
-                        let _ = self.tun.write(&f);
-                    }
-                } else {
-                    let _ = self.tun.write(&d);
-                }
-            }
+            self.exchange(now, &mut buf, true)?;
             if self.host.poll_timeout().is_some_and(|t| t <= now) {
                 self.host.on_timeout(now);
             }
@@ -649,6 +604,9 @@ impl Server {
                         let _ = answer.send(all);
                     }
                     Request::Agent(op, answer) => {
+                        // What the harness put on the link before it made this call reaches the stack first (the
+                        // call came by another way, and may overtake it): a RST injected, then tcp_state().
+                        self.exchange(now, &mut buf, false)?;
                         let a = self.agent(now, op);
                         let _ = answer.send(a);
                     }
@@ -685,6 +643,60 @@ impl Server {
         self.stats.link = self.link.stats;
         self.stats.losses = std::mem::take(&mut self.link.losses);
         Ok(self.stats)
+    }
+
+    /// What the device has, onto the shim towards the stack (and the flood's SYNs, when `flood`); then what the
+    /// shim delivers by `now`, to the stack or out through the device.
+    fn exchange(&mut self, now: Instant, buf: &mut [u8], flood: bool) -> Result<(), String> {
+        // From the kernel, onto the shim towards the stack.
+        loop {
+            match self.tun.read(buf) {
+                Ok(n) if n > 0 => {
+                    let d = match self.ether.as_mut() {
+                        None => buf[..n].to_vec(),
+                        Some(e) => {
+                            let got = e.receive(&buf[..n]);
+                            for f in got.send {
+                                let _ = self.tun.write(&f);
+                            }
+                            match got.datagram {
+                                Some(d) => d,
+                                None => continue,
+                            }
+                        }
+                    };
+                    self.record(&d);
+                    match rst_kind(&d) {
+                        Some(true) => self.stats.rst[2] += 1,
+                        Some(false) => self.stats.rst[3] += 1,
+                        None => {}
+                    }
+                    self.link.send(now, 0, d);
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("reading the TUN device: {e}")),
+            }
+        }
+        if flood {
+            self.inject_flood(now);
+        }
+        // What the shim delivers now: to the stack, or out through the device.
+        for (dst, d) in self.link.due(now) {
+            if dst == 1 && d.len() >= 20 && spoofed([d[16], d[17], d[18], d[19]]) {
+                self.stats.flood[1] += 1;
+            } else if dst == 0 {
+                // A malformed datagram is the stack's to count, not a reason to stop.
+                let _ = self.host.receive(now, &d);
+            } else if let Some(e) = self.ether.as_mut() {
+                for f in e.send(d, std::time::Instant::now()) {
+                    let _ = self.tun.write(&f);
+                }
+            } else {
+                let _ = self.tun.write(&d);
+            }
+        }
+        Ok(())
     }
 
     /// One request of the call endpoint's session, at `now`.
