@@ -561,6 +561,13 @@ impl Server {
         Instant::from_micros(self.epoch + self.start.elapsed().as_micros() as u64)
     }
 
+    /// Counts a RST in [`ServeStats::rst`]: the stack's from index 0, the kernel's from 2; with ACK first.
+    fn count_rst(&mut self, d: &[u8], from: usize) {
+        if let Some(ack) = rst_kind(d) {
+            self.stats.rst[from + usize::from(!ack)] += 1;
+        }
+    }
+
     fn record(&mut self, d: &[u8]) {
         if let Some(w) = self.pcap.as_mut() {
             let t = self.start.elapsed();
@@ -616,11 +623,7 @@ impl Server {
             while let Some(d) = self.host.poll_transmit() {
                 // Recorded as sent, before the shim, as the kernel's are.
                 self.record(&d);
-                match rst_kind(&d) {
-                    Some(true) => self.stats.rst[0] += 1,
-                    Some(false) => self.stats.rst[1] += 1,
-                    None => {}
-                }
+                self.count_rst(&d, 0);
                 self.link.send(now, 1, d);
             }
             while let Some(e) = self.host.poll_event() {
@@ -666,11 +669,7 @@ impl Server {
                         }
                     };
                     self.record(&d);
-                    match rst_kind(&d) {
-                        Some(true) => self.stats.rst[2] += 1,
-                        Some(false) => self.stats.rst[3] += 1,
-                        None => {}
-                    }
+                    self.count_rst(&d, 2);
                     self.link.send(now, 0, d);
                 }
                 Ok(_) => break,

@@ -68,14 +68,11 @@ fn case(backend: BackendKind, path: &Path, results: &Results) -> Result<(), Fail
 
 /// [`case`] in IP version `ip`; the results of IPv4 runs only are kept for REQUIREMENTS.md.
 fn case_in(backend: BackendKind, path: &Path, ip: Option<IpVersion>, results: Option<&Results>) -> Result<(), Failed> {
-    let mut r = run_in(backend, path, ip);
-    if backend.info().real_time {
-        for retry in 1..=2 {
-            let Some(why) = timing_failure(&r) else { break };
-            eprintln!("{}::{}: timing error on try {retry} ({why}): trying again", backend.name(), name_of(path));
-            r = run_in(backend, path, ip);
-        }
-    }
+    let r = if backend.info().real_time {
+        with_timing_retries(backend.name(), path, || run_in(backend, path, ip))
+    } else {
+        run_in(backend, path, ip)
+    };
     if let Some(results) = results {
         results.lock().expect("not poisoned").insert((name_of(path), backend), coverage::status_word(&r));
     }
@@ -113,14 +110,7 @@ fn raw_case(path: &Path, ip: Option<IpVersion>) -> Result<(), Failed> {
     let r = testbed::run(mtu, move |_| {
         let name = format!("scripts/{}.pkt", name_of(&p));
         let opts = RunOptions { variant: ip, tolerance_scale: 2.0, ..RunOptions::default() };
-        let run = || report::run_file(&p, &name, raw, &ParseOptions::default(), &opts);
-        let mut r = run();
-        for retry in 1..=2 {
-            let Some(why) = timing_failure(&r) else { break };
-            eprintln!("raw::{}: timing error on try {retry} ({why}): trying again", name_of(&p));
-            r = run();
-        }
-        r
+        with_timing_retries("raw", &p, || report::run_file(&p, &name, raw, &ParseOptions::default(), &opts))
     })?;
     match (r.outcome, expected) {
         (Err(e), _) => Err(e.into()),
@@ -153,14 +143,7 @@ fn served_case(path: &Path) -> Result<(), Failed> {
     let r = testbed::run_served(move |_| {
         let name = format!("scripts/{}.pkt", name_of(&p));
         let opts = RunOptions { tolerance_scale: 2.0, ..RunOptions::default() };
-        let run = || report::run_file(&p, &name, raw, &ParseOptions::default(), &opts);
-        let mut r = run();
-        for retry in 1..=2 {
-            let Some(why) = timing_failure(&r) else { break };
-            eprintln!("served::{}: timing error on try {retry} ({why}): trying again", name_of(&p));
-            r = run();
-        }
-        r
+        with_timing_retries("served", &p, || report::run_file(&p, &name, raw, &ParseOptions::default(), &opts))
     })?;
     let word = coverage::status_word(&r);
     match (r.outcome, expected) {
@@ -227,6 +210,18 @@ fn smoltcp_recorded() -> BTreeMap<String, String> {
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| l.split_once('\t').map(|(n, _)| (n.to_string(), l.to_string())))
         .collect()
+}
+
+/// `run`, tried twice more while it fails on a timing error (see [`case`] for why), each retry reported as
+/// `PREFIX::NAME` on standard error.
+fn with_timing_retries(prefix: &str, path: &Path, run: impl Fn() -> report::ScriptResult) -> report::ScriptResult {
+    let mut r = run();
+    for retry in 1..=2 {
+        let Some(why) = timing_failure(&r) else { break };
+        eprintln!("{prefix}::{}: timing error on try {retry} ({why}): trying again", name_of(path));
+        r = run();
+    }
+    r
 }
 
 /// The headline of a failure that is about when something happened, not what.
