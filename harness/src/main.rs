@@ -909,6 +909,8 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
     let both = kinds.len() > 1;
     let bar = progress(jobs.len(), 2);
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    // Each backend's passed, failed and skipped, for a summary line of its own when there are several.
+    let mut per_backend: Vec<(&str, [usize; 3])> = kinds.iter().map(|k| (k.name(), [0; 3])).collect();
     let mut failures = Vec::new();
     report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
         let job = &jobs[i];
@@ -957,13 +959,19 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
                 }
             }
         }
-        if r.failed() {
+        let column = if r.failed() {
             failed += 1;
             failures.push(report::failure_text(&r).unwrap_or_default());
+            1
         } else if r.skipped() {
             skipped += 1;
+            2
         } else {
             passed += 1;
+            0
+        };
+        if let Some((_, n)) = per_backend.iter_mut().find(|(b, _)| *b == job.backend.name()) {
+            n[column] += 1;
         }
         if let Some(b) = &bar {
             b.inc(1);
@@ -975,7 +983,13 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
     for f in &failures {
         println!("\n{f}");
     }
-    println!("\n{passed} passed, {failed} failed, {skipped} skipped");
+    println!();
+    if both {
+        for (b, [p, f, s]) in &per_backend {
+            println!("{b}: {p} passed, {f} failed, {s} skipped");
+        }
+    }
+    println!("{passed} passed, {failed} failed, {skipped} skipped");
     if failed > 0 {
         ExitCode::from(exit::FAIL)
     } else if passed == 0 {

@@ -12,6 +12,8 @@
 //! the reference backend with the insta snapshot in `golden/` (`cargo insta review` accepts intended changes),
 //! and one (`smoltcp::...`) its outcome on the smoltcp backend with the record in `scripts/smoltcp-outcomes.tsv`.
 
+mod smoltcp_report;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +51,64 @@ fn other_versions(text: &str) -> Vec<(IpVersion, &'static str)> {
     vec![(IpVersion::V6, "ipv6"), (IpVersion::V4MappedV6, "mapped")]
 }
 
+/// Each stack's passed, failed and skipped scripts (IPv4 runs), for the README's table of stacks.
+static TALLY: Mutex<BTreeMap<&'static str, [usize; 3]>> = Mutex::new(BTreeMap::new());
+
+/// Counts a result word (`coverage::status_word`) in `row` of the table of stacks.
+fn tally(row: &'static str, word: &str) {
+    let column = match word {
+        "pass" => 0,
+        "skipped" => 2,
+        _ => 1,
+    };
+    TALLY.lock().expect("not poisoned").entry(row).or_default()[column] += 1;
+}
+
+/// The rows of the README's table of stacks: the tally's key, the stack, and how it was run.
+const STACK_ROWS: &[(&str, &str, &str)] = &[
+    ("reference", "tcpdrill's reference stack", "in-process, virtual clock (`--backend reference`)"),
+    ("linux", "the Linux kernel", "TUN device in a namespace per script (`--backend linux`)"),
+    ("raw", "the Linux kernel over a link", "`--backend raw` on a veth pair, calls through `tcpdrill agent`"),
+    ("served", "the reference stack over a link", "`--backend raw` against `tcpdrill serve --tap --agent-listen`"),
+    ("smoltcp", "smoltcp 0.14", "in-process, virtual clock (`--backend smoltcp`); [report](docs/smoltcp.md)"),
+];
+
+/// The README's table of stacks from this run's tally, or `None` while some row's cases did not all run.
+fn stacks_table(scripts: usize) -> Option<String> {
+    let tally = TALLY.lock().expect("not poisoned");
+    let mut t = String::from("| stack | run | pass | fail | skipped |\n|---|---|---:|---:|---:|\n");
+    for (key, stack, how) in STACK_ROWS {
+        let [p, f, s] = *tally.get(key)?;
+        if p + f + s != scripts {
+            return None;
+        }
+        t.push_str(&format!("| {stack} | {how} | {p} | {f} | {s} |\n"));
+    }
+    Some(t)
+}
+
+/// The README's table of stacks must be this run's (`TCPDRILL_BLESS=1` writes it), between its markers.
+fn check_stacks_table(table: &str) -> Result<(), String> {
+    let (begin, end) = ("<!-- stacks: made by the conformance tests -->\n", "<!-- /stacks -->");
+    let file = root().join("README.md");
+    let readme = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+    let (Some(a), Some(b)) = (readme.find(begin), readme.find(end)) else {
+        return Err("README.md has no table of stacks between its markers".into());
+    };
+    let (a, b) = (a + begin.len(), b);
+    if readme[a..b] == *table {
+        return Ok(());
+    }
+    if std::env::var_os("TCPDRILL_BLESS").is_some() {
+        let new = format!("{}{table}{}", &readme[..a], &readme[b..]);
+        return std::fs::write(&file, new).map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "README.md's table of stacks is not this run's: regenerate it with `sudo TCPDRILL_BLESS=1 cargo test -p \
+         tcpdrill --test conformance` (a complete run)\nthis run's:\n{table}"
+    ))
+}
+
 /// Each script's result word per backend, for the REQUIREMENTS.md check after all cases ran.
 type Results = Arc<Mutex<BTreeMap<(String, BackendKind), &'static str>>>;
 
@@ -75,6 +135,7 @@ fn case_in(backend: BackendKind, path: &Path, ip: Option<IpVersion>, results: Op
     };
     if let Some(results) = results {
         results.lock().expect("not poisoned").insert((name_of(path), backend), coverage::status_word(&r));
+        tally(backend.name(), coverage::status_word(&r));
     }
     match r.outcome {
         Err(e) => Err(e.into()),
@@ -112,6 +173,9 @@ fn raw_case(path: &Path, ip: Option<IpVersion>) -> Result<(), Failed> {
         let opts = RunOptions { variant: ip, tolerance_scale: 2.0, ..RunOptions::default() };
         with_timing_retries("raw", &p, || report::run_file(&p, &name, raw, &ParseOptions::default(), &opts))
     })?;
+    if ip.is_none() {
+        tally("raw", coverage::status_word(&r));
+    }
     match (r.outcome, expected) {
         (Err(e), _) => Err(e.into()),
         (Ok(o), None) => match o.verdict {
@@ -146,6 +210,7 @@ fn served_case(path: &Path) -> Result<(), Failed> {
         with_timing_retries("served", &p, || report::run_file(&p, &name, raw, &ParseOptions::default(), &opts))
     })?;
     let word = coverage::status_word(&r);
+    tally("served", word);
     match (r.outcome, expected) {
         (Err(e), _) => Err(e.into()),
         (Ok(o), Some(why)) => match o.verdict {
@@ -173,18 +238,111 @@ fn smoltcp_outcomes_file() -> PathBuf {
     root().join("scripts/smoltcp-outcomes.tsv")
 }
 
-/// One script's outcome on the smoltcp backend as a line of the record: name, verdict, and where it failed (the
-/// line and the headline without the file) or why it was skipped.
-fn smoltcp_outcome(path: &Path) -> String {
-    smoltcp_run(path).0
+/// The smoltcp backend's outcome on each script of the sample of upstream scripts, where that is here.
+fn smoltcp_corpus_outcomes_file() -> PathBuf {
+    root().join("scripts/smoltcp-corpus-outcomes.tsv")
 }
 
-/// [`smoltcp_outcome`], and the run's word for REQUIREMENTS.md's smoltcp column.
+/// The workplace's sample of upstream packetdrill scripts (google's, nplab's, FreeBSD's tcp-testsuite): other
+/// projects' files, read where they are and never copied here.
+fn sample_folder() -> PathBuf {
+    root().join("../shared/packetdrill-corpus")
+}
+
+/// A sample script's name in the record: its path in the sample, without `.pkt`.
+fn sample_name(path: &Path) -> String {
+    let rel = path.strip_prefix(sample_folder()).unwrap_or(path);
+    rel.with_extension("").to_string_lossy().replace('\\', "/")
+}
+
+/// The report the records and the triage make (`docs/smoltcp.md`).
+fn smoltcp_report_file() -> PathBuf {
+    root().join("docs/smoltcp.md")
+}
+
+fn smoltcp_report_now() -> Result<String, String> {
+    let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()));
+    let corpus = if sample_folder().is_dir() { Some(read(smoltcp_corpus_outcomes_file())?) } else { None };
+    smoltcp_report::report(
+        &read(smoltcp_outcomes_file())?,
+        corpus.as_deref(),
+        &read(root().join("scripts/smoltcp-triage.tsv"))?,
+    )
+}
+
+/// The smoltcp bug reports (`docs/smoltcp-bugs/*.md` but its README), each with the script it names on its
+/// line `Script: \`PATH\`` (a suite script, or one beside the report): (report, script).
+fn smoltcp_bug_reports() -> Vec<(PathBuf, Result<PathBuf, String>)> {
+    let dir = root().join("docs/smoltcp-bugs");
+    let mut v: Vec<(PathBuf, Result<PathBuf, String>)> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "md") && !p.ends_with("README.md"))
+                .map(|p| {
+                    let md = std::fs::read_to_string(&p).unwrap_or_default();
+                    let script = md
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Script: `").and_then(|r| r.strip_suffix('`')))
+                        .map(|s| root().join(s))
+                        .ok_or_else(|| format!("{} has no line `Script: \\`PATH\\``", p.display()));
+                    (p, script)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A bug report's script fails on smoltcp at the line the report names (`smoltcp fails at line N`) and passes on
+/// `backend` (the reference stack, Linux: what the RFC asks is what a real stack does); the report quotes the
+/// script as it is.
+fn smoltcp_bug_case(report: &Path, script: &Path, backend: BackendKind) -> Result<(), Failed> {
+    let text = std::fs::read_to_string(script).map_err(|e| format!("{}: {e}", script.display()))?;
+    let md = std::fs::read_to_string(report).map_err(|e| format!("{}: {e}", report.display()))?;
+    if !md.contains(text.trim_end()) {
+        return Err(format!("{} does not quote {} as it is", report.display(), script.display()).into());
+    }
+    let name = script.strip_prefix(root()).unwrap_or(script).display().to_string();
+    let run = || report::run_file(script, &name, backend, &ParseOptions::default(), &RunOptions::default());
+    let r = if backend.info().real_time { with_timing_retries(backend.name(), script, run) } else { run() };
+    let o = r.outcome.map_err(|e| e.to_string())?;
+    match (backend.name(), o.verdict) {
+        ("smoltcp", Verdict::Fail(f)) => {
+            let said = format!("smoltcp fails at line {}", f.line);
+            if md.contains(&said) {
+                Ok(())
+            } else {
+                Err(format!("{} should say \"{said}\": {}", report.display(), f.headline).into())
+            }
+        }
+        ("smoltcp", other) => Err(format!("smoltcp no longer fails it: {other:?}").into()),
+        (_, Verdict::Pass) => Ok(()),
+        (b, Verdict::Fail(f)) => Err(format!("fails on {b}: {}\n{}", f.text(), f.diagnostic.render_plain()).into()),
+        (b, Verdict::Skipped(why)) => Err(format!("skipped on {b}: {why}").into()),
+    }
+}
+
+/// [`smoltcp_run`]'s line for a sample script, run as packetdrill's runner runs it (its header's flags).
+fn smoltcp_sample_outcome(path: &Path) -> String {
+    let name = sample_name(path);
+    let r = report::run_file(path, &name, smoltcp_kind(), &ParseOptions::default(), &RunOptions::default());
+    format!("{name}\t{}", outcome_fields(&r))
+}
+
+/// One script's outcome on the smoltcp backend as a line of the record (name, verdict, and where it failed: the
+/// line and the headline without the file; or why it was skipped), and the run's word for REQUIREMENTS.md's
+/// smoltcp column.
 fn smoltcp_run(path: &Path) -> (String, &'static str) {
     let smoltcp = smoltcp_kind();
     let r = run_on(smoltcp, path);
     let word = coverage::status_word(&r);
-    let what = match &r.outcome {
+    (format!("{}\t{}", name_of(path), outcome_fields(&r)), word)
+}
+
+/// The record's verdict and detail for a result.
+fn outcome_fields(r: &report::ScriptResult) -> String {
+    match &r.outcome {
         Err(e) => format!("error\t{}", e.to_string().lines().next().unwrap_or("")),
         Ok(o) => match &o.verdict {
             Verdict::Pass => "pass\t".to_string(),
@@ -194,17 +352,16 @@ fn smoltcp_run(path: &Path) -> (String, &'static str) {
             }
             Verdict::Skipped(why) => format!("skipped\t{why}"),
         },
-    };
-    (format!("{}\t{what}", name_of(path)), word)
+    }
 }
 
 fn smoltcp_kind() -> BackendKind {
     BackendKind::all().find(|b| b.name() == "smoltcp").expect("the smoltcp backend is in the registry")
 }
 
-/// The recorded outcomes, by script name.
-fn smoltcp_recorded() -> BTreeMap<String, String> {
-    std::fs::read_to_string(smoltcp_outcomes_file())
+/// The outcomes recorded in `file`, by script name.
+fn smoltcp_recorded(file: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -305,24 +462,81 @@ fn main() {
     };
     let mut trials = Vec::new();
     let mut real_time_trials = Vec::new();
+    let samples = if sample_folder().is_dir() {
+        report::collect_scripts(&[sample_folder()]).expect("the sample is readable")
+    } else {
+        eprintln!("smoltcp-sample::* cases not made: {} is not here", sample_folder().display());
+        Vec::new()
+    };
     if std::env::var_os("TCPDRILL_BLESS").is_some() {
-        let mut text = String::from(
-            "# The smoltcp backend's outcome on each suite script (name, verdict, where it failed or why it was \
-             skipped), checked by the\n# conformance tests' smoltcp:: cases; regenerate with TCPDRILL_BLESS=1 cargo \
-             test -p tcpdrill --test conformance -- smoltcp::\n",
-        );
+        let header = |what: &str| {
+            format!(
+                "# The smoltcp backend's outcome on each {what} (name, verdict, where it failed or why it was skipped), \
+                 checked by the\n# conformance tests' smoltcp:: cases; regenerate with TCPDRILL_BLESS=1 cargo test -p \
+                 tcpdrill --test conformance -- smoltcp\n"
+            )
+        };
+        let mut text = header("suite script");
         for p in &scripts {
-            text.push_str(&smoltcp_outcome(p));
+            text.push_str(&smoltcp_run(p).0);
             text.push('\n');
         }
         std::fs::write(smoltcp_outcomes_file(), text).expect("scripts/ is writable");
+        if !samples.is_empty() {
+            let mut text = header("script of the sample of upstream scripts (../shared/packetdrill-corpus)");
+            for p in &samples {
+                text.push_str(&smoltcp_sample_outcome(p));
+                text.push('\n');
+            }
+            std::fs::write(smoltcp_corpus_outcomes_file(), text).expect("scripts/ is writable");
+        }
+        match smoltcp_report_now() {
+            Ok(r) => std::fs::write(smoltcp_report_file(), r).expect("docs/ is writable"),
+            Err(e) => eprintln!("docs/smoltcp.md not written: {e}"),
+        }
     }
-    let recorded = Arc::new(smoltcp_recorded());
+    trials.push(Trial::test("smoltcp::report", || {
+        let want = smoltcp_report_now()?;
+        let have = std::fs::read_to_string(smoltcp_report_file()).unwrap_or_default();
+        if have == want {
+            Ok(())
+        } else {
+            Err("docs/smoltcp.md is out of date: TCPDRILL_BLESS=1 cargo test -p tcpdrill --test conformance -- smoltcp"
+                .into())
+        }
+    }));
+    // A suite script's linux run is a linux:: case already; a report's own script runs on Linux here.
+    for (report, script) in smoltcp_bug_reports() {
+        let name = report.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let own = script.as_ref().is_ok_and(|s| !s.starts_with(root().join("scripts")));
+        for b in ["smoltcp", "reference", "linux"].into_iter().filter(|b| own || *b != "linux") {
+            let kind = BackendKind::by_name(b).expect("in the registry");
+            let ignored = unavailable.iter().any(|(u, _)| *u == kind);
+            let (r, s) = (report.clone(), script.clone());
+            let trial = Trial::test(format!("smoltcp-bug::{name}::{b}"), move || smoltcp_bug_case(&r, &s?, kind))
+                .with_ignored_flag(ignored);
+            trials.push(trial);
+        }
+    }
+    let sample_recorded = Arc::new(smoltcp_recorded(&smoltcp_corpus_outcomes_file()));
+    for p in samples {
+        let rec = sample_recorded.clone();
+        trials.push(Trial::test(format!("smoltcp-sample::{}", sample_name(&p)), move || {
+            let now = smoltcp_sample_outcome(&p);
+            match rec.get(&sample_name(&p)) {
+                Some(was) if *was == now => Ok(()),
+                Some(was) => Err(format!("recorded: {was}\nnow:      {now}").into()),
+                None => Err(format!("not recorded in {}: {now}", smoltcp_corpus_outcomes_file().display()).into()),
+            }
+        }));
+    }
+    let recorded = Arc::new(smoltcp_recorded(&smoltcp_outcomes_file()));
     for path in scripts.clone() {
         let name = name_of(&path);
         let (p, rec, res) = (path.clone(), recorded.clone(), results.clone());
         trials.push(Trial::test(format!("smoltcp::{name}"), move || {
             let (now, word) = smoltcp_run(&p);
+            tally("smoltcp", word);
             res.lock().expect("not poisoned").insert((name_of(&p), smoltcp_kind()), word);
             match rec.get(&name_of(&p)) {
                 Some(was) if *was == now => Ok(()),
@@ -429,6 +643,16 @@ fn main() {
                 eprintln!("{e}");
                 std::process::exit(101);
             }
+        }
+        match stacks_table(scripts.len()) {
+            Some(table) => {
+                if let Err(e) = check_stacks_table(&table) {
+                    eprintln!("{e}");
+                    std::process::exit(101);
+                }
+                println!("README.md's table of stacks is up to date");
+            }
+            None => println!("README.md's table of stacks not checked: the served cases did not all run"),
         }
     } else if complete && !unavailable.is_empty() {
         let names: Vec<&str> = unavailable.iter().map(|(b, _)| b.name()).collect();

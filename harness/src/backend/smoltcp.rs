@@ -43,9 +43,29 @@ const GATEWAY_IP4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 168, 0, 2);
 /// Script time 0 on smoltcp's clock.
 const EPOCH: i64 = 1_000_000;
 
-/// Each socket's buffers: Linux's default receive buffer is larger, but a window smoltcp scales by its buffer
-/// size would then differ from what scripts written for Linux expect only in the scale.
-const BUFFER: usize = 65_535;
+/// Each socket's buffers unless `net.ipv4.tcp_rmem` / `tcp_wmem` say otherwise. smoltcp offers its free buffer
+/// as its window, so this is its first window: Linux's (44 segments of 1460 bytes), which scripts written for
+/// Linux expect; a larger buffer would also change smoltcp's window scale (0 up to 64 KiB).
+const BUFFER: usize = 64_240;
+
+/// The sysctls that have a counterpart in smoltcp, as they stand.
+#[derive(Debug, Clone, Copy)]
+struct Knobs {
+    /// `net.ipv4.tcp_timestamps`: whether new sockets get smoltcp's timestamp generator (smoltcp's default is no;
+    /// Linux's, which the scripts assume, yes).
+    timestamps: bool,
+    /// The default of `net.ipv4.tcp_rmem` and `tcp_wmem`: new sockets' buffer sizes.
+    rcvbuf: usize,
+    sndbuf: usize,
+    /// `net.ipv4.tcp_keepalive_time`: TCP_KEEPIDLE's default, in seconds.
+    keepidle: u64,
+}
+
+impl Default for Knobs {
+    fn default() -> Knobs {
+        Knobs { timestamps: true, rcvbuf: BUFFER, sndbuf: BUFFER, keepidle: 7200 }
+    }
+}
 
 /// The device: datagrams the executor injected, and those smoltcp sent.
 #[derive(Debug, Default)]
@@ -118,7 +138,7 @@ struct Fd {
 }
 
 impl Fd {
-    fn new(domain: Domain) -> Fd {
+    fn new(domain: Domain, keepidle: u64) -> Fd {
         Fd {
             sock: Sock::Fresh { bound: None },
             domain,
@@ -126,7 +146,7 @@ impl Fd {
             linger0: false,
             nagle: true,
             keepalive: false,
-            keepidle: 7200,
+            keepidle,
             reuseaddr: false,
             local: None,
         }
@@ -136,6 +156,27 @@ impl Fd {
 /// The socket options the mapping carries onto smoltcp's socket (or keeps for it).
 const OPTIONS: [SockOptName; 5] =
     [SockOptName::ReuseAddr, SockOptName::Linger, SockOptName::NoDelay, SockOptName::KeepAlive, SockOptName::KeepIdle];
+
+/// smoltcp's interface on `dev`, with the executor's address for `ip` and a default route to the peer. It takes
+/// the device's MTU when it is made (smoltcp keeps a copy of the capabilities): the `mtu` knob makes a new one.
+fn interface(dev: &mut Queue, ip: IpVersion) -> Interface {
+    let mut iface = Interface::new(IfaceConfig::new(HardwareAddress::Ip), dev, SInstant::from_micros(EPOCH));
+    let local = ip.local_ip();
+    let prefix = if local.is_ipv6() { 64 } else { 16 };
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(to_ip(local), prefix));
+    });
+    // The peer is on another network: a default route through the link (Medium::Ip needs no neighbour).
+    match local {
+        IpAddr::V4(_) => {
+            let _ = iface.routes_mut().add_default_ipv4_route(GATEWAY_IP4);
+        }
+        IpAddr::V6(_) => {
+            let _ = iface.routes_mut().add_default_ipv6_route(super::GATEWAY_IP6);
+        }
+    }
+    iface
+}
 
 /// smoltcp on a virtual clock.
 pub struct Smoltcp {
@@ -152,6 +193,21 @@ pub struct Smoltcp {
     /// Sockets no descriptor holds any more (closed, on their way to CLOSED through FIN-WAIT or TIME-WAIT), with
     /// the SO_REUSEADDR their descriptor had: they still hold their port for `bind`.
     orphans: BTreeMap<SocketHandle, bool>,
+    knobs: Knobs,
+    /// What the knobs set that smoltcp does otherwise, for the trace.
+    notes: Vec<(Micros, String)>,
+}
+
+thread_local! {
+    /// The virtual clock in milliseconds, for smoltcp's timestamp generator, which is a plain `fn() -> u32` and
+    /// so cannot hold a reference to the backend: set before every poll, on the thread that polls.
+    static CLOCK_MS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// TSval as Linux's (a millisecond clock): the executor maps outbound TSvals as packetdrill does, so only their
+/// progress with time matters.
+fn tsval() -> u32 {
+    CLOCK_MS.with(|c| c.get())
 }
 
 fn to_ip(a: IpAddr) -> IpAddress {
@@ -192,21 +248,7 @@ impl Smoltcp {
     /// smoltcp with the executor's addresses for IP version `ip` (IPv4 on the wire for IPv4-mapped runs).
     pub fn new(ip: IpVersion) -> Smoltcp {
         let mut dev = Queue { mtu: 1500, ..Queue::default() };
-        let mut iface = Interface::new(IfaceConfig::new(HardwareAddress::Ip), &mut dev, SInstant::from_micros(EPOCH));
-        let local = ip.local_ip();
-        let prefix = if local.is_ipv6() { 64 } else { 16 };
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(to_ip(local), prefix));
-        });
-        // The peer is on another network: a default route through the link (Medium::Ip needs no neighbour).
-        match local {
-            IpAddr::V4(_) => {
-                let _ = iface.routes_mut().add_default_ipv4_route(GATEWAY_IP4);
-            }
-            IpAddr::V6(_) => {
-                let _ = iface.routes_mut().add_default_ipv6_route(super::GATEWAY_IP6);
-            }
-        }
+        let iface = interface(&mut dev, ip);
         Smoltcp {
             iface,
             dev,
@@ -218,6 +260,8 @@ impl Smoltcp {
             next_port: 40_000,
             next_at: None,
             orphans: BTreeMap::new(),
+            knobs: Knobs::default(),
+            notes: Vec::new(),
         }
     }
 
@@ -229,6 +273,7 @@ impl Smoltcp {
     fn pump(&mut self) {
         for _ in 0..64 {
             let t = self.instant();
+            CLOCK_MS.with(|c| c.set(t.total_millis() as u32));
             let changed = self.iface.poll(t, &mut self.dev, &mut self.sockets);
             let spawned = self.maintain();
             if changed == smoltcp::iface::PollResult::None && !spawned {
@@ -267,7 +312,7 @@ impl Smoltcp {
                 continue;
             }
             let ep = s.listen_endpoint();
-            let mut fresh = new_socket();
+            let mut fresh = new_socket(&self.knobs);
             if fresh.listen(ep).is_err() {
                 continue;
             }
@@ -291,7 +336,7 @@ impl Smoltcp {
         match call {
             Call::Socket(d) => {
                 let fd = (3..).find(|f| !self.fds.contains_key(f)).unwrap_or(3);
-                self.fds.insert(fd, Fd::new(*d));
+                self.fds.insert(fd, Fd::new(*d, self.knobs.keepidle));
                 Ok(i64::from(fd))
             }
             Call::Bind(fd, a) => {
@@ -354,7 +399,7 @@ impl Smoltcp {
                 if taken {
                     return Err(Errno::EADDRINUSE);
                 }
-                let mut s = new_socket();
+                let mut s = new_socket(&self.knobs);
                 let addr = (!local.ip().is_unspecified()).then(|| to_ip(local.ip()));
                 s.listen(IpListenEndpoint { addr, port: local.port() }).map_err(|_| Errno::EINVAL)?;
                 let listener = self.sockets.add(s);
@@ -392,7 +437,7 @@ impl Smoltcp {
                         keepalive,
                         keepidle,
                         local,
-                        ..Fd::new(domain)
+                        ..Fd::new(domain, self.knobs.keepidle)
                     },
                 );
                 Ok(i64::from(new))
@@ -426,7 +471,7 @@ impl Smoltcp {
                     Some(p) if p != 0 => p,
                     _ => self.ephemeral(),
                 };
-                let mut s = new_socket();
+                let mut s = new_socket(&self.knobs);
                 s.set_nagle_enabled(nagle);
                 if keepalive {
                     s.set_keep_alive(Some(SDuration::from_secs(keepidle)));
@@ -462,11 +507,19 @@ impl Smoltcp {
                 }
             }
             Call::Write { fd, len, null, .. } => {
-                let h = self.conn(*fd)?;
+                // Linux's sk_stream_wait_connect: a stream socket that is not connecting is a broken pipe.
+                let h = match self.fds.get(fd).ok_or(Errno::EBADF)?.sock {
+                    Sock::Conn { handle, .. } => handle,
+                    _ => return Err(Errno::EPIPE),
+                };
                 let s = self.socket(h);
                 if !s.may_send() {
                     return Err(match s.state() {
                         tcp::State::SynSent | tcp::State::SynReceived => Errno::EAGAIN,
+                        // Reset after the peer's FIN (CLOSE-WAIT): Linux's tcp_reset reports EPIPE there.
+                        tcp::State::Closed if matches!(s.recv_slice(&mut []), Err(tcp::RecvError::Finished)) => {
+                            Errno::EPIPE
+                        }
                         tcp::State::Closed => Errno::ECONNRESET,
                         _ => Errno::EPIPE,
                     });
@@ -502,12 +555,26 @@ impl Smoltcp {
                         }
                     }
                     Sock::Conn { handle, .. } => {
-                        if f.linger0 {
-                            self.socket(handle).abort();
+                        let st = self.socket(handle).state();
+                        let quiet = matches!(
+                            st,
+                            tcp::State::SynSent | tcp::State::Closing | tcp::State::LastAck | tcp::State::TimeWait
+                        );
+                        if f.linger0 && quiet {
+                            // RFC 9293 3.10.5: ABORT in these states deletes the TCB and sends nothing (Linux's
+                            // tcp_need_reset); smoltcp's abort() always sends a RST, so the socket goes instead.
+                            self.sockets.remove(handle);
                         } else {
-                            self.socket(handle).close();
+                            // A close() with data unread resets (RFC 9293 3.6 SHLD-3 for a CLOSE after which
+                            // nothing can be read: BSD's close(), where smoltcp's close() is a half-close).
+                            let s = self.socket(handle);
+                            if f.linger0 || s.recv_queue() > 0 {
+                                s.abort();
+                            } else {
+                                s.close();
+                            }
+                            self.orphans.insert(handle, f.reuseaddr);
                         }
-                        self.orphans.insert(handle, f.reuseaddr);
                     }
                 }
                 Ok(0)
@@ -548,6 +615,43 @@ impl Smoltcp {
                 Ok(0)
             }
             _ => Err(Errno::ENOSYS),
+        }
+    }
+
+    /// New data for a connection closed with close() (an orphan in FIN-WAIT) resets it (RFC 9293 3.6 SHLD-3:
+    /// nobody will read it), as Linux's tcp_rcv_state_process does: the orphan goes, and smoltcp answers the
+    /// segment as one for no connection, <SEQ=SEG.ACK><CTL=RST>. (smoltcp does not say what RCV.NXT is, so a
+    /// retransmission of data it had also counts as new.)
+    fn reset_orphan_for(&mut self, datagram: &[u8]) {
+        use smoltcp::wire::{Ipv4Packet, Ipv6Packet, TcpPacket};
+        let (src, dst, tcp) = match datagram.first().map(|b| b >> 4) {
+            Some(4) => match Ipv4Packet::new_checked(datagram) {
+                Ok(p) if p.next_header() == smoltcp::wire::IpProtocol::Tcp => {
+                    (IpAddress::Ipv4(p.src_addr()), IpAddress::Ipv4(p.dst_addr()), p.payload().to_vec())
+                }
+                _ => return,
+            },
+            Some(6) => match Ipv6Packet::new_checked(datagram) {
+                Ok(p) if p.next_header() == smoltcp::wire::IpProtocol::Tcp => {
+                    (IpAddress::Ipv6(p.src_addr()), IpAddress::Ipv6(p.dst_addr()), p.payload().to_vec())
+                }
+                _ => return,
+            },
+            _ => return,
+        };
+        let Ok(t) = TcpPacket::new_checked(&tcp[..]) else { return };
+        if t.payload().is_empty() {
+            return;
+        }
+        let hit = self.orphans.keys().copied().find(|h| {
+            let s = self.sockets.get::<tcp::Socket>(*h);
+            matches!(s.state(), tcp::State::FinWait1 | tcp::State::FinWait2)
+                && s.local_endpoint() == Some(IpEndpoint::new(dst, t.dst_port()))
+                && s.remote_endpoint() == Some(IpEndpoint::new(src, t.src_port()))
+        });
+        if let Some(h) = hit {
+            self.sockets.remove(h);
+            self.orphans.remove(&h);
         }
     }
 
@@ -632,8 +736,12 @@ impl Fd {
     }
 }
 
-fn new_socket() -> tcp::Socket<'static> {
-    tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; BUFFER]), tcp::SocketBuffer::new(vec![0u8; BUFFER]))
+/// A socket with the knobs' buffers, and smoltcp's timestamps when `net.ipv4.tcp_timestamps` asks for them.
+fn new_socket(k: &Knobs) -> tcp::Socket<'static> {
+    let mut s =
+        tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; k.rcvbuf]), tcp::SocketBuffer::new(vec![0u8; k.sndbuf]));
+    s.set_tsval_generator(k.timestamps.then_some(tsval as smoltcp::wire::TcpTimestampGenerator));
+    s
 }
 
 impl Backend for Smoltcp {
@@ -681,6 +789,7 @@ impl Backend for Smoltcp {
     }
 
     fn inject(&mut self, datagram: &[u8]) -> Result<(), String> {
+        self.reset_orphan_for(datagram);
         self.dev.rx.push_back(datagram.to_vec());
         self.pump();
         Ok(())
@@ -731,6 +840,17 @@ impl Backend for Smoltcp {
                     SockOptName::KeepAlive => SockOptValue::Int(i64::from(f.keepalive)),
                     SockOptName::KeepIdle => SockOptValue::Int(f.keepidle as i64),
                     SockOptName::Linger => SockOptValue::Linger { onoff: f.linger0, linger: 0 },
+                    // The buffer the socket has, or will have when it connects or listens.
+                    SockOptName::RcvBuf | SockOptName::SndBuf => {
+                        let rcv = *name == SockOptName::RcvBuf;
+                        SockOptValue::Int(match &f.sock {
+                            Sock::Conn { handle, .. } => {
+                                let s = self.sockets.get::<tcp::Socket>(*handle);
+                                (if rcv { s.recv_capacity() } else { s.send_capacity() }) as i64
+                            }
+                            _ => (if rcv { self.knobs.rcvbuf } else { self.knobs.sndbuf }) as i64,
+                        })
+                    }
                     _ => return CallResult::Err(Errno::ENOPROTOOPT),
                 });
             }
@@ -766,18 +886,58 @@ impl Backend for Smoltcp {
 
     fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String> {
         self.check_knob(name, value)?;
-        if name == "mtu" {
-            self.dev.mtu = value.trim().parse().map_err(|_| format!("bad MTU {value:?}"))?;
+        let v = value.trim();
+        let middle = || v.split_whitespace().nth(1).and_then(|m| m.parse().ok());
+        match name {
+            "mtu" => {
+                self.dev.mtu = v.parse().map_err(|_| format!("bad MTU {value:?}"))?;
+                // Knobs come before the first socket: nothing is lost with the old interface.
+                self.iface = interface(&mut self.dev, self.ip);
+            }
+            "net.ipv4.tcp_timestamps" => self.knobs.timestamps = v != "0",
+            "net.ipv4.tcp_rmem" => self.knobs.rcvbuf = middle().unwrap_or(BUFFER),
+            "net.ipv4.tcp_wmem" => self.knobs.sndbuf = middle().unwrap_or(BUFFER),
+            "net.ipv4.tcp_keepalive_time" => self.knobs.keepidle = v.parse().unwrap_or(7200),
+            "net.ipv4.tcp_ecn" if v == "2" => self.notes.push((
+                self.now,
+                "net.ipv4.tcp_ecn=2 is 0 here: smoltcp has no ECN, and answers an ECN-setup SYN as any other".into(),
+            )),
+            _ => {}
         }
         Ok(())
     }
 
+    /// A sysctl with a counterpart in smoltcp, or one whose value asks for what smoltcp always does; any other
+    /// makes the script skip, with this reason.
     fn check_knob(&self, name: &str, value: &str) -> Result<(), String> {
-        match name {
-            "tso" => Ok(()),
-            "mtu" => value.trim().parse::<usize>().map(|_| ()).map_err(|_| format!("bad MTU {value:?}")),
-            _ => Err(format!("{name} has no counterpart in smoltcp (its TCP has no sysctls)")),
+        let v = value.trim();
+        let buffers = |v: &str| {
+            let n: Vec<Option<usize>> = v.split_whitespace().map(|x| x.parse().ok()).collect();
+            n.len() == 3 && n.iter().all(|x| x.is_some_and(|x| x > 0))
+        };
+        match (name, v) {
+            ("tso", _) => Ok(()),
+            ("mtu", _) => v.parse::<usize>().map(|_| ()).map_err(|_| format!("bad MTU {value:?}")),
+            // Linux's 2 (timestamps without the random offset) is 1 here: smoltcp has no offset.
+            ("net.ipv4.tcp_timestamps", "0" | "1" | "2") => Ok(()),
+            // What smoltcp always does: window scaling, SACK from a peer that offers it, no ECN of its own (and
+            // with 2, none for a peer that asks: noted in the trace).
+            ("net.ipv4.tcp_window_scaling" | "net.ipv4.tcp_sack", "1") | ("net.ipv4.tcp_ecn", "0" | "2") => Ok(()),
+            ("net.ipv4.tcp_rmem" | "net.ipv4.tcp_wmem", v) if buffers(v) => Ok(()),
+            // The cap on SO_RCVBUF / SO_SNDBUF, which the mapping does not have (scripts setting them skip):
+            // any value leaves smoltcp as it is.
+            ("net.core.rmem_max" | "net.core.wmem_max", v) if v.parse::<u64>().is_ok() => Ok(()),
+            ("net.ipv4.tcp_keepalive_time", v) if v.parse::<u64>().is_ok_and(|s| s > 0) => Ok(()),
+            ("net.ipv4.tcp_window_scaling" | "net.ipv4.tcp_sack", _) => {
+                Err(format!("{name}={v}: smoltcp always does it and cannot be told not to"))
+            }
+            ("net.ipv4.tcp_ecn", _) => Err(format!("{name}={v}: smoltcp has no ECN")),
+            _ => Err(format!("{name} has no counterpart in smoltcp")),
         }
+    }
+
+    fn notes(&mut self) -> Vec<(Micros, String)> {
+        std::mem::take(&mut self.notes)
     }
 
     fn shell(&mut self, cmd: &str, _cwd: Option<&std::path::Path>, _: std::time::Instant) -> Result<(), String> {
@@ -792,6 +952,8 @@ impl Backend for Smoltcp {
         match call {
             "setsockopt" | "getsockopt" => match option {
                 Some(o) if OPTIONS.contains(&o) => None,
+                // Fixed when smoltcp's socket is made: read, not set.
+                Some(SockOptName::RcvBuf | SockOptName::SndBuf) if call == "getsockopt" => None,
                 Some(o) => Some(format!("smoltcp's TCP socket has no counterpart of {o:?}")),
                 None => Some("smoltcp's TCP socket has no counterpart of this option".into()),
             },
