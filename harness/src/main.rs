@@ -51,6 +51,8 @@ enum Command {
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         tolerance_scale: f64,
         #[command(flatten)]
+        report: ReportArgs,
+        #[command(flatten)]
         limits: Limits,
     },
     /// Run each script on the reference stack and on Linux and print a table script x backend; for scripts whose
@@ -507,12 +509,22 @@ fn main() -> ExitCode {
             mutants_report(&dirs, &explained, &source, output.as_deref(), kills.as_deref(), current.as_deref())
         }
         Command::Check { files, print, define, backend } => check(&files, print, &define, &backend),
-        Command::Run { paths, backend, jobs, verbose, define, sysctl, diagram, pcap, tolerance_scale, limits } => {
-            match Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs, limits) {
-                Ok(setup) => run(&setup, &backend, Show { verbose, diagram, pcap }),
-                Err(code) => code,
-            }
-        }
+        Command::Run {
+            paths,
+            backend,
+            jobs,
+            verbose,
+            define,
+            sysctl,
+            diagram,
+            pcap,
+            tolerance_scale,
+            report,
+            limits,
+        } => match Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs, limits) {
+            Ok(setup) => run(&setup, &backend, Show { verbose, diagram, pcap }, &report),
+            Err(code) => code,
+        },
         Command::Coverage { paths, transitions, output, check, jobs, backends: chosen, limits } => {
             if limits.ip_version.is_some() {
                 // REQUIREMENTS.md has one result per script and backend: the IPv4 run's.
@@ -747,6 +759,48 @@ fn scripts_in(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExitCode> {
     Ok(files)
 }
 
+/// The results for machines: format and file.
+#[derive(clap::Args, Clone)]
+struct ReportArgs {
+    /// The results as human lines, JUnit XML (one testsuite per backend, one testcase per script), JSON (schema
+    /// docs/results.schema.json), TAP version 13 or KTAP: on standard output instead of the human lines, or in
+    /// --output's file beside them.
+    #[arg(long, value_enum, default_value = "human")]
+    format: tcpdrill::report::formats::Format,
+    /// Write --format's results to FILE; the human lines stay on standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// With --format json: each run's trace too (its lines, as -v prints them).
+    #[arg(long)]
+    with_trace: bool,
+}
+
+impl ReportArgs {
+    /// Whether the human lines go to standard output.
+    fn human(&self) -> bool {
+        self.format == tcpdrill::report::formats::Format::Human || self.output.is_some()
+    }
+
+    /// Writes the records in the format asked for (nothing for human), to --output's file or standard output.
+    fn write(&self, records: &[tcpdrill::report::formats::Record]) -> Result<(), String> {
+        use tcpdrill::report::formats::{self, Format};
+        let text = match self.format {
+            Format::Human => return Ok(()),
+            Format::Junit => formats::junit(records),
+            Format::Json => formats::json(records, self.with_trace),
+            Format::Tap => formats::tap(records, false),
+            Format::Ktap => formats::tap(records, true),
+        };
+        match &self.output {
+            Some(f) => std::fs::write(f, text).map_err(|e| format!("--output {}: {e}", f.display())),
+            None => {
+                print!("{text}");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// What `tcpdrill run` shows besides the verdicts.
 struct Show {
     verbose: bool,
@@ -899,7 +953,7 @@ fn backends(arg: &str) -> Result<Vec<tcpdrill::report::BackendKind>, ExitCode> {
     Ok(kinds)
 }
 
-fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
+fn run(setup: &Setup, backend: &str, show: Show, out: &ReportArgs) -> ExitCode {
     use tcpdrill::report;
     let kinds = match backends(backend) {
         Ok(k) => k,
@@ -907,7 +961,9 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
     };
     let jobs = setup.jobs_for(&kinds);
     let both = kinds.len() > 1;
-    let bar = progress(jobs.len(), 2);
+    let human = out.human();
+    let bar = if human { progress(jobs.len(), 2) } else { None };
+    let mut results = Vec::new();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     // Each backend's passed, failed and skipped, for a summary line of its own when there are several.
     let mut per_backend: Vec<(&str, [usize; 3])> = kinds.iter().map(|k| (k.name(), [0; 3])).collect();
@@ -919,13 +975,14 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
         let line = format!("{name}: {}", r.status());
         match &bar {
             Some(b) => b.println(line),
-            None => println!("{line}"),
+            None if human => println!("{line}"),
+            None => {}
         }
         if let Ok(o) = &r.outcome {
-            if show.verbose {
+            if show.verbose && human {
                 print!("{}", o.trace);
             }
-            if show.diagram {
+            if show.diagram && human {
                 let (peer, stack) = o
                     .trace
                     .entries
@@ -976,20 +1033,37 @@ fn run(setup: &Setup, backend: &str, show: Show) -> ExitCode {
         if let Some(b) = &bar {
             b.inc(1);
         }
+        results.push((i, r));
     });
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    for f in &failures {
-        println!("\n{f}");
+    let variants: Vec<Option<&str>> = jobs.iter().map(|j| j.variant.map(|v| v.name())).collect();
+    let records: Vec<tcpdrill::report::formats::Record> = results
+        .iter()
+        .map(|(i, r)| tcpdrill::report::formats::Record {
+            name: &jobs[*i].name,
+            backend: jobs[*i].backend.name(),
+            ip_version: variants[*i],
+            result: r,
+        })
+        .collect();
+    if let Err(e) = out.write(&records) {
+        eprintln!("{e}");
+        return ExitCode::from(exit::USAGE);
     }
-    println!();
-    if both {
-        for (b, [p, f, s]) in &per_backend {
-            println!("{b}: {p} passed, {f} failed, {s} skipped");
+    if human {
+        for f in &failures {
+            println!("\n{f}");
         }
+        println!();
+        if both {
+            for (b, [p, f, s]) in &per_backend {
+                println!("{b}: {p} passed, {f} failed, {s} skipped");
+            }
+        }
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
     }
-    println!("{passed} passed, {failed} failed, {skipped} skipped");
     if failed > 0 {
         ExitCode::from(exit::FAIL)
     } else if passed == 0 {

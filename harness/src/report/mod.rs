@@ -4,6 +4,7 @@
 pub mod coverage;
 pub mod diagram;
 mod diff;
+pub mod formats;
 pub mod mutants;
 pub mod pcap;
 mod runner;

@@ -117,6 +117,8 @@ pub struct ScriptResult {
     pub path: PathBuf,
     /// The run, if the script parsed.
     pub outcome: Result<Outcome, String>,
+    /// How long it took, parse included (wall time).
+    pub wall: std::time::Duration,
 }
 
 impl ScriptResult {
@@ -174,7 +176,13 @@ pub fn run_file_with(
 ) -> ScriptResult {
     let text = match read_script(path) {
         Ok(t) => t,
-        Err(e) => return ScriptResult { path: path.into(), outcome: Err(format!("{name}: {e}")) },
+        Err(e) => {
+            return ScriptResult {
+                path: path.into(),
+                outcome: Err(format!("{name}: {e}")),
+                wall: std::time::Duration::ZERO,
+            }
+        }
     };
     // A backend with one link and one agent runs one script at a time, whatever the number of workers.
     static EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -204,6 +212,7 @@ pub fn run_text_with(
     opts: &RunOptions,
     sysctls: &[(String, String)],
 ) -> ScriptResult {
+    let started = std::time::Instant::now();
     let mut opts = opts.clone();
     if opts.script_dir.is_none() {
         opts.script_dir =
@@ -232,7 +241,7 @@ pub fn run_text_with(
                         exercised: Vec::new(),
                         ignored: Vec::new(),
                     };
-                    return ScriptResult { path: path.into(), outcome: Ok(skip) };
+                    return ScriptResult { path: path.into(), outcome: Ok(skip), wall: started.elapsed() };
                 }
                 _ => IpVersion::of_script(
                     opts.header_options(&s.options).iter().map(|(n, v)| (n.as_str(), v.as_deref())),
@@ -275,7 +284,7 @@ pub fn run_text_with(
             Err(e) => Err(e),
         },
     };
-    ScriptResult { path: path.into(), outcome }
+    ScriptResult { path: path.into(), outcome, wall: started.elapsed() }
 }
 
 /// One script on one backend, for [`run_parallel`].
