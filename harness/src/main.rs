@@ -77,6 +77,8 @@ enum Command {
         #[arg(long, default_value = "reference,linux", value_name = "A,B,...")]
         backends: String,
         #[command(flatten)]
+        report: ReportArgs,
+        #[command(flatten)]
         limits: Limits,
     },
     /// Report what the suite covers: the RFC requirements its scripts are tagged with (`// requirement: MUST-13`)
@@ -102,6 +104,13 @@ enum Command {
         /// here (raw only when pointed at a link).
         #[arg(long, value_name = "LIST")]
         backends: Option<String>,
+        /// The runs' results for machines on standard output (JUnit, JSON, TAP, KTAP: as `run --format`), in
+        /// place of the markdown report, which --output still writes.
+        #[arg(long, value_enum, default_value = "human", conflicts_with = "transitions")]
+        format: tcpdrill::report::formats::Format,
+        /// With --format json: each run's trace too.
+        #[arg(long)]
+        with_trace: bool,
         #[command(flatten)]
         limits: Limits,
     },
@@ -525,7 +534,7 @@ fn main() -> ExitCode {
             Ok(setup) => run(&setup, &backend, Show { verbose, diagram, pcap }, &report),
             Err(code) => code,
         },
-        Command::Coverage { paths, transitions, output, check, jobs, backends: chosen, limits } => {
+        Command::Coverage { paths, transitions, output, check, jobs, backends: chosen, format, with_trace, limits } => {
             if limits.ip_version.is_some() {
                 // REQUIREMENTS.md has one result per script and backend: the IPv4 run's.
                 eprintln!("coverage runs each script in IPv4 only; use run --ip-version for the other versions");
@@ -537,14 +546,15 @@ fn main() -> ExitCode {
                         Ok(c) => c,
                         Err(code) => return code,
                     };
-                    coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref(), chosen)
+                    let machine = ReportArgs { format, output: None, with_trace };
+                    coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref(), chosen, &machine)
                 }
                 Err(code) => code,
             }
         }
-        Command::Diff { paths, jobs, define, sysctl, tolerance_scale, backends, limits } => {
+        Command::Diff { paths, jobs, define, sysctl, tolerance_scale, backends, report, limits } => {
             match Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs, limits) {
-                Ok(setup) => diff(&setup, &backends),
+                Ok(setup) => diff(&setup, &backends, &report),
                 Err(code) => code,
             }
         }
@@ -791,6 +801,11 @@ impl ReportArgs {
             Format::Tap => formats::tap(records, false),
             Format::Ktap => formats::tap(records, true),
         };
+        self.emit(&text)
+    }
+
+    /// Writes a format's text to --output's file, or to standard output.
+    fn emit(&self, text: &str) -> Result<(), String> {
         match &self.output {
             Some(f) => std::fs::write(f, text).map_err(|e| format!("--output {}: {e}", f.display())),
             None => {
@@ -1074,7 +1089,7 @@ fn run(setup: &Setup, backend: &str, show: Show, out: &ReportArgs) -> ExitCode {
     }
 }
 
-fn diff(setup: &Setup, backends_arg: &str) -> ExitCode {
+fn diff(setup: &Setup, backends_arg: &str, out: &ReportArgs) -> ExitCode {
     use tcpdrill::report::{self, Divergence};
     let kinds = match backends(backends_arg) {
         Ok(k) if k.len() >= 2 => k,
@@ -1085,10 +1100,16 @@ fn diff(setup: &Setup, backends_arg: &str) -> ExitCode {
         Err(code) => return code,
     };
     let jobs = setup.jobs_for(&kinds);
-    let bar = progress(jobs.len(), 1);
+    let human = out.human();
+    let bar = if human { progress(jobs.len(), 1) } else { None };
     let width = jobs.iter().map(|j| j.name.len()).max().unwrap_or(6).max(6);
     let names: Vec<String> = kinds.iter().map(|k| format!("{:9}", k.name())).collect();
-    println!("{:width$}  {}  first divergence", "script", names.join("  "));
+    if human {
+        println!("{:width$}  {}  first divergence", "script", names.join("  "));
+    }
+    // Each script's runs (from its first job's index) and where they part, for --format.
+    type Compared<'a> = (usize, Vec<report::ScriptResult>, Option<(&'a str, Divergence)>);
+    let mut compared: Vec<Compared> = Vec::new();
     let mut held: Vec<report::ScriptResult> = Vec::new();
     let (mut same, mut differ) = (0, 0);
     report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
@@ -1111,14 +1132,14 @@ fn diff(setup: &Setup, backends_arg: &str) -> ExitCode {
                 Divergence::None => None,
                 d => Some((k.name(), d)),
             });
-        let out = match parted {
+        let out = match &parted {
             None => {
                 same += 1;
                 row.trim_end().to_string()
             }
             Some((other, Divergence::At { line, source, first, second })) => {
                 differ += 1;
-                let at = if line == 0 { String::new() } else { format!("  line {line}: {source}") };
+                let at = if *line == 0 { String::new() } else { format!("  line {line}: {source}") };
                 let (a, b) = (format!("{}:", kinds[0].name()), format!("{other}:"));
                 let w = a.len().max(b.len());
                 format!("{row}{at}\n{:width$}  {a:w$} {first}\n{:width$}  {b:w$} {second}", "", "")
@@ -1127,13 +1148,54 @@ fn diff(setup: &Setup, backends_arg: &str) -> ExitCode {
         };
         match &bar {
             Some(b) => b.println(out),
-            None => println!("{out}"),
+            None if human => println!("{out}"),
+            None => {}
         }
+        compared.push((i + 1 - kinds.len(), results, parted));
     });
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    println!("\n{same} agree, {differ} differ");
+    use tcpdrill::report::formats::{self, Comparison, Format, Parted, Record};
+    let comparisons: Vec<Comparison> = compared
+        .iter()
+        .map(|(first, results, parted)| Comparison {
+            name: &jobs[*first].name,
+            runs: results
+                .iter()
+                .enumerate()
+                .map(|(k, r)| Record {
+                    name: &jobs[first + k].name,
+                    backend: jobs[first + k].backend.name(),
+                    ip_version: jobs[first + k].variant.map(|v| v.name()),
+                    result: r,
+                })
+                .collect(),
+            parted: parted.as_ref().and_then(|(b, d)| match d {
+                Divergence::At { line, source, first, second } => {
+                    Some(Parted { backend: b, line: *line, source, first, second })
+                }
+                Divergence::None => None,
+            }),
+        })
+        .collect();
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    let text = match out.format {
+        Format::Human => None,
+        Format::Junit => Some(formats::junit_diff(&names, &comparisons)),
+        Format::Json => Some(formats::json_diff(&names, &comparisons, out.with_trace)),
+        Format::Tap => Some(formats::tap_diff(&names, &comparisons, false)),
+        Format::Ktap => Some(formats::tap_diff(&names, &comparisons, true)),
+    };
+    if let Some(text) = text {
+        if let Err(e) = out.emit(&text) {
+            eprintln!("{e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    }
+    if human {
+        println!("\n{same} agree, {differ} differ");
+    }
     ExitCode::from(if differ > 0 { exit::FAIL } else { exit::PASS })
 }
 
@@ -1155,6 +1217,7 @@ fn coverage(
     output: Option<&std::path::Path>,
     check: Option<&std::path::Path>,
     chosen: Option<Vec<tcpdrill::report::BackendKind>>,
+    machine: &ReportArgs,
 ) -> ExitCode {
     use tcpdrill::report::coverage as cov;
     use tcpdrill::report::{self, BackendKind};
@@ -1202,9 +1265,24 @@ fn coverage(
         let jobs = setup.jobs_for(&kinds);
         let mut results: std::collections::BTreeMap<(usize, BackendKind), &'static str> = Default::default();
         let per = kinds.len();
+        let mut runs = Vec::new();
         report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
             results.insert((i / per, jobs[i].backend), cov::status_word(&r));
+            runs.push((i, r));
         });
+        let records: Vec<tcpdrill::report::formats::Record> = runs
+            .iter()
+            .map(|(i, r)| tcpdrill::report::formats::Record {
+                name: &jobs[*i].name,
+                backend: jobs[*i].backend.name(),
+                ip_version: jobs[*i].variant.map(|v| v.name()),
+                result: r,
+            })
+            .collect();
+        if let Err(e) = machine.write(&records) {
+            eprintln!("{e}");
+            return ExitCode::from(exit::USAGE);
+        }
         let scripts: Vec<cov::ScriptStatus> = setup
             .files
             .iter()
@@ -1242,6 +1320,10 @@ fn coverage(
             file.display()
         );
         return ExitCode::from(exit::FAIL);
+    }
+    if machine.format != tcpdrill::report::formats::Format::Human && output.is_none() {
+        // Standard output had the machines' results.
+        return ExitCode::from(exit::PASS);
     }
     emit(&report, output)
 }

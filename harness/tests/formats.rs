@@ -13,7 +13,8 @@ fn root() -> PathBuf {
 /// A pass, a failure and a skip on smoltcp, a pass on the reference stack, and a script that does not parse:
 /// every verdict the formats carry. Returns the output of `run --format FORMAT` with the extra arguments.
 fn run(format: &str, extra: &[&str]) -> (String, i32) {
-    let bad = std::env::temp_dir().join(format!("tcpdrill-formats-{}-{format}.pkt", std::process::id()));
+    let bad =
+        std::env::temp_dir().join(format!("tcpdrill-formats-{}-{format}-{}.pkt", std::process::id(), extra.len()));
     std::fs::write(&bad, "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = \n").expect("temp is writable");
     let o = Command::new(env!("CARGO_BIN_EXE_tcpdrill"))
         .current_dir(root())
@@ -38,7 +39,10 @@ fn python(module: &str, program: &str, input: &str) -> Option<String> {
         eprintln!("skipped the {module} check: python3 with {module} is not installed (pip install {module})");
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("tcpdrill-formats-py-{}-{module}", std::process::id()));
+    // One file per check: the tests run in parallel.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tcpdrill-formats-py-{}-{module}-{n}", std::process::id()));
     std::fs::write(&dir, input).expect("temp is writable");
     let o = Command::new("python3").args(["-c", program]).arg(&dir).arg(root()).output().expect("python3 runs");
     let _ = std::fs::remove_file(&dir);
@@ -155,4 +159,72 @@ fn output_file_keeps_the_human_lines() {
     let _ = std::fs::remove_file(&out);
     assert!(xml.starts_with("<?xml"));
     assert!(stdout.contains("passed,") && !stdout.contains("<?xml"), "{stdout}");
+}
+
+/// `tcpdrill ARGS` from the repository's root: standard output and exit status.
+fn tcpdrill(args: &[&str]) -> (String, i32) {
+    let o = Command::new(env!("CARGO_BIN_EXE_tcpdrill")).current_dir(root()).args(args).output().expect("runs");
+    (String::from_utf8_lossy(&o.stdout).into_owned(), o.status.code().unwrap_or(-1))
+}
+
+const TWO: [&str; 2] = ["scripts/handshake/passive-open.pkt", "scripts/close/close-in-syn-sent.pkt"];
+
+#[test]
+fn diff_formats_read_back() {
+    let diff = |f: &str| tcpdrill(&["diff", "--backends", "reference,smoltcp", "--format", f, TWO[0], TWO[1]]);
+    let (xml, code) = diff("junit");
+    assert_eq!(code, 1, "a divergence fails the diff whatever the format");
+    let report = quick_junit::Report::deserialize_from_str(&xml).expect("JUnit XML");
+    let suite = &report.test_suites[0];
+    assert_eq!((suite.tests, suite.failures), (2, 1), "one testcase per script, failed where the backends part");
+    if let Some(c) = python(
+        "junitparser",
+        "import sys, junitparser\n\
+         x = junitparser.JUnitXml.fromfile(sys.argv[1])\n\
+         print(sum(1 for s in x for c in s if c.result and 'line 10' in c.result[0].message))",
+        &xml,
+    ) {
+        assert_eq!(c, "1", "the failure names the line where they part");
+    }
+    let (text, _) = diff("json");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let parted = doc["scripts"].as_array().expect("scripts").iter().find(|s| s["agree"] == false).expect("one parts");
+    assert_eq!(parted["divergence"]["backend"], "smoltcp");
+    assert_eq!(parted["divergence"]["line"], 10);
+    if let Some(v) = python(
+        "jsonschema",
+        "import sys, json, jsonschema\n\
+         d = json.load(open(sys.argv[1]))\n\
+         jsonschema.validate(d, json.load(open(sys.argv[2] + '/docs/diff.schema.json')))\n\
+         r = json.load(open(sys.argv[2] + '/docs/results.schema.json'))\n\
+         for s in d['scripts']:\n\
+         \x20   jsonschema.validate({'schema': 'tcpdrill-results/1', 'results': s['results']}, r)\n\
+         print('valid')",
+        &text,
+    ) {
+        assert_eq!(v, "valid");
+    }
+    let (tap, _) = diff("tap");
+    assert!(
+        tap.starts_with("TAP version 13\n1..2\n") && tap.contains("not ok 1 scripts/close/close-in-syn-sent.pkt\n"),
+        "{tap}"
+    );
+}
+
+#[test]
+fn coverage_formats_carry_its_runs() {
+    let (xml, _) = tcpdrill(&["coverage", "--backends", "reference,smoltcp", "--format", "junit", TWO[0], TWO[1]]);
+    let report = quick_junit::Report::deserialize_from_str(&xml).expect("JUnit XML, not the markdown report");
+    assert_eq!(report.test_suites.len(), 2);
+    assert_eq!(report.test_suites.iter().map(|s| s.failures).sum::<usize>(), 1);
+    let (text, _) = tcpdrill(&["coverage", "--backends", "reference,smoltcp", "--format", "json", TWO[0], TWO[1]]);
+    if let Some(v) = python(
+        "jsonschema",
+        "import sys, json, jsonschema\n\
+         jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2] + '/docs/results.schema.json')))\n\
+         print('valid')",
+        &text,
+    ) {
+        assert_eq!(v, "valid");
+    }
 }

@@ -206,3 +206,108 @@ fn one_line(s: &str) -> String {
 fn yaml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
+
+/// The version of `diff --format json`'s schema (`docs/diff.schema.json`).
+pub const DIFF_JSON_SCHEMA: &str = "tcpdrill-diff/1";
+
+/// Where a script's runs part, for `diff`'s formats.
+pub struct Parted<'a> {
+    /// The backend that parts from the first one.
+    pub backend: &'a str,
+    /// The script line (0 when a backend skipped the script).
+    pub line: usize,
+    /// The line's text.
+    pub source: &'a str,
+    /// What the first backend did there.
+    pub first: &'a str,
+    /// What this one did.
+    pub second: &'a str,
+}
+
+/// One script of a `diff`: its runs, one per backend in the order given, and where they part.
+pub struct Comparison<'a> {
+    /// The script as the run names it.
+    pub name: &'a str,
+    /// Its runs, one per backend in the order given.
+    pub runs: Vec<Record<'a>>,
+    /// Where a backend first parts from the first one; `None` when all agree.
+    pub parted: Option<Parted<'a>>,
+}
+
+fn parted_text(p: &Parted, first_backend: &str) -> String {
+    let at = if p.line == 0 { String::new() } else { format!("line {}: {}; ", p.line, p.source) };
+    format!("{at}{first_backend}: {}; {}: {}", p.first, p.backend, p.second)
+}
+
+/// `diff` as JUnit: one testsuite, a testcase per script that fails where the backends part.
+pub fn junit_diff(backends: &[&str], scripts: &[Comparison]) -> String {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut suite = TestSuite::new(format!("diff {}", backends.join(",")));
+    let mut total = std::time::Duration::ZERO;
+    for c in scripts {
+        let status = match &c.parted {
+            None => TestCaseStatus::success(),
+            Some(p) => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(parted_text(p, backends.first().copied().unwrap_or(""))).set_type("divergence");
+                s
+            }
+        };
+        let time: std::time::Duration = c.runs.iter().map(|r| r.result.wall).sum();
+        total += time;
+        let mut case = TestCase::new(c.name, status);
+        case.set_classname("tcpdrill.diff").set_time(time);
+        suite.add_test_case(case);
+    }
+    suite.set_time(total);
+    let mut report = Report::new("tcpdrill");
+    report.add_test_suite(suite).set_time(total);
+    report.to_string().unwrap_or_default()
+}
+
+/// `diff` as JSON (`docs/diff.schema.json`): per script, whether the backends agree, where they part, and each
+/// run as `run --format json` gives it.
+pub fn json_diff(backends: &[&str], scripts: &[Comparison], trace: bool) -> String {
+    use serde_json::{json, Value};
+    let list: Vec<Value> = scripts
+        .iter()
+        .map(|c| {
+            let runs: Value = serde_json::from_str::<Value>(&json(&c.runs, trace))
+                .map(|mut v| v["results"].take())
+                .unwrap_or(Value::Null);
+            json!({
+                "name": c.name,
+                "agree": c.parted.is_none(),
+                "divergence": c.parted.as_ref().map(|p| json!({
+                    "backend": p.backend,
+                    "line": (p.line > 0).then_some(p.line),
+                    "source": p.source,
+                    "first": p.first,
+                    "second": p.second,
+                })),
+                "results": runs,
+            })
+        })
+        .collect();
+    let doc = json!({ "schema": DIFF_JSON_SCHEMA, "backends": backends, "scripts": list });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+/// `diff` as TAP: a test per script, not ok where the backends part (the YAML block says where).
+pub fn tap_diff(backends: &[&str], scripts: &[Comparison], ktap: bool) -> String {
+    let mut out = String::from(if ktap { "KTAP version 1\n" } else { "TAP version 13\n" });
+    out.push_str(&format!("1..{}\n", scripts.len()));
+    for (i, c) in scripts.iter().enumerate() {
+        let name = c.name.replace('#', "\\#");
+        match &c.parted {
+            None => out.push_str(&format!("ok {} {name}\n", i + 1)),
+            Some(p) => {
+                let first = backends.first().copied().unwrap_or("");
+                out.push_str(&format!("not ok {} {name}\n  ---\n", i + 1));
+                out.push_str(&format!("  message: {}\n", yaml_string(&parted_text(p, first))));
+                out.push_str(&format!("  line: {}\n  ...\n", p.line));
+            }
+        }
+    }
+    out
+}
