@@ -938,13 +938,88 @@ impl Setup {
     }
 }
 
-/// A progress bar on a terminal, for runs of at least `min` jobs.
-fn progress(len: usize, min: usize) -> Option<indicatif::ProgressBar> {
-    (len >= min && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(len as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"));
-        b
-    })
+/// How a run of at least `min` jobs shows it is alive: a bar on a terminal; elsewhere (a CI log) a line on standard
+/// error every [`PROGRESS_EVERY`], with the scripts done and the failures so far, from a thread of its own so that
+/// a script that takes minutes still shows the run is alive.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines {
+        /// Scripts done, failed.
+        counts: std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        ticker: std::thread::JoinHandle<()>,
+    },
+    Off,
+}
+
+/// How often a run not on a terminal says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Progress {
+    fn new(len: usize, min: usize) -> Progress {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        if len < min {
+            return Progress::Off;
+        }
+        if std::io::stderr().is_terminal() {
+            let b = indicatif::ProgressBar::new(len as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("a valid template"),
+            );
+            return Progress::Bar(b);
+        }
+        let counts = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (c, s) = (counts.clone(), stop.clone());
+        let ticker = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut next = PROGRESS_EVERY;
+            while !s.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if started.elapsed() >= next && !s.load(Ordering::Relaxed) {
+                    let (done, failed) = (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed));
+                    eprintln!("{done}/{len} scripts done, {failed} failed, {} s", started.elapsed().as_secs());
+                    next += PROGRESS_EVERY;
+                }
+            }
+        });
+        Progress::Lines { counts, stop, ticker }
+    }
+
+    /// A line of the run's output, above the bar where there is one.
+    fn println(&self, line: String) {
+        match self {
+            Progress::Bar(b) => b.println(line),
+            _ => println!("{line}"),
+        }
+    }
+
+    /// One job done (`name`), failed or not.
+    fn step(&self, name: &str, failed: bool) {
+        use std::sync::atomic::Ordering;
+        match self {
+            Progress::Bar(b) => {
+                b.set_message(name.to_string());
+                b.inc(1);
+            }
+            Progress::Lines { counts, .. } => {
+                counts[0].fetch_add(1, Ordering::Relaxed);
+                counts[1].fetch_add(usize::from(failed), Ordering::Relaxed);
+            }
+            Progress::Off => {}
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Progress::Bar(b) => b.finish_and_clear(),
+            Progress::Lines { stop, ticker, .. } => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = ticker.join();
+            }
+            Progress::Off => {}
+        }
+    }
 }
 
 /// The backends `--backend` names: one from the registry, a comma-separated list, or `both` (reference and
@@ -977,21 +1052,20 @@ fn run(setup: &Setup, backend: &str, show: Show, out: &ReportArgs) -> ExitCode {
     let jobs = setup.jobs_for(&kinds);
     let both = kinds.len() > 1;
     let human = out.human();
-    let bar = if human { progress(jobs.len(), 2) } else { None };
+    let bar = Progress::new(jobs.len(), 2);
     let mut results = Vec::new();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     // Each backend's passed, failed and skipped, for a summary line of its own when there are several.
     let mut per_backend: Vec<(&str, [usize; 3])> = kinds.iter().map(|k| (k.name(), [0; 3])).collect();
     let mut failures = Vec::new();
-    report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
+    let watch = |i: usize, r: &report::ScriptResult| bar.step(&jobs[i].name, r.failed());
+    report::run_parallel_watched(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, watch, |i, r| {
         let job = &jobs[i];
         let f = &job.path;
         let name = if both { format!("{} [{}]", job.name, job.backend.name()) } else { job.name.clone() };
         let line = format!("{name}: {}", r.status());
-        match &bar {
-            Some(b) => b.println(line),
-            None if human => println!("{line}"),
-            None => {}
+        if human {
+            bar.println(line);
         }
         if let Ok(o) = &r.outcome {
             if show.verbose && human {
@@ -1045,14 +1119,9 @@ fn run(setup: &Setup, backend: &str, show: Show, out: &ReportArgs) -> ExitCode {
         if let Some((_, n)) = per_backend.iter_mut().find(|(b, _)| *b == job.backend.name()) {
             n[column] += 1;
         }
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
         results.push((i, r));
     });
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     let variants: Vec<Option<&str>> = jobs.iter().map(|j| j.variant.map(|v| v.name())).collect();
     let records: Vec<tcpdrill::report::formats::Record> = results
         .iter()
@@ -1101,7 +1170,7 @@ fn diff(setup: &Setup, backends_arg: &str, out: &ReportArgs) -> ExitCode {
     };
     let jobs = setup.jobs_for(&kinds);
     let human = out.human();
-    let bar = if human { progress(jobs.len(), 1) } else { None };
+    let bar = Progress::new(jobs.len(), 1);
     let width = jobs.iter().map(|j| j.name.len()).max().unwrap_or(6).max(6);
     let names: Vec<String> = kinds.iter().map(|k| format!("{:9}", k.name())).collect();
     if human {
@@ -1112,11 +1181,8 @@ fn diff(setup: &Setup, backends_arg: &str, out: &ReportArgs) -> ExitCode {
     let mut compared: Vec<Compared> = Vec::new();
     let mut held: Vec<report::ScriptResult> = Vec::new();
     let (mut same, mut differ) = (0, 0);
-    report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
-        if let Some(b) = &bar {
-            b.set_message(jobs[i].name.clone());
-            b.inc(1);
-        }
+    let watch = |i: usize, r: &report::ScriptResult| bar.step(&jobs[i].name, r.failed());
+    report::run_parallel_watched(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, watch, |i, r| {
         // Jobs come grouped by script, one per backend in the order given.
         held.push(r);
         if held.len() < kinds.len() {
@@ -1146,16 +1212,12 @@ fn diff(setup: &Setup, backends_arg: &str, out: &ReportArgs) -> ExitCode {
             }
             Some((_, Divergence::None)) => unreachable!("filtered above"),
         };
-        match &bar {
-            Some(b) => b.println(out),
-            None if human => println!("{out}"),
-            None => {}
+        if human {
+            bar.println(out);
         }
         compared.push((i + 1 - kinds.len(), results, parted));
     });
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     use tcpdrill::report::formats::{self, Comparison, Format, Parted, Record};
     let comparisons: Vec<Comparison> = compared
         .iter()
@@ -1266,10 +1328,13 @@ fn coverage(
         let mut results: std::collections::BTreeMap<(usize, BackendKind), &'static str> = Default::default();
         let per = kinds.len();
         let mut runs = Vec::new();
-        report::run_parallel(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, |i, r| {
+        let bar = Progress::new(jobs.len(), 2);
+        let watch = |i: usize, r: &report::ScriptResult| bar.step(&jobs[i].name, r.failed());
+        report::run_parallel_watched(&jobs, setup.jobs, &setup.defines, &setup.opts, &setup.knobs, watch, |i, r| {
             results.insert((i / per, jobs[i].backend), cov::status_word(&r));
             runs.push((i, r));
         });
+        bar.finish();
         let records: Vec<tcpdrill::report::formats::Record> = runs
             .iter()
             .map(|(i, r)| tcpdrill::report::formats::Record {

@@ -371,3 +371,26 @@ fn serve_syn_flood_is_checked_and_met_by_cookies() {
     assert!(cookies >= 2000 - 1025, "every SYN past the full queue got a cookie: {t}");
     assert!(!Path::new("/run/netns").join(&netns).exists(), "the namespace went with the run");
 }
+
+/// `-v` on the linux backend shows the kernel's state changes as the reference backend's trace shows its own,
+/// from sock_diag, so that the two traces read alike.
+#[test]
+fn linux_traces_show_state_changes() {
+    if let Err(why) = tcpdrill::backend::linux::available() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/close/passive-close.pkt");
+    let o = tcpdrill(&["run", "--backend", "linux", "-v", script.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(code(&o), 0, "{t}");
+    for change in [
+        "TCP_CLOSE -> TCP_SYN_RECV",
+        "TCP_SYN_RECV -> TCP_ESTABLISHED",
+        "TCP_ESTABLISHED -> TCP_CLOSE_WAIT",
+        "TCP_CLOSE_WAIT -> TCP_LAST_ACK",
+        "TCP_LAST_ACK -> TCP_CLOSE",
+    ] {
+        assert!(t.contains(&format!("state 192.0.2.1:40123 {change}")), "{change} missing:\n{t}");
+    }
+}

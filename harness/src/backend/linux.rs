@@ -77,9 +77,27 @@ pub struct Linux {
     /// Checksum offload on: the kernel may hand over partial checksums, which `pump` completes. Off
     /// (`--tso=off`), every checksum is the kernel's own and the executor verifies it (RFC 9293 MUST-2).
     offload: bool,
+    /// Every four-tuple the link has carried (from the stack's side), and each one's state when
+    /// [`Backend::state_changes`] last looked.
+    states: std::collections::BTreeMap<FourTuple, TcpState>,
 }
 
 impl Linux {
+    /// Notes the connection a datagram belongs to (`outbound`: the stack sent it), for [`Backend::state_changes`].
+    fn learn_tuple(&mut self, datagram: &[u8], outbound: bool) {
+        use tcpdrill_stack::wire::{Checksums, TcpDatagram};
+        let Ok(d) = TcpDatagram::parse(datagram, Checksums::Ignore) else { return };
+        let (src, dst) = (
+            std::net::SocketAddr::new(d.ip.src_addr(), d.tcp.src_port),
+            std::net::SocketAddr::new(d.ip.dst_addr(), d.tcp.dst_port),
+        );
+        let t = if outbound { FourTuple { local: src, remote: dst } } else { FourTuple { local: dst, remote: src } };
+        // Bounded: a script's connections are few; a flood of ports (a SYN-queue test) is not worth a lookup each.
+        if self.states.len() < 256 {
+            self.states.entry(t).or_insert(TcpState::Closed);
+        }
+    }
+
     /// Sets up the namespace this thread is in (call [`unshare_netns`] first) for IP version `ip`: `tun0` with the
     /// stack's address (192.168.0.1/16, or fd3d:a0b:17d6::1/64) and a route to the peer's network through it.
     pub fn new(ip: IpVersion) -> Result<Linux, String> {
@@ -128,6 +146,7 @@ impl Linux {
             out: VecDeque::new(),
             sockets: Sockets::new(ip),
             offload: true,
+            states: Default::default(),
             ip,
             own_netns: own_netns(),
         })
@@ -159,6 +178,7 @@ impl Linux {
                 if self.offload {
                     complete_checksums(&mut d);
                 }
+                self.learn_tuple(&d, true);
                 self.out.push_back((t, d));
             }
         }
@@ -399,6 +419,7 @@ impl Backend for Linux {
     }
 
     fn inject(&mut self, datagram: &[u8]) -> Result<(), String> {
+        self.learn_tuple(datagram, false);
         self.pump(Duration::ZERO);
         self.tun.write_all(datagram).map_err(|e| format!("writing to the TUN device: {e}"))
     }
@@ -473,6 +494,23 @@ impl Backend for Linux {
 
     fn tcp_state(&mut self, tuple: &FourTuple) -> Option<TcpState> {
         Sockets::proc_state(tuple)
+    }
+
+    /// What changed since the last look for each connection the link has carried: the kernel does not say when,
+    /// so each change has the time it was seen (after the event the executor just handled), and a state passed
+    /// through between two looks does not show. Each is one sock_diag lookup (a dump of the namespace's table, or
+    /// `/proc/net/tcp`, walks the kernel's whole hash: about 6 ms here, more than the timing tolerance).
+    fn state_changes(&mut self) -> Vec<(Micros, FourTuple, TcpState, TcpState)> {
+        let now = self.now();
+        let mut v = Vec::new();
+        for (t, was) in self.states.iter_mut() {
+            let st = Sockets::diag_state_of(t).unwrap_or(TcpState::Closed);
+            if st != *was {
+                v.push((now, *t, *was, st));
+                *was = st;
+            }
+        }
+        v
     }
 }
 

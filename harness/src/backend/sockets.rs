@@ -475,6 +475,12 @@ impl Sockets {
         }
     }
 
+    /// The state of `t` in this thread's namespace by sock_diag alone (a lookup in the kernel's hash: fast), fd-less
+    /// connections included; `None` for none.
+    pub fn diag_state_of(t: &FourTuple) -> Option<TcpState> {
+        Self::diag_state(t).ok().flatten()
+    }
+
     /// The state of `t` in this thread's namespace, fd-less connections included.
     pub fn proc_state(t: &FourTuple) -> Option<TcpState> {
         if let Ok(s) = Self::diag_state(t) {

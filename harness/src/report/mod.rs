@@ -11,8 +11,8 @@ mod runner;
 
 pub use diff::{divergence, Divergence};
 pub use runner::{
-    collect_scripts, read_script, run_file, run_file_with, run_parallel, run_text, run_text_with, BackendKind, Job,
-    ScriptResult,
+    collect_scripts, read_script, run_file, run_file_with, run_parallel, run_parallel_watched, run_text, run_text_with,
+    BackendKind, Job, ScriptResult,
 };
 
 use crate::run::{Outcome, Verdict};

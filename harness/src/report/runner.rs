@@ -310,6 +310,20 @@ pub fn run_parallel(
     defines: &ParseOptions,
     opts: &RunOptions,
     sysctls: &[(String, String)],
+    done: impl FnMut(usize, ScriptResult),
+) {
+    run_parallel_watched(jobs, workers, defines, opts, sysctls, |_, _| {}, done)
+}
+
+/// As [`run_parallel`], also telling `finished` of each job as it finishes, in whatever order (for progress:
+/// `done` waits for the jobs before, one of which may take minutes).
+pub fn run_parallel_watched(
+    jobs: &[Job],
+    workers: usize,
+    defines: &ParseOptions,
+    opts: &RunOptions,
+    sysctls: &[(String, String)],
+    mut finished: impl FnMut(usize, &ScriptResult),
     mut done: impl FnMut(usize, ScriptResult),
 ) {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -338,6 +352,7 @@ pub fn run_parallel(
         let mut held = std::collections::BTreeMap::new();
         let mut want = 0;
         for (i, r) in rx {
+            finished(i, &r);
             held.insert(i, r);
             while let Some(r) = held.remove(&want) {
                 done(want, r);
