@@ -170,12 +170,23 @@ impl Backend for MyStack {
     }
 
     fn set_knob(&mut self, name: &str, value: &str) -> Result<(), String> {
-        self.check_knob(name, value)
+        self.check_knob(name, value)?;
+        if name == "mtu" {
+            // The link's MTU (packetdrill's --mtu; 1520 for the IPv6 variant): give it to your stack's interface.
+            self.stack.config_mut().mtu = value.trim().parse().map_err(|_| format!("bad MTU {value:?}"))?;
+        }
+        Ok(())
     }
 
-    fn check_knob(&self, name: &str, _value: &str) -> Result<(), String> {
-        // A sysctl your stack has no counterpart for: the script that sets it is skipped with this reason.
-        Err(format!("{name} has no counterpart in my stack"))
+    fn check_knob(&self, name: &str, value: &str) -> Result<(), String> {
+        match name {
+            // Two header options come here as knobs too: the link's MTU, and TSO, an offload an in-process stack
+            // does not have (its segments are wire-sized whatever the script asks).
+            "mtu" => value.trim().parse::<u32>().map(|_| ()).map_err(|_| format!("bad MTU {value:?}")),
+            "tso" => Ok(()),
+            // A sysctl your stack has no counterpart for: the script that sets it is skipped with this reason.
+            _ => Err(format!("{name} has no counterpart in my stack")),
+        }
     }
 
     fn shell(&mut self, cmd: &str, _cwd: Option<&std::path::Path>, _: std::time::Instant) -> Result<(), String> {

@@ -546,7 +546,7 @@ fn main() -> ExitCode {
                         Ok(c) => c,
                         Err(code) => return code,
                     };
-                    let machine = ReportArgs { format, output: None, with_trace };
+                    let machine = ReportArgs { format, output: None, with_trace, html: None };
                     coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref(), chosen, &machine)
                 }
                 Err(code) => code,
@@ -783,6 +783,10 @@ struct ReportArgs {
     /// With --format json: each run's trace too (its lines, as -v prints them).
     #[arg(long)]
     with_trace: bool,
+    /// Write a static HTML report into DIR (made if missing): index.html, and a page per run with its ladder
+    /// diagram (SVG) and its script.
+    #[arg(long, value_name = "DIR")]
+    html: Option<PathBuf>,
 }
 
 impl ReportArgs {
@@ -1135,6 +1139,15 @@ fn run(setup: &Setup, backend: &str, show: Show, out: &ReportArgs) -> ExitCode {
     if let Err(e) = out.write(&records) {
         eprintln!("{e}");
         return ExitCode::from(exit::USAGE);
+    }
+    if let Some(dir) = &out.html {
+        match tcpdrill::report::html::write(dir, &records) {
+            Ok(n) => eprintln!("wrote {n} pages and {}", dir.join("index.html").display()),
+            Err(e) => {
+                eprintln!("--html: {e}");
+                return ExitCode::from(exit::USAGE);
+            }
+        }
     }
     if human {
         for f in &failures {

@@ -5,6 +5,7 @@ pub mod coverage;
 pub mod diagram;
 mod diff;
 pub mod formats;
+pub mod html;
 pub mod mutants;
 pub mod pcap;
 mod runner;

@@ -1,0 +1,104 @@
+//! `tcpdrill run --html DIR` as a person sees it: the pages of a passing handshake, a simultaneous open and a
+//! failing run are rendered, every ladder is well-formed SVG (parsed by quick-xml), and headless Chromium takes a
+//! screenshot of each (skipped with the reason printed where Chromium is not installed; CI installs Debian's
+//! `chromium`). The screenshots are left in the folder printed, to look at.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Headless Chromium's command, where it is installed.
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+#[test]
+fn html_report_renders() {
+    let dir = std::env::temp_dir().join(format!("tcpdrill-html-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_tcpdrill"))
+        .current_dir(root())
+        .args(["run", "--backend", "reference,smoltcp", "--html", dir.to_str().expect("utf-8")])
+        .args([
+            "scripts/handshake/passive-open.pkt",
+            "scripts/handshake/simultaneous-open.pkt",
+            "scripts/close/close-in-syn-sent.pkt",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(o.status.code(), Some(1), "smoltcp fails close-in-syn-sent");
+    let page = |name: &str| std::fs::read_to_string(dir.join(name)).expect("the page is written");
+    let index = page("index.html");
+    assert!(index.contains("4 passed") && index.contains("2 failed"), "{index}");
+    let pages = [
+        "scripts_handshake_passive-open.reference.html",
+        "scripts_handshake_simultaneous-open.reference.html",
+        "scripts_close_close-in-syn-sent.smoltcp.html",
+    ];
+    for p in pages {
+        let html = page(p);
+        assert!(index.contains(&format!("href=\"{p}\"")), "the index links {p}");
+        let start = html.find("<svg").expect("a ladder");
+        let end = html.find("</svg>").expect("a whole ladder") + "</svg>".len();
+        let svg = &html[start..end];
+        let mut reader = quick_xml::Reader::from_str(svg);
+        let (mut arrows, mut depth) = (0, 0i32);
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(quick_xml::events::Event::Start(e)) => {
+                    depth += 1;
+                    arrows += usize::from(
+                        e.name().as_ref() == b"g"
+                            && e.try_get_attribute("class")
+                                .ok()
+                                .flatten()
+                                .is_some_and(|a| a.value.as_ref() == b"in" || a.value.as_ref() == b"out"),
+                    );
+                }
+                Ok(quick_xml::events::Event::End(_)) => depth -= 1,
+                Ok(_) => {}
+                Err(e) => panic!("{p}: the SVG does not parse at {}: {e}", reader.buffer_position()),
+            }
+        }
+        assert_eq!(depth, 0, "{p}: every element closed");
+        assert!(arrows >= 3, "{p}: {arrows} arrows");
+    }
+    // Every arrow slopes down: it ends lower than it starts.
+    let simultaneous = page(pages[1]);
+    for l in simultaneous.split("<line ").skip(1).filter(|l| l.contains("marker-end")) {
+        let num = |k: &str| -> usize {
+            let at = l.find(&format!("{k}=\"")).expect("coordinate") + k.len() + 2;
+            l[at..].split('"').next().and_then(|v| v.parse().ok()).expect("a number")
+        };
+        assert!(num("y2") > num("y1"), "an arrow that does not slope with time: {l}");
+    }
+    let failing = page(pages[2]);
+    assert!(failing.contains("class=\"failed\" id=\"L10\""), "the failing line is marked");
+    assert!(failing.contains("actual packet:"), "the actual packet is shown");
+    assert!(simultaneous.contains("rfc9293.html#section-3.5"), "requirement tags link to RFC 9293");
+    let Some(browser) = chromium() else {
+        eprintln!("skipped the screenshots: Chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    for p in pages.iter().chain(&["index.html"]) {
+        let shot = dir.join(format!("{p}.png"));
+        let o = Command::new("timeout")
+            .args(["120", browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+            .arg("--window-size=1240,1000")
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg(format!("file://{}", dir.join(p).display()))
+            .output()
+            .expect("chromium runs");
+        let png = std::fs::read(&shot).unwrap_or_else(|e| {
+            panic!("{browser} wrote no screenshot of {p} ({e}): {}", String::from_utf8_lossy(&o.stderr))
+        });
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{p}: a screenshot of {} bytes", png.len());
+    }
+    eprintln!("screenshots in {}", dir.display());
+}
