@@ -111,6 +111,10 @@ enum Command {
         /// With --format json: each run's trace too.
         #[arg(long)]
         with_trace: bool,
+        /// Write a static HTML report into DIR: a page per run (as `run --html`), and suite.html with the
+        /// requirements table and the state diagram and matrix of what the suite drove the reference stack through.
+        #[arg(long, value_name = "DIR", conflicts_with = "transitions")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         limits: Limits,
     },
@@ -534,7 +538,18 @@ fn main() -> ExitCode {
             Ok(setup) => run(&setup, &backend, Show { verbose, diagram, pcap }, &report),
             Err(code) => code,
         },
-        Command::Coverage { paths, transitions, output, check, jobs, backends: chosen, format, with_trace, limits } => {
+        Command::Coverage {
+            paths,
+            transitions,
+            output,
+            check,
+            jobs,
+            backends: chosen,
+            format,
+            with_trace,
+            html,
+            limits,
+        } => {
             if limits.ip_version.is_some() {
                 // REQUIREMENTS.md has one result per script and backend: the IPv4 run's.
                 eprintln!("coverage runs each script in IPv4 only; use run --ip-version for the other versions");
@@ -546,7 +561,7 @@ fn main() -> ExitCode {
                         Ok(c) => c,
                         Err(code) => return code,
                     };
-                    let machine = ReportArgs { format, output: None, with_trace, html: None };
+                    let machine = ReportArgs { format, output: None, with_trace, html };
                     coverage(&setup, &paths, transitions, output.as_deref(), check.as_deref(), chosen, &machine)
                 }
                 Err(code) => code,
@@ -1383,7 +1398,23 @@ fn coverage(
                 return ExitCode::from(exit::USAGE);
             }
         };
-        cov::requirements_markdown(&scripts, &evidence)
+        let markdown = cov::requirements_markdown(&scripts, &evidence);
+        if let Some(dir) = &machine.html {
+            let cells: std::collections::BTreeSet<_> = records
+                .iter()
+                .filter(|r| r.backend == "reference")
+                .filter_map(|r| r.result.outcome.as_ref().ok())
+                .flat_map(|o| o.exercised.iter().copied())
+                .collect();
+            match report::html::write_suite(dir, &records, &markdown, &cells) {
+                Ok(n) => eprintln!("wrote {n} pages and {}", dir.join("suite.html").display()),
+                Err(e) => {
+                    eprintln!("--html: {e}");
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
+        }
+        markdown
     };
     if let Some(file) = check {
         let current = std::fs::read_to_string(file).unwrap_or_default();

@@ -102,3 +102,51 @@ fn html_report_renders() {
     }
     eprintln!("screenshots in {}", dir.display());
 }
+
+/// `coverage --html`: suite.html has RFC 9293's state diagram with all eleven states, each saying how much of it
+/// the suite drove, the state x stimulus matrix, and the requirements as a table.
+#[test]
+fn suite_page_renders() {
+    let dir = std::env::temp_dir().join(format!("tcpdrill-html-suite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_tcpdrill"))
+        .current_dir(root())
+        .args(["coverage", "--backends", "reference", "--html", dir.to_str().expect("utf-8"), "scripts/handshake"])
+        .output()
+        .expect("the binary runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(dir.join("suite.html")).expect("suite.html");
+    let start = page.find("<svg").expect("the state diagram");
+    let end = page.find("</svg>").expect("a whole diagram") + "</svg>".len();
+    let mut reader = quick_xml::Reader::from_str(&page[start..end]);
+    let mut texts = String::new();
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Text(t)) => texts.push_str(&format!("{}\n", String::from_utf8_lossy(&t))),
+            Ok(_) => {}
+            Err(e) => panic!("the diagram does not parse: {e}"),
+        }
+    }
+    for s in tcpdrill_stack::TcpState::ALL {
+        assert!(texts.contains(&format!("{}\n", s.rfc_name())), "{} missing from the diagram", s.rfc_name());
+    }
+    assert!(texts.contains("/15 driven") && texts.contains("/16 driven"), "each state says how much: {texts}");
+    assert!(page.contains("<table class=\"matrix\">") && page.contains("<td class=\"hit\""));
+    assert!(page.contains("<th>requirement</th>"), "the requirements as an HTML table");
+    let index = std::fs::read_to_string(dir.join("index.html")).expect("index.html");
+    assert!(index.contains("href=\"suite.html\""));
+    if let Some(browser) = chromium() {
+        let shot = dir.join("suite.png");
+        let _ = Command::new("timeout")
+            .args(["120", browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+            .arg("--window-size=900,720")
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg(format!("file://{}", dir.join("suite.html").display()))
+            .output();
+        let png = std::fs::read(&shot).expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
+    } else {
+        eprintln!("skipped the screenshot: Chromium is not installed (apt-get install chromium)");
+    }
+}

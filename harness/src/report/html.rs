@@ -316,20 +316,21 @@ pub fn page_name(r: &Record) -> String {
     }
 }
 
-/// The index of every run: the summary, and a row per run linking its page.
-pub fn index(records: &[Record]) -> String {
+/// The index of every run: the summary, and a row per run linking its page (and `suite.html` where written).
+pub fn index(records: &[Record], suite: bool) -> String {
     let count = |w: &str| records.iter().filter(|r| verdict_word(r).0 == w).count();
     let mut out = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tcpdrill results</title>\
          <style>{STYLE}</style></head><body>\n<h1>tcpdrill: {} runs</h1>\n<p><span class=\"pass\">{} passed</span>, \
          <span class=\"fail\">{} failed</span>, <span class=\"skipped\">{} skipped</span>, \
-         <span class=\"error\">{} did not run</span></p>\n<table>\n<tr><th>script</th><th>backend</th><th>result</th>\
+         <span class=\"error\">{} did not run</span>{}</p>\n<table>\n<tr><th>script</th><th>backend</th><th>result</th>\
          <th>time</th><th>why</th></tr>\n",
         records.len(),
         count("pass"),
         count("fail"),
         count("skipped"),
-        count("error")
+        count("error"),
+        if suite { ". <a href=\"suite.html\">The suite's coverage and requirements</a>" } else { "" }
     );
     for r in records {
         let (word, why) = verdict_word(r);
@@ -349,6 +350,10 @@ pub fn index(records: &[Record]) -> String {
 
 /// Writes `index.html` and a page per run into `dir` (made if missing); the number of pages.
 pub fn write(dir: &std::path::Path, records: &[Record]) -> Result<usize, String> {
+    write_with(dir, records, false)
+}
+
+fn write_with(dir: &std::path::Path, records: &[Record], suite: bool) -> Result<usize, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for r in records {
         let text = super::read_script(&r.result.path).unwrap_or_default();
@@ -356,6 +361,215 @@ pub fn write(dir: &std::path::Path, records: &[Record]) -> Result<usize, String>
         std::fs::write(&page, run_page(r, &text)).map_err(|e| format!("{}: {e}", page.display()))?;
     }
     let index_file = dir.join("index.html");
-    std::fs::write(&index_file, index(records)).map_err(|e| format!("{}: {e}", index_file.display()))?;
+    std::fs::write(&index_file, index(records, suite)).map_err(|e| format!("{}: {e}", index_file.display()))?;
     Ok(records.len())
+}
+
+/// Where each state sits in the state diagram, as in RFC 9293's Figure 5 (column, row).
+fn diagram_place(s: tcpdrill_stack::TcpState) -> (usize, usize) {
+    use tcpdrill_stack::TcpState::*;
+    match s {
+        Closed => (1, 0),
+        Listen => (1, 1),
+        SynReceived => (0, 2),
+        SynSent => (2, 2),
+        Established => (1, 3),
+        FinWait1 => (0, 4),
+        CloseWait => (2, 4),
+        FinWait2 => (0, 5),
+        Closing => (1, 5),
+        LastAck => (2, 5),
+        TimeWait => (1, 6),
+    }
+}
+
+/// A heat colour from white (nothing driven) to green (everything the RFC defines driven).
+fn heat(fraction: f64) -> String {
+    let f = fraction.clamp(0.0, 1.0);
+    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", mix(255.0, 56.0), mix(255.0, 142.0), mix(255.0, 60.0))
+}
+
+/// RFC 9293's state diagram with each state coloured by how many of the stimuli RFC 9293 3.10 defines for it
+/// the suite drove the reference stack through (the `coverage --transitions` cells), and its main transitions.
+pub fn state_diagram_svg(
+    cells: &std::collections::BTreeSet<(tcpdrill_stack::TcpState, tcpdrill_stack::coverage::Stimulus)>,
+) -> String {
+    use tcpdrill_stack::coverage::Stimulus;
+    use tcpdrill_stack::TcpState;
+    let (bw, bh, gx, gy, x0, y0) = (170usize, 44usize, 250usize, 78usize, 50usize, 20usize);
+    let center = |s: TcpState| {
+        let (c, r) = diagram_place(s);
+        (x0 + c * gx + bw / 2, y0 + r * gy + bh / 2)
+    };
+    // The transitions of Figure 5, as (from, to, label).
+    use TcpState::*;
+    let edges: [(TcpState, TcpState, &str); 17] = [
+        (Closed, Listen, "passive OPEN"),
+        (Closed, SynSent, "active OPEN / snd SYN"),
+        (Listen, SynReceived, "rcv SYN / snd SYN,ACK"),
+        (Listen, SynSent, "SEND / snd SYN"),
+        (SynSent, SynReceived, "rcv SYN / snd ACK"),
+        (SynSent, Established, "rcv SYN,ACK / snd ACK"),
+        (SynReceived, Established, "rcv ACK of SYN"),
+        (SynReceived, FinWait1, "CLOSE / snd FIN"),
+        (Established, FinWait1, "CLOSE / snd FIN"),
+        (Established, CloseWait, "rcv FIN / snd ACK"),
+        (FinWait1, FinWait2, "rcv ACK of FIN"),
+        (FinWait1, Closing, "rcv FIN / snd ACK"),
+        (CloseWait, LastAck, "CLOSE / snd FIN"),
+        (FinWait2, TimeWait, "rcv FIN / snd ACK"),
+        (Closing, TimeWait, "rcv ACK of FIN"),
+        (LastAck, Closed, "rcv ACK of FIN"),
+        (TimeWait, Closed, "2 MSL timeout"),
+    ];
+    let width = x0 * 2 + 2 * gx + bw + 40;
+    let height = y0 * 2 + 6 * gy + bh;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" \
+         font-family=\"DejaVu Sans, sans-serif\" font-size=\"12\">\n<defs><marker id=\"tip\" markerWidth=\"10\" \
+         markerHeight=\"8\" refX=\"9\" refY=\"4\" orient=\"auto\"><path d=\"M0,0 L10,4 L0,8 z\" fill=\"#555\"/></marker></defs>\n"
+    );
+    // Labels on a white halo, so that a crossing line does not strike them through.
+    let label_at = |x: f64, y: f64, label: &str| {
+        format!(
+            "<text x=\"{x:.0}\" y=\"{y:.0}\" fill=\"#444\" font-size=\"10\" text-anchor=\"middle\" stroke=\"white\" \
+             stroke-width=\"4\" paint-order=\"stroke\">{}</text>",
+            esc(label)
+        )
+    };
+    for (from, to, label) in edges {
+        let ((x1, y1), (x2, y2)) = (center(from), center(to));
+        // The two back to CLOSED go round the outside: straight, they would cross the whole diagram.
+        if to == Closed {
+            let (cx, cy) = center(Closed);
+            let right = from == LastAck;
+            let side = if right { width - 10 } else { 10 };
+            let (fx, closed_x) = if right { (x1 + bw / 2, cx + bw / 2) } else { (x1 - bw / 2, cx - bw / 2) };
+            out.push_str(&format!(
+                "<g><title>{}</title><polyline points=\"{fx},{y1} {side},{y1} {side},{cy} {},{cy}\" fill=\"none\" \
+                 stroke=\"#555\" marker-end=\"url(#tip)\"/>{}</g>\n",
+                esc(label),
+                if right { closed_x + 6 } else { closed_x - 6 },
+                // Along the side line, turned, where nothing else is written.
+                {
+                    let (lx, ly) = (if right { side as f64 - 4.0 } else { side as f64 + 12.0 }, (y1 + cy) as f64 / 2.0);
+                    label_at(lx, ly, label).replacen(
+                        "<text ",
+                        &format!("<text transform=\"rotate(-90 {lx:.0} {ly:.0})\" "),
+                        1,
+                    )
+                }
+            ));
+            continue;
+        }
+        // From the edge of one box to the edge of the other, along the line between their centres.
+        let (dx, dy) = (x2 as f64 - x1 as f64, y2 as f64 - y1 as f64);
+        let t = |w: f64, h: f64| {
+            let tx = if dx == 0.0 { f64::INFINITY } else { w / 2.0 / dx.abs() };
+            let ty = if dy == 0.0 { f64::INFINITY } else { h / 2.0 / dy.abs() };
+            tx.min(ty)
+        };
+        let k = t(bw as f64 + 8.0, bh as f64 + 8.0);
+        let (sx, sy) = (x1 as f64 + dx * k, y1 as f64 + dy * k);
+        let (ex, ey) = (x2 as f64 - dx * k, y2 as f64 - dy * k);
+        // Two arrows meet at ESTABLISHED from above: their labels sit nearer where they start.
+        // CLOSED -> SYN-SENT passes by LISTEN: its label goes past it.
+        let at = match (from, to) {
+            (_, Established) => 0.3,
+            (Closed, SynSent) => 0.72,
+            _ => 0.5,
+        };
+        out.push_str(&format!(
+            "<g><title>{}</title><line x1=\"{sx:.0}\" y1=\"{sy:.0}\" x2=\"{ex:.0}\" y2=\"{ey:.0}\" stroke=\"#555\" \
+             marker-end=\"url(#tip)\"/>{}</g>\n",
+            esc(label),
+            label_at(sx + (ex - sx) * at, sy + (ey - sy) * at - 3.0, label)
+        ));
+    }
+    for s in TcpState::ALL {
+        let defined: Vec<Stimulus> = Stimulus::all().filter(|c| super::coverage::rfc_defined(s, *c)).collect();
+        let hit = defined.iter().filter(|c| cells.contains(&(s, **c))).count();
+        let (c, r) = diagram_place(s);
+        let (x, y) = (x0 + c * gx, y0 + r * gy);
+        out.push_str(&format!(
+            "<g><title>{}: {hit} of {} stimuli RFC 9293 3.10 defines were driven</title>\
+             <rect x=\"{x}\" y=\"{y}\" width=\"{bw}\" height=\"{bh}\" rx=\"6\" fill=\"{}\" stroke=\"#333\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#333\">{hit}/{} driven</text></g>\n",
+            s.rfc_name(),
+            defined.len(),
+            heat(hit as f64 / defined.len().max(1) as f64),
+            x + bw / 2,
+            y + 18,
+            s.rfc_name(),
+            x + bw / 2,
+            y + 35,
+            defined.len()
+        ));
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The state x stimulus matrix as a table: driven cells green, cells RFC 9293 defines but the suite did not
+/// drive pale, the rest blank.
+fn matrix_html(
+    cells: &std::collections::BTreeSet<(tcpdrill_stack::TcpState, tcpdrill_stack::coverage::Stimulus)>,
+) -> String {
+    use tcpdrill_stack::coverage::Stimulus;
+    let cols: Vec<Stimulus> = Stimulus::all().collect();
+    let mut out = String::from("<table class=\"matrix\"><tr><th>state</th>");
+    for c in &cols {
+        out.push_str(&format!("<th>{}</th>", esc(&c.to_string())));
+    }
+    out.push_str("</tr>\n");
+    for s in tcpdrill_stack::TcpState::ALL {
+        out.push_str(&format!("<tr><th>{}</th>", s.rfc_name()));
+        for c in &cols {
+            let (class, mark) = match (cells.contains(&(s, *c)), super::coverage::rfc_defined(s, *c)) {
+                (true, _) => ("hit", "✓"),
+                (false, true) => ("miss", "·"),
+                (false, false) => ("none", ""),
+            };
+            out.push_str(&format!(
+                "<td class=\"{class}\" title=\"{} × {}\">{mark}</td>",
+                s.rfc_name(),
+                esc(&c.to_string())
+            ));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// `coverage --html DIR`: the run pages and index of [`write`], and `suite.html`: the requirements report (the
+/// markdown `coverage` writes, as a table) and the state diagram and matrix of what the suite drove.
+pub fn write_suite(
+    dir: &std::path::Path,
+    records: &[Record],
+    requirements_markdown: &str,
+    cells: &std::collections::BTreeSet<(tcpdrill_stack::TcpState, tcpdrill_stack::coverage::Stimulus)>,
+) -> Result<usize, String> {
+    let n = write_with(dir, records, true)?;
+    let mut md = String::new();
+    pulldown_cmark::html::push_html(
+        &mut md,
+        pulldown_cmark::Parser::new_ext(requirements_markdown, pulldown_cmark::Options::ENABLE_TABLES),
+    );
+    let page = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tcpdrill: the suite</title>\
+         <style>{STYLE}\n.matrix td {{ width: 22px; text-align: center }} .matrix .hit {{ background: #388e3c; \
+         color: white }} .matrix .miss {{ background: #fff3e0 }} .matrix th {{ font-size: 11px }}</style></head>\
+         <body>\n<p><a href=\"index.html\">all runs</a></p>\n<h1>What the suite drove the reference stack \
+         through</h1>\n<p>RFC 9293's state diagram (Figure 5): each state by how many of the stimuli RFC 9293 3.10 \
+         defines for it some script drove (segment kinds, calls, timers).</p>\n{}\n<h2>State × stimulus</h2>\n{}\n\
+         <h2>Requirements</h2>\n{md}\n</body></html>\n",
+        state_diagram_svg(cells),
+        matrix_html(cells)
+    );
+    let file = dir.join("suite.html");
+    std::fs::write(&file, page).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(n)
 }
