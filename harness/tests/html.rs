@@ -17,6 +17,26 @@ fn chromium() -> Option<&'static str> {
         .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
+/// A screenshot of `page` by headless Chromium into `shot`, checked to be a PNG of some substance.
+fn screenshot(browser: &str, page: &Path, shot: &Path, size: &str) {
+    let o = Command::new("timeout")
+        .args(["120", browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .arg(format!("--window-size={size}"))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    let png = std::fs::read(shot).unwrap_or_else(|e| {
+        panic!("{browser} wrote no screenshot of {} ({e}): {}", page.display(), String::from_utf8_lossy(&o.stderr))
+    });
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{}: a screenshot of {} bytes",
+        page.display(),
+        png.len()
+    );
+}
+
 #[test]
 fn html_report_renders() {
     let dir = std::env::temp_dir().join(format!("tcpdrill-html-{}", std::process::id()));
@@ -87,18 +107,7 @@ fn html_report_renders() {
         return;
     };
     for p in pages.iter().chain(&["index.html"]) {
-        let shot = dir.join(format!("{p}.png"));
-        let o = Command::new("timeout")
-            .args(["120", browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
-            .arg("--window-size=1240,1000")
-            .arg(format!("--screenshot={}", shot.display()))
-            .arg(format!("file://{}", dir.join(p).display()))
-            .output()
-            .expect("chromium runs");
-        let png = std::fs::read(&shot).unwrap_or_else(|e| {
-            panic!("{browser} wrote no screenshot of {p} ({e}): {}", String::from_utf8_lossy(&o.stderr))
-        });
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{p}: a screenshot of {} bytes", png.len());
+        screenshot(browser, &dir.join(p), &dir.join(format!("{p}.png")), "1240,1000");
     }
     eprintln!("screenshots in {}", dir.display());
 }
@@ -137,15 +146,7 @@ fn suite_page_renders() {
     let index = std::fs::read_to_string(dir.join("index.html")).expect("index.html");
     assert!(index.contains("href=\"suite.html\""));
     if let Some(browser) = chromium() {
-        let shot = dir.join("suite.png");
-        let _ = Command::new("timeout")
-            .args(["120", browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
-            .arg("--window-size=900,720")
-            .arg(format!("--screenshot={}", shot.display()))
-            .arg(format!("file://{}", dir.join("suite.html").display()))
-            .output();
-        let png = std::fs::read(&shot).expect("a screenshot");
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
+        screenshot(browser, &dir.join("suite.html"), &dir.join("suite.png"), "900,720");
     } else {
         eprintln!("skipped the screenshot: Chromium is not installed (apt-get install chromium)");
     }

@@ -122,8 +122,14 @@ pub fn junit(records: &[Record]) -> String {
 /// JSON: `{"schema": "tcpdrill-results/1", "results": [...]}`, one object per record (see
 /// `docs/results.schema.json`); with `trace`, each run's trace as its lines.
 pub fn json(records: &[Record], trace: bool) -> String {
-    use serde_json::{json, Value};
-    let results: Vec<Value> = records
+    let doc = serde_json::json!({ "schema": JSON_SCHEMA, "results": json_results(records, trace) });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+/// The `results` array of [`json`]: one object per record.
+fn json_results(records: &[Record], trace: bool) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    records
         .iter()
         .map(|r| {
             let mut o = json!({
@@ -156,9 +162,7 @@ pub fn json(records: &[Record], trace: bool) -> String {
             }
             o
         })
-        .collect();
-    let doc = json!({ "schema": JSON_SCHEMA, "results": results });
-    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+        .collect()
 }
 
 /// The line a parse error names (`file:LINE:COL: ...`), where it names one.
@@ -272,9 +276,7 @@ pub fn json_diff(backends: &[&str], scripts: &[Comparison], trace: bool) -> Stri
     let list: Vec<Value> = scripts
         .iter()
         .map(|c| {
-            let runs: Value = serde_json::from_str::<Value>(&json(&c.runs, trace))
-                .map(|mut v| v["results"].take())
-                .unwrap_or(Value::Null);
+            let runs = json_results(&c.runs, trace);
             json!({
                 "name": c.name,
                 "agree": c.parted.is_none(),
