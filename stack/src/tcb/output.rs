@@ -265,7 +265,8 @@ impl Tcb {
         }
     }
 
-    /// A loss probe of new data (RFC 8985 7.3): one segment, whatever the congestion window and Nagle.
+    /// One segment, whatever the congestion window, Nagle and silly window avoidance: a loss probe of new data
+    /// (RFC 8985 7.3), or the persist timer's segment into an open window too small for a full one.
     pub(crate) fn output_probe(&mut self, ctx: &mut Ctx<'_>) {
         let cwnd = self.in_flight() + u32::from(self.snd_mss);
         self.output_segments(ctx, cwnd, true);
@@ -298,17 +299,28 @@ impl Tcb {
                 break;
             }
             let is_last = len == unsent;
-            // Sender-side silly window avoidance and Nagle (RFC 9293 3.8.6.2.1): a short segment goes out only
-            // if nothing is in flight (or TCP_NODELAY) and it empties the queue.
-            if len < u32::from(self.snd_mss) && !is_last && len * 2 < self.max_snd_wnd && !probe {
+            // Retransmissions are never held back: what was sent before goes again as far as the window reaches,
+            // however short that is (SHLD-16: "retransmit normally the old unacknowledged data between SND.UNA
+            // and SND.UNA+SND.WND").
+            let new_data = self.snd_nxt >= self.snd_max;
+            // Sender-side silly window avoidance (RFC 9293 3.8.6.2.1): a short segment of new data goes out only
+            // if it empties the queue or fills half the largest window the peer offered.
+            if len < u32::from(self.snd_mss) && !is_last && len * 2 < self.max_snd_wnd && !probe && new_data {
+                // With nothing in flight no ACK is coming to open the window (the peer's update may have been
+                // lost: ACKs are not retransmitted), so the persist timer sends what fits when it expires: RFC
+                // 9293's override timeout, Linux's probe timer and tcp_write_wakeup. Without it a stale window
+                // smaller than a segment stalled a transfer for good.
+                if self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
+                    self.persist_probes = 0;
+                    self.persist_shift = 0;
+                    self.set_timer(Timer::Persist, ctx.now + self.rtt.rto());
+                }
                 break;
             }
             let fin = fin_pending && is_last;
             // Nagle with Minshall's modification (Linux's tcp_nagle_check): a short segment waits only while an
             // earlier short segment is unacknowledged.
-            // Retransmissions are never held back.
             let small = len > 0 && len < u32::from(self.snd_mss);
-            let new_data = self.snd_nxt >= self.snd_max;
             if small && new_data && self.snd_sml > self.snd_una && !self.sockopts.nodelay && !fin && !probe {
                 break;
             }

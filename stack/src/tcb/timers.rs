@@ -288,7 +288,9 @@ impl Tcb {
         if self.snd_wnd > 0 || self.send_buf.is_empty() {
             self.persist_probes = 0;
             self.persist_shift = 0;
-            return self.output(ctx);
+            // An open window smaller than a segment, held back by silly window avoidance with nothing in
+            // flight: one segment of what fits (Linux's tcp_write_wakeup).
+            return self.output_probe(ctx);
         }
         // Linux's tcp_probe_timer: tcp_retries2 unanswered probes, then the connection is given up at the next
         // expiry (MUST-37 protects only a peer that answers).
