@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod differential;
 pub mod fuzzing;
 pub mod hex;
 pub mod report;

@@ -81,6 +81,36 @@ enum Command {
         #[command(flatten)]
         limits: Limits,
     },
+    /// Differential fuzzing: generate random but meaningful scripts (a handshake, then segments near the windows'
+    /// edges, calls and time steps), record what the first backend does with each, check the second against
+    /// that, and shrink each distinct divergence to a short script written to --out with what each backend did
+    /// at its first divergent line. Cases repeat from --seed. Exit 1 if anything diverged.
+    Fuzz {
+        /// FIRST,SECOND: scripts record what FIRST does and are checked on SECOND.
+        #[arg(long, default_value = "reference,smoltcp", value_name = "A,B")]
+        backends: String,
+        /// The seed cases are generated from.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop after this many seconds (shrinking a last finding may take a little longer).
+        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+        time: f64,
+        /// Stop after this many cases.
+        #[arg(long, value_name = "N")]
+        cases: Option<u64>,
+        /// Cases at once; default: the number of CPUs.
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
+        /// Events after the handshake, at most.
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        max_events: usize,
+        /// Checks one shrink may spend.
+        #[arg(long, default_value_t = 300, value_name = "N")]
+        shrink_budget: usize,
+        /// Where each distinct divergence's script goes, and SUMMARY.md.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Report what the suite covers: the RFC requirements its scripts are tagged with (`// requirement: MUST-13`)
     /// and each script's result on both backends, as markdown; or, with --transitions, the state x stimulus matrix
     /// the reference stack went through.
@@ -566,6 +596,9 @@ fn main() -> ExitCode {
                 }
                 Err(code) => code,
             }
+        }
+        Command::Fuzz { backends: names, seed, time, cases, jobs, max_events, shrink_budget, out } => {
+            fuzz(&names, seed, time, cases, jobs, max_events, shrink_budget, out)
         }
         Command::Diff { paths, jobs, define, sysctl, tolerance_scale, backends, report, limits } => {
             match Setup::new(&paths, &define, &sysctl, tolerance_scale, jobs, limits) {
@@ -1183,6 +1216,63 @@ fn run(setup: &Setup, backend: &str, show: Show, out: &ReportArgs) -> ExitCode {
         ExitCode::from(exit::ALL_SKIPPED)
     } else {
         ExitCode::from(exit::PASS)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fuzz(
+    names: &str,
+    seed: u64,
+    time: f64,
+    cases: Option<u64>,
+    jobs: Option<usize>,
+    max_events: usize,
+    shrink_budget: usize,
+    out: PathBuf,
+) -> ExitCode {
+    use tcpdrill::differential::{self, Campaign};
+    let kinds = match backends(names) {
+        Ok(k) if k.len() == 2 => k,
+        Ok(_) => {
+            eprintln!("--backends takes two backends, FIRST,SECOND, e.g. --backends reference,smoltcp");
+            return ExitCode::from(exit::USAGE);
+        }
+        Err(code) => return code,
+    };
+    if !(time.is_finite() && time > 0.0) {
+        eprintln!("--time takes a positive number of seconds, not {time}");
+        return ExitCode::from(exit::USAGE);
+    }
+    let c = Campaign {
+        first: kinds[0],
+        second: kinds[1],
+        seed,
+        cases: cases.unwrap_or(u64::MAX),
+        time: std::time::Duration::from_secs_f64(time),
+        jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        max_events,
+        shrink_budget,
+        out: Some(out.clone()),
+    };
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("{}: {e}", out.display());
+        return ExitCode::from(exit::USAGE);
+    }
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    let progress = |r: &differential::Results| {
+        let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
+        if l.elapsed() >= std::time::Duration::from_secs(5) {
+            *l = std::time::Instant::now();
+            eprintln!("{} cases, {} distinct divergences, {} unusable", r.cases, r.findings.len(), r.unusable);
+        }
+    };
+    let r = differential::campaign(&c, &progress);
+    print!("{}", differential::summary(&r, &c));
+    println!("\nwritten to {}", out.display());
+    if r.findings.is_empty() {
+        ExitCode::from(exit::PASS)
+    } else {
+        ExitCode::from(exit::FAIL)
     }
 }
 

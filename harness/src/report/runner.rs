@@ -87,6 +87,12 @@ impl BackendKind {
         crate::backend::lookup(name).map(BackendKind)
     }
 
+    /// A backend described by `info` whether or not the registry lists it: a test's wrapper of another, as the
+    /// differential fuzzer's planted divergence is.
+    pub fn of(info: &'static BackendInfo) -> BackendKind {
+        BackendKind(info)
+    }
+
     /// Every backend in the registry.
     pub fn all() -> impl Iterator<Item = BackendKind> {
         crate::backend::REGISTRY.iter().map(|b| BackendKind(b))

@@ -60,6 +60,11 @@ pub struct RunOptions {
     pub header: Vec<(String, Option<String>)>,
     /// The IP version the run chose for the script (`--ip-version`), applied as run_all.py's flags for it.
     pub variant: Option<crate::backend::IpVersion>,
+    /// Record rather than check (`tcpdrill fuzz`): the stack's segments are taken into the trace as they come
+    /// (learning its ISN from its SYN as a `>` line at 0 would) and no call result is compared; a script of
+    /// inbound packets and calls then records what the stack did, for [`crate::differential`] to write down as
+    /// the lines of a complete script.
+    pub record: bool,
 }
 
 impl RunOptions {
@@ -96,6 +101,7 @@ impl Default for RunOptions {
             strict_segments: false,
             header: Vec::new(),
             variant: None,
+            record: false,
         }
     }
 }
@@ -333,11 +339,13 @@ impl<'a> Exec<'a> {
                 }
                 Action::Packet(p) => {
                     self.advance(start)?;
+                    self.record_outbound();
                     on_time(self)?;
                     self.inject(e, p)?;
                 }
                 Action::Syscall(c) => {
                     self.advance(start)?;
+                    self.record_outbound();
                     on_time(self)?;
                     let expected_end = matches!(e.time, TimeSpec::Blocking(..)).then_some(end);
                     self.syscall(e, c, start, expected_end)?;
@@ -360,6 +368,7 @@ impl<'a> Exec<'a> {
         }
         // As packetdrill stops its syscall thread (`syscalls_free`): a call still blocked has a second to return.
         let idle = self.await_pending()?;
+        self.record_outbound();
         // Anything the stack sent up to the last event that no line accounted for.
         let last = self.backend.now();
         if let Some((t, d)) = self.backend.next_outbound(last) {

@@ -156,6 +156,30 @@ impl Exec<'_> {
         Ok(live)
     }
 
+    /// In record mode, takes what the stack has sent by now into the trace, learning its ISN and ports from its
+    /// SYN as a `>` line numbering it 0 would, so that later inbound lines' ACK numbers count from it.
+    pub(super) fn record_outbound(&mut self) {
+        if !self.opts.record {
+            return;
+        }
+        let now = self.backend.now();
+        while let Some((t, bytes)) = self.backend.next_outbound(now) {
+            self.collect_states();
+            if let Ok(live) = TcpDatagram::parse(&bytes, Checksums::Ignore) {
+                let ports = (live.tcp.src_port, live.tcp.dst_port);
+                if live.tcp.flags.syn() {
+                    self.space.outbound_syn(ports, live.tcp.flags.ack(), live.tcp.seq.0, Some(0), t);
+                    if !live.tcp.flags.ack() {
+                        self.local_port = Some(live.tcp.src_port);
+                        self.remote_port = live.tcp.dst_port;
+                    }
+                }
+                self.space.outbound_end(ports, live.tcp.seq.0.wrapping_add(live.tcp.segment_len() as u32));
+            }
+            self.trace_outbound(t, &bytes);
+        }
+    }
+
     pub(super) fn trace_outbound(&mut self, t: Micros, bytes: &[u8]) {
         if let Ok(d) = TcpDatagram::parse(bytes, Checksums::Ignore) {
             let (src, dst) = (d.ip.src_addr(), d.ip.dst_addr());
