@@ -221,11 +221,27 @@ fn run(text: &str, name: &str, backend: BackendKind, record: bool) -> ScriptResu
     report::run_text(Path::new(name), name, text, backend, &ParseOptions::default(), &run_options(record))
 }
 
-/// A segment line as a check writes it: flags, numbers and length kept; the window and options, which are the
-/// stack's own choice, wildcarded.
+/// A segment line as a check writes it: flags, numbers and length kept; PSH (`p`: either), the window and the
+/// options, which are the stack's own choice, wildcarded.
 fn expected_segment(text: &str) -> String {
     let mut out = Vec::new();
     let mut words = text.split(' ').peekable();
+    let mut first = words.next().map(str::to_string);
+    // Ports come first where they are not the connection's (`8080>40124 S. ...`).
+    if let Some(ports) = first.take_if(|w| w.contains('>')) {
+        out.push(ports);
+        first = words.next().map(str::to_string);
+    }
+    // PSH left open (`p`) on every segment with data: where a sender sets it is its own affair.
+    let data = text.split_whitespace().any(|w| w.contains(':') && w.ends_with(')') && !w.ends_with("(0)"));
+    out.extend(first.map(|f| match (f.contains('P'), data) {
+        (true, _) => f.replace('P', "p"),
+        (false, true) => match f.find('.') {
+            Some(i) => format!("{}p{}", &f[..i], &f[i..]),
+            None => format!("{f}p"),
+        },
+        (false, false) => f,
+    }));
     while let Some(w) = words.next() {
         if w == "win" {
             words.next();
@@ -234,7 +250,7 @@ fn expected_segment(text: &str) -> String {
         if w.starts_with('<') {
             break; // options run to the end of the line
         }
-        out.push(w);
+        out.push(w.to_string());
     }
     format!("{} <...>", out.join(" "))
 }
@@ -268,23 +284,26 @@ pub fn render(s: &Stimulus, rec: &Outcome) -> Result<String, String> {
     let mut next = 0usize;
     let mut out = String::from("--tso=off\n");
     let mut last = 0i64;
-    // Stimulus lines the trace does not show (none: every inbound and call line leaves an entry) would be lost:
-    // each entry takes the next line of its kind, and the lines in between must be of the other kind.
-    let mut emit = |out: &mut String, t: i64, text: &str| {
-        last = last.max(t);
-        let _ = writeln!(out, "{:<9} {text}", secs(last));
-    };
+    fn emit(out: &mut String, last: &mut i64, t: i64, text: &str) {
+        *last = (*last).max(t);
+        let _ = writeln!(out, "{:<9} {text}", secs(*last));
+    }
+    // When each sequence range was last sent: a retransmission's time is checked against the interval since
+    // then (below).
+    let mut sent: BTreeMap<String, i64> = BTreeMap::new();
     for e in &rec.trace.entries {
         match e {
             TraceEntry::Inbound { .. } | TraceEntry::Call { .. } => {
+                // Every inbound and call line leaves one entry, in order: each entry is the next line.
                 let inbound = matches!(e, TraceEntry::Inbound { .. });
-                let Some(i) = lines[next..].iter().position(|l| l.inbound() == inbound).map(|i| i + next) else {
+                let Some(l) = lines.get(next) else {
                     return Err(format!("the recording has more events than the stimulus: {e}"));
                 };
-                if lines[next..i].iter().any(|l| l.inbound() != inbound) || i != next {
-                    return Err(format!("the recording skipped line {}: {}", next + 1, lines[next].text));
+                if l.inbound() != inbound {
+                    return Err(format!("the recording skipped line {}: {}", next + 1, l.text));
                 }
-                next = i + 1;
+                let i = next;
+                next += 1;
                 let text = match e {
                     TraceEntry::Call { text, .. } => {
                         let got = text.rsplit(" -> ").next().unwrap_or_default();
@@ -293,9 +312,33 @@ pub fn render(s: &Stimulus, rec: &Outcome) -> Result<String, String> {
                     }
                     _ => lines[i].text.clone(),
                 };
-                emit(&mut out, at[i], &text);
+                emit(&mut out, &mut last, at[i], &text);
             }
-            TraceEntry::Outbound { t, text, .. } => emit(&mut out, *t, &format!("> {}", expected_segment(text))),
+            TraceEntry::Outbound { t, text, .. } => {
+                let line = expected_segment(text);
+                // A retransmission comes when a backed-off timer armed at the previous transmission expires: its
+                // time is written as a range of 12.5% of that interval either side (packetdrill's
+                // --tolerance_percent, taken over the timer's own interval rather than the gap since the last
+                // event), so that one stack's timer granularity, doubled at every backoff, is not a divergence.
+                // Only what takes sequence space is retransmitted: pure ACKs repeat their numbers without being
+                // retransmissions.
+                let mut words = line.split_whitespace().skip_while(|w| w.contains('>'));
+                let flags = words.next().unwrap_or_default();
+                let range = words.next().unwrap_or_default().to_string();
+                let occupies = !range.ends_with("(0)") || flags.contains(['S', 'F']);
+                let previous = if occupies { sent.insert(range, *t) } else { None };
+                match previous.filter(|&p| *t - p > 0) {
+                    Some(p) if *t >= last => {
+                        let slack = (*t - p) / 8;
+                        let lo = (*t - slack).max(last);
+                        // Not past the next stimulus line: the executor would wait for the segment before it.
+                        let hi = (*t + slack).min(at.get(next).copied().unwrap_or(i64::MAX)).max(*t);
+                        last = *t;
+                        let _ = writeln!(out, "{}~{} > {line}", secs(lo), secs(hi));
+                    }
+                    _ => emit(&mut out, &mut last, *t, &format!("> {line}")),
+                }
+            }
             TraceEntry::State { .. } | TraceEntry::Note { .. } => {}
         }
     }
@@ -311,7 +354,7 @@ pub fn render(s: &Stimulus, rec: &Outcome) -> Result<String, String> {
 pub struct Signature {
     /// `TCP_ESTABLISHED`.
     pub state: String,
-    /// `< F.` (with ` data` when it carried some), `write`, `time`.
+    /// `< FIN with data`, `< ACK without ACK`... (the segment's strongest flag), `write`, `time`.
     pub stimulus: String,
     /// `tcp_ack_seq`, `payload length`, `timing`, `missing packet`, `extra packet`, `write result`.
     pub field: String,
@@ -347,9 +390,17 @@ fn stimulus_kind(line: &str) -> String {
     let words: Vec<&str> = line.split_whitespace().skip(1).collect();
     match words.first() {
         Some(&"<") => {
+            // Classes of flags rather than the flags themselves: PSH says nothing of the state machine, and a
+            // segment's strongest flag decides its path through RFC 9293 3.10.7.
             let flags = words.get(1).copied().unwrap_or_default();
-            let data = words.get(2).is_some_and(|w| !w.ends_with("(0)"));
-            format!("< {flags}{}", if data { " data" } else { "" })
+            let class = ['S', 'R', 'F'].into_iter().find(|&f| flags.contains(f)).map_or("ACK", |f| match f {
+                'S' => "SYN",
+                'R' => "RST",
+                _ => "FIN",
+            });
+            let no_ack = if flags.contains('.') { "" } else { " without ACK" };
+            let data = if words.get(2).is_some_and(|w| !w.ends_with("(0)")) { " with data" } else { "" };
+            format!("< {class}{no_ack}{data}")
         }
         Some(w) if w.starts_with("tcp_state") => "time".into(),
         Some(w) => w.split('(').next().unwrap_or_default().to_string(),
@@ -384,16 +435,17 @@ fn field_of(msg: &str) -> String {
 
 /// The first backend's state at script time `t` of its recording.
 fn state_at(rec: &Outcome, t: i64) -> String {
-    let mut state = "TCP_CLOSE".to_string();
+    // The entries are in the order they were collected, which for state changes can be later than they happened:
+    // the latest change by `t`, whatever its place.
+    let mut latest: Option<(i64, &'static str)> = None;
     for e in &rec.trace.entries {
         if let TraceEntry::State { t: at, to, .. } = e {
-            if *at > t {
-                break;
+            if *at <= t && latest.is_none_or(|(l, _)| *at >= l) {
+                latest = Some((*at, to.linux_name()));
             }
-            state = to.linux_name().to_string();
         }
     }
-    state
+    latest.map_or("TCP_CLOSE", |(_, s)| s).to_string()
 }
 
 /// Why a case produced no finding.
@@ -437,7 +489,8 @@ pub fn check(s: &Stimulus, a: BackendKind, b: BackendKind) -> Result<Finding, No
     let t = lines
         .get(line.saturating_sub(1))
         .and_then(|l| l.split_whitespace().next())
-        .and_then(|t| t.parse::<f64>().ok())
+        // A range (`0.203750~0.256250`) counts from its start.
+        .and_then(|t| t.split('~').next().unwrap_or(t).parse::<f64>().ok())
         .map_or(0, |s| (s * 1e6) as i64);
     let signature = Signature { state: state_at(&rec, t - 1), stimulus, field: field_of(&second) };
     Ok(Finding { signature, script, line, source, first, second, stimulus: s.clone() })
@@ -589,7 +642,7 @@ pub fn header(f: &Finding, c: &Campaign) -> String {
 }
 
 fn slug(s: &Signature) -> String {
-    let stimulus = s.stimulus.replace('<', "in ").replace('.', " ack");
+    let stimulus = s.stimulus.replace('<', "in");
     let raw = format!("{}-{}-{}", s.state, stimulus, s.field).to_lowercase();
     let mut out = String::new();
     for c in raw.chars() {
@@ -627,27 +680,26 @@ pub fn campaign(c: &Campaign, progress: &(dyn Fn(&Results) + Sync)) -> Results {
                     Ok(f) => shrinking.lock().unwrap_or_else(|e| e.into_inner()).insert(f.signature.clone()),
                     Err(_) => false,
                 };
-                let shrunk = match found {
-                    Ok(f) if new => Ok(Some(shrink(f, c.first, c.second, c.shrink_budget))),
-                    Ok(f) => Ok(Some(f)),
+                // The first case of a signature is shrunk; later ones, found meanwhile by other workers, only count.
+                let found = match found {
+                    Ok(f) if new => Ok((shrink(f, c.first, c.second, c.shrink_budget), true)),
+                    Ok(f) => Ok((f, false)),
                     Err(n) => Err(n),
                 };
                 let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
                 r.cases += 1;
-                match shrunk {
+                match found {
                     Err(NoFinding::Unusable(why)) => {
                         r.unusable += 1;
                         *r.unusable_why.entry(reason_kind(&why)).or_default() += 1;
                     }
-                    Err(NoFinding::Agree) | Ok(None) => {}
-                    Ok(Some(f)) => {
-                        let entry = r.findings.entry(f.signature.clone());
-                        match entry {
-                            std::collections::btree_map::Entry::Occupied(mut o) => o.get_mut().1 += 1,
-                            std::collections::btree_map::Entry::Vacant(v) => {
-                                let path = c.out.as_ref().and_then(|dir| write_finding(dir, &f, c).ok());
-                                v.insert((f, 1, path));
-                            }
+                    Err(NoFinding::Agree) => {}
+                    Ok((f, shrunk)) => {
+                        let entry = r.findings.entry(f.signature.clone()).or_insert_with(|| (f.clone(), 0, None));
+                        entry.1 += 1;
+                        if shrunk {
+                            entry.2 = c.out.as_ref().and_then(|dir| write_finding(dir, &f, c).ok());
+                            entry.0 = f;
                         }
                     }
                 }

@@ -311,3 +311,18 @@ fn tcp_fields_agree(seg: &[u8], repr: &TcpRepr<'_>) {
         }
     }
 }
+
+/// The differential fuzzer's generator driven by the fuzzer's bytes (target `differential`): a stimulus is
+/// recorded on the reference stack, written down as a script ([`crate::differential::render`]), and that script
+/// must pass on the reference stack again. A failure is a harness bug (the recording or its rendering is wrong) or
+/// the reference stack not doing the same twice; either way the panic carries the script, ready to run.
+pub fn differential(data: &[u8]) {
+    use crate::differential::{check, generate, NoFinding};
+    use crate::report::BackendKind;
+    let Ok(s) = generate(&mut Unstructured::new(data), 8) else { return };
+    match check(&s, BackendKind::Reference, BackendKind::Reference) {
+        Err(NoFinding::Agree) => {}
+        Err(NoFinding::Unusable(why)) => panic!("the reference stack's own recording is unusable: {why}\n{}", s.text()),
+        Ok(f) => panic!("the reference stack diverges from its own recording: {}\n{}", f.signature, f.script),
+    }
+}

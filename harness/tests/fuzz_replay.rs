@@ -54,3 +54,10 @@ fn script_parse_corpus() {
     assert!(n >= 10, "expected the committed script_parse corpus, found {n} files");
     println!("replayed {n} script_parse inputs");
 }
+
+#[test]
+fn differential_corpus() {
+    let n = replay("differential", tcpdrill::fuzzing::differential);
+    assert!(n >= 10, "expected the committed differential corpus, found {n} files");
+    println!("replayed {n} differential inputs");
+}

@@ -290,6 +290,18 @@ impl Tcb {
             let wnd = self.snd_wnd.min(cwnd.max(u32::from(self.snd_mss)));
             let usable = wnd.saturating_sub(self.in_flight());
             let len = unsent.min(u32::from(self.snd_mss)).min(usable);
+            // A FIN needs room in the peer's window like an octet of data (Linux's tcp_snd_wnd_test counts its
+            // sequence number): behind a window already filled it waits, the persist timer probing the window,
+            // rather than going out at once into a zero window (found by `tcpdrill fuzz` against Linux).
+            let window_full = self.snd_nxt >= self.snd_una + self.snd_wnd;
+            if unsent == 0 && window_full && self.snd_nxt >= self.snd_max {
+                if self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
+                    self.persist_probes = 0;
+                    self.persist_shift = 0;
+                    self.set_timer(Timer::Persist, ctx.now + self.rtt.rto());
+                }
+                break;
+            }
             if unsent > 0 && len == 0 {
                 if self.snd_wnd == 0 && self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
                     self.persist_probes = 0;

@@ -285,7 +285,9 @@ impl Tcb {
     }
 
     fn persist_timeout(&mut self, ctx: &mut Ctx<'_>) {
-        if self.snd_wnd > 0 || self.send_buf.is_empty() {
+        // Data waits, or a FIN not sent yet (it waits behind a zero window like data).
+        let fin_waiting = self.fin_queued && self.snd_max <= self.snd_buf_seq + self.send_buf.len();
+        if self.snd_wnd > 0 || (self.send_buf.is_empty() && !fin_waiting) {
             self.persist_probes = 0;
             self.persist_shift = 0;
             // An open window smaller than a segment, held back by silly window avoidance with nothing in

@@ -20,6 +20,12 @@ impl Exec<'_> {
 
     pub(super) fn fd(&self, e: &Expr) -> Result<i32, String> {
         let n = self.int(e)?;
+        // A script fd closed before names no descriptor: -1, so that the call fails EBADF as it does in
+        // packetdrill's process, rather than reaching whatever reused the live number (on the linux backend,
+        // another script's socket on another thread of `run -j`: found by `tcpdrill fuzz`, as EPIPE).
+        if self.closed_fds.contains(&n) {
+            return Ok(-1);
+        }
         Ok(self.fds.get(&n).copied().unwrap_or(n as i32))
     }
 
