@@ -8,7 +8,7 @@
 //! the stimulus, each call with the result it got, and each segment as a `>` line at the time it came (flags,
 //! sequence and acknowledgment numbers, length; the window and options are wildcarded, being the stack's own
 //! choice). That script passes on the first backend by construction (checked: a case where it does not is
-//! counted as unstable, not as a finding) and runs on the second with packetdrill's semantics, so a divergence
+//! counted as unstable, a harness finding of its own, not as a divergence) and runs on the second with packetdrill's semantics, so a divergence
 //! is an ordinary failure at a line, with what each backend did there.
 //!
 //! Divergences are grouped by [`Signature`]: the first backend's state before the divergent line, the stimulus
@@ -24,8 +24,8 @@ use arbitrary::Unstructured;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One event of a stimulus: its delay after the previous one and its text without the time.
@@ -58,12 +58,7 @@ pub struct Stimulus {
 
 /// Seconds as a script's relative time writes them: `+0`, `+0.010`.
 fn delay_text(us: i64) -> String {
-    if us == 0 {
-        "+0".into()
-    } else {
-        let s = format!("+{}.{:06}", us / 1_000_000, us % 1_000_000);
-        s.trim_end_matches('0').to_string()
-    }
+    format!("+{}", crate::script::parser::fmt_secs(us))
 }
 
 impl Stimulus {
@@ -177,7 +172,8 @@ fn segment(u: &mut Unstructured<'_>, c: &mut Conn) -> arbitrary::Result<String> 
         _ => 0,
     };
     let win = *pick(u, &[65535u32, 65535, 65535, 32768, 1000, 1, 0])?;
-    if seq == c.nxt && !flags.contains('R') && !flags.contains('S') {
+    // Only a segment with ACK is taken (RFC 9293 3.10.7.4, fifth check): only then does the script's side move on.
+    if seq == c.nxt && flags.contains('.') && !flags.contains('R') && !flags.contains('S') {
         c.nxt = c.nxt.wrapping_add(len + u32::from(flags.contains('F')));
     }
     let end = seq.wrapping_add(len);
@@ -329,12 +325,14 @@ pub fn render(s: &Stimulus, rec: &Outcome) -> Result<String, String> {
                 let flags = words.next().unwrap_or_default();
                 let range = words.next().unwrap_or_default().to_string();
                 let occupies = !range.ends_with("(0)") || flags.contains(['S', 'F']);
-                // So is a zero-window probe: the same empty segment again, not in answer to a stimulus line just
-                // before it but when a timer fired.
+                // A timer's doing, not an answer to the stimulus line just before (a fast retransmission answers
+                // duplicate ACKs and is timed as packetdrill times any segment). A zero-window probe is one too:
+                // the same empty segment again.
                 let quiet = next.checked_sub(1).and_then(|i| at.get(i)).is_some_and(|&s| *t - s > 5_000);
-                let key = if occupies { range } else { line.clone() };
+                // Keyed by where it starts: a retransmission may be cut shorter (to a shrunk window) or longer.
+                let key = if occupies { range.split(':').next().unwrap_or_default().to_string() } else { line.clone() };
                 let previous = if occupies || quiet { sent.insert(key, *t) } else { None };
-                match previous.filter(|&p| *t - p > 0) {
+                match previous.filter(|&p| *t - p > 0 && quiet) {
                     Some(p) if *t >= last => {
                         let slack = (*t - p) / 8;
                         let lo = (*t - slack).max(last);
@@ -460,9 +458,12 @@ fn state_at(rec: &Outcome, t: i64) -> String {
 pub enum NoFinding {
     /// Both backends did the same.
     Agree,
-    /// The stimulus could not run to its end on the first backend, or its rendering did not pass there again:
+    /// The stimulus could not run to its end on the first backend, or the second could not run or skips it:
     /// nothing to compare.
     Unusable(String),
+    /// The rendering of the first backend's recording did not pass on that backend again: the recording or
+    /// its rendering is wrong, or the backend does not do the same twice. A harness finding, counted apart.
+    Unstable(String),
 }
 
 /// Runs stimulus `s` on `a` (recording) and its rendering on `a` and `b`: the divergence, if they part.
@@ -475,9 +476,13 @@ pub fn check(s: &Stimulus, a: BackendKind, b: BackendKind) -> Result<Finding, No
     let script = render(s, &rec).map_err(NoFinding::Unusable)?;
     let on_a = run(&script, "case.pkt", a, false);
     if on_a.failed() || on_a.skipped() || on_a.outcome.is_err() {
-        return Err(NoFinding::Unusable(format!("the rendering does not pass on {}: {}", a.name(), on_a.status())));
+        return Err(NoFinding::Unstable(format!("{}: {}\n{script}", a.name(), on_a.status())));
     }
     let on_b = run(&script, "case.pkt", b, false);
+    if let Err(e) = &on_b.outcome {
+        // The second backend could not run it at all (its setup failed): nothing about TCP.
+        return Err(NoFinding::Unusable(format!("{} could not run it: {e}", b.name())));
+    }
     if let Ok(Outcome { verdict: Verdict::Skipped(why), .. }) = &on_b.outcome {
         // Not a difference in behaviour: the second backend cannot express a call of the case.
         return Err(NoFinding::Unusable(format!("skipped on {}: {why}", b.name())));
@@ -504,12 +509,12 @@ pub fn check(s: &Stimulus, a: BackendKind, b: BackendKind) -> Result<Finding, No
 }
 
 /// Shrinks `f` while its signature holds: delta debugging over the events after the prefix, then simpler inbound
-/// segments (no data, a full window). At most `budget` checks.
-pub fn shrink(f: Finding, a: BackendKind, b: BackendKind, budget: usize) -> Finding {
+/// segments (no data, a full window). At most `budget` checks, none started after `deadline`.
+pub fn shrink(f: Finding, a: BackendKind, b: BackendKind, budget: usize, deadline: Instant) -> Finding {
     let mut best = f;
     let mut tries = 0usize;
     let attempt = |body: Vec<Line>, best: &mut Finding, tries: &mut usize| -> bool {
-        if *tries >= budget {
+        if *tries >= budget || Instant::now() >= deadline {
             return false;
         }
         *tries += 1;
@@ -545,16 +550,20 @@ pub fn shrink(f: Finding, a: BackendKind, b: BackendKind, budget: usize) -> Find
             }
             chunk = chunk.div_ceil(2);
         }
-        if tries >= budget {
+        if tries >= budget || Instant::now() >= deadline {
             break;
         }
     }
     // Fields: each inbound segment without data, with a full window; each delay as short as the generator makes.
+    // Each simplification from the line as it now is, so that an accepted one is kept by the next.
     for i in 0..best.stimulus.body.len() {
-        for simpler in simpler_lines(&best.stimulus.body[i]) {
+        let mut k = 0;
+        while let Some(simpler) = simpler_lines(&best.stimulus.body[i]).into_iter().nth(k) {
             let mut body = best.stimulus.body.clone();
             body[i] = simpler;
-            attempt(body, &mut best, &mut tries);
+            if !attempt(body, &mut best, &mut tries) {
+                k += 1;
+            }
         }
     }
     best
@@ -622,6 +631,8 @@ pub struct Results {
     pub cases: u64,
     /// Cases with nothing to compare ([`NoFinding::Unusable`]).
     pub unusable: u64,
+    /// Cases whose rendering failed where it was recorded ([`NoFinding::Unstable`]), with the first one's script.
+    pub unstable: (u64, Option<String>),
     /// Why, by the reason's first words (numbers and names left out), with how many cases each.
     pub unusable_why: BTreeMap<String, u64>,
     /// Each signature: its shrunk finding, how many cases showed it, and the file it was written to.
@@ -667,13 +678,14 @@ fn slug(s: &Signature) -> String {
 pub fn campaign(c: &Campaign, progress: &(dyn Fn(&Results) + Sync)) -> Results {
     let results = Mutex::new(Results::default());
     let next = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let shrinking = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    // A shrink may go on past the campaign's time by a tenth of it at most.
+    let shrink_deadline = started + c.time + c.time / 10;
+    let shrinking = Mutex::new(std::collections::BTreeSet::new());
     std::thread::scope(|scope| {
         for _ in 0..c.jobs.max(1) {
             scope.spawn(|| loop {
-                if stop.load(Ordering::Relaxed) || started.elapsed() >= c.time {
+                if started.elapsed() >= c.time {
                     return;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -682,14 +694,28 @@ pub fn campaign(c: &Campaign, progress: &(dyn Fn(&Results) + Sync)) -> Results {
                 }
                 let bytes = case_bytes(c.seed, i);
                 let Ok(s) = generate(&mut Unstructured::new(&bytes), c.max_events) else { continue };
-                let found = check(&s, c.first, c.second);
+                // A panic in a case (a backend's or the harness's) is a finding of its own, not the campaign's end.
+                let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&s, c.first, c.second)))
+                    .unwrap_or_else(|p| {
+                        let what = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        Err(NoFinding::Unstable(format!("panicked: {what}\n{}", s.text())))
+                    });
                 let new = match &found {
                     Ok(f) => shrinking.lock().unwrap_or_else(|e| e.into_inner()).insert(f.signature.clone()),
                     Err(_) => false,
                 };
                 // The first case of a signature is shrunk; later ones, found meanwhile by other workers, only count.
                 let found = match found {
-                    Ok(f) if new => Ok((shrink(f, c.first, c.second, c.shrink_budget), true)),
+                    Ok(f) if new => {
+                        let shrunk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            shrink(f.clone(), c.first, c.second, c.shrink_budget, shrink_deadline)
+                        }));
+                        Ok((shrunk.unwrap_or(f), true))
+                    }
                     Ok(f) => Ok((f, false)),
                     Err(n) => Err(n),
                 };
@@ -699,6 +725,10 @@ pub fn campaign(c: &Campaign, progress: &(dyn Fn(&Results) + Sync)) -> Results {
                     Err(NoFinding::Unusable(why)) => {
                         r.unusable += 1;
                         *r.unusable_why.entry(reason_kind(&why)).or_default() += 1;
+                    }
+                    Err(NoFinding::Unstable(why)) => {
+                        r.unstable.0 += 1;
+                        r.unstable.1.get_or_insert(why);
                     }
                     Err(NoFinding::Agree) => {}
                     Ok((f, shrunk)) => {
@@ -746,14 +776,20 @@ fn write_finding(dir: &Path, f: &Finding, c: &Campaign) -> std::io::Result<PathB
 /// The campaign's table: one row per signature, with its count and file.
 pub fn summary(r: &Results, c: &Campaign) -> String {
     let mut s = format!(
-        "# tcpdrill fuzz --backends {},{} --seed {}\n\n{} cases, {} unusable, {} distinct divergences.\n\n",
+        "# tcpdrill fuzz --backends {},{} --seed {}\n\n{} cases, {} unusable, {} unstable, {} distinct divergences.\n\n",
         c.first.name(),
         c.second.name(),
         c.seed,
         r.cases,
         r.unusable,
+        r.unstable.0,
         r.findings.len()
     );
+    if let Some(first) = &r.unstable.1 {
+        // A harness bug (or a backend that does not do the same twice): the first case, to run again.
+        let _ =
+            writeln!(s, "The first unstable case (its rendering failed where it was recorded):\n\n```\n{first}\n```\n");
+    }
     if !r.unusable_why.is_empty() {
         s.push_str("Unusable cases (the stimulus could not run to its end on the first backend, or the second skips a call):\n\n");
         let mut why: Vec<_> = r.unusable_why.iter().collect();

@@ -322,7 +322,9 @@ pub fn differential(data: &[u8]) {
     let Ok(s) = generate(&mut Unstructured::new(data), 8) else { return };
     match check(&s, BackendKind::Reference, BackendKind::Reference) {
         Err(NoFinding::Agree) => {}
-        Err(NoFinding::Unusable(why)) => panic!("the reference stack's own recording is unusable: {why}\n{}", s.text()),
+        Err(NoFinding::Unusable(why) | NoFinding::Unstable(why)) => {
+            panic!("the reference stack's own recording is unusable: {why}\n{}", s.text())
+        }
         Ok(f) => panic!("the reference stack diverges from its own recording: {}\n{}", f.signature, f.script),
     }
 }

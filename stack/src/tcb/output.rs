@@ -293,20 +293,15 @@ impl Tcb {
             // A FIN needs room in the peer's window like an octet of data (Linux's tcp_snd_wnd_test counts its
             // sequence number): behind a window already filled it waits, the persist timer probing the window,
             // rather than going out at once into a zero window (found by `tcpdrill fuzz` against Linux).
+            // (A FIN sent before and due again after an RTO waits the same way: the persist timer probes.)
             let window_full = self.snd_nxt >= self.snd_una + self.snd_wnd;
-            if unsent == 0 && window_full && self.snd_nxt >= self.snd_max {
-                if self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
-                    self.persist_probes = 0;
-                    self.persist_shift = 0;
-                    self.set_timer(Timer::Persist, ctx.now + self.rtt.rto());
-                }
+            if unsent == 0 && window_full {
+                self.arm_persist_if_idle(ctx);
                 break;
             }
             if unsent > 0 && len == 0 {
-                if self.snd_wnd == 0 && self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
-                    self.persist_probes = 0;
-                    self.persist_shift = 0;
-                    self.set_timer(Timer::Persist, ctx.now + self.rtt.rto());
+                if self.snd_wnd == 0 {
+                    self.arm_persist_if_idle(ctx);
                 }
                 break;
             }
@@ -322,14 +317,15 @@ impl Tcb {
                 // lost: ACKs are not retransmitted), so the persist timer sends what fits when it expires: RFC
                 // 9293's override timeout, Linux's probe timer and tcp_write_wakeup. Without it a stale window
                 // smaller than a segment stalled a transfer for good.
-                if self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
-                    self.persist_probes = 0;
-                    self.persist_shift = 0;
-                    self.set_timer(Timer::Persist, ctx.now + self.rtt.rto());
-                }
+                self.arm_persist_if_idle(ctx);
                 break;
             }
-            let fin = fin_pending && is_last;
+            // The FIN rides on the last data only if there is room for it after the data; otherwise the data goes
+            // alone and the FIN waits (above), as Linux splits the segment at the window's edge.
+            let fin = fin_pending && is_last && self.snd_nxt + len < self.snd_una + self.snd_wnd;
+            if len == 0 && !fin {
+                break; // nothing to carry: an empty segment here would loop for ever
+            }
             // Nagle with Minshall's modification (Linux's tcp_nagle_check): a short segment waits only while an
             // earlier short segment is unacknowledged.
             let small = len > 0 && len < u32::from(self.snd_mss);
@@ -380,6 +376,16 @@ impl Tcb {
             self.send_ack(ctx);
         }
         sent_new
+    }
+
+    /// Arms the persist timer (at a fresh backoff) if nothing is in flight and it is not armed yet: with nothing in
+    /// flight no ACK is coming to reopen the window, so without it data or a FIN held back would wait for ever.
+    fn arm_persist_if_idle(&mut self, ctx: &Ctx<'_>) {
+        if self.in_flight() == 0 && !self.timers.is_armed(Timer::Persist) {
+            self.persist_probes = 0;
+            self.persist_shift = 0;
+            self.set_timer(Timer::Persist, ctx.now + self.rtt.rto());
+        }
     }
 
     /// Sends `[start, end)` of what was sent before again: the data in it, and the FIN if it ends with the FIN.

@@ -286,7 +286,7 @@ impl Tcb {
 
     fn persist_timeout(&mut self, ctx: &mut Ctx<'_>) {
         // Data waits, or a FIN not sent yet (it waits behind a zero window like data).
-        let fin_waiting = self.fin_queued && self.snd_max <= self.snd_buf_seq + self.send_buf.len();
+        let fin_waiting = self.fin_seq().is_some_and(|f| self.snd_max <= f);
         if self.snd_wnd > 0 || (self.send_buf.is_empty() && !fin_waiting) {
             self.persist_probes = 0;
             self.persist_shift = 0;
